@@ -1,0 +1,59 @@
+"""The ``automc`` command line.
+
+Every sub-command lives in its own module exposing ``register(subparsers)``; ``main`` turns
+user mistakes (:class:`~automc.errors.UserError`, bad arguments) into one line on stderr and
+exit status 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from automc import __version__
+from automc.errors import UserError
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line naming the fix."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> Parser:
+    from automc.cli import evaluate, info, train
+
+    parser = Parser(
+        prog="automc",
+        description="AutoML model compression: search pruning ratios, bit-widths and architectures "
+        "against device budgets, and report the Pareto front.",
+    )
+    parser.add_argument("--version", action="version", version=f"automc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for module in (evaluate, train, info):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``automc`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"automc {args.command}: error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"automc {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Options and helpers shared by several sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import yaml
+
+from automc.errors import UserError
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", metavar="DIR", help="data root (default: $AUTOMC_DATA_DIR, else ~/.local/share/automc/data)")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification of known data files")
+
+
+def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--model", required=required, metavar="NAME", help="zoo name (see 'automc models') or your factory as package.module:function")
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for the model factory (repeatable), e.g. --model-arg width_mult=0.5",
+    )
+
+
+def parse_kv(pairs: list[str], option: str) -> dict[str, Any]:
+    """Parse KEY=VALUE strings; values are read as YAML scalars (numbers, booleans, strings)."""
+    out: dict[str, Any] = {}
+    for item in pairs:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{option} expects KEY=VALUE, got {item!r}", field=option)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            raise UserError(f"{option} {key}: only scalar values are supported, got {raw!r}", field=option)
+        out[key.strip()] = value
+    return out
+
+
+def emit_json(obj: Any) -> None:
+    """Print one JSON object on stdout."""
+    json.dump(obj, sys.stdout, sort_keys=False)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def progress_enabled() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,98 @@
+"""``automc evaluate``: accuracy and loss of a (pretrained) model on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv, progress_enabled
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a model's top-1 accuracy and loss on a dataset split")
+    add_model_options(p)
+    p.add_argument("--weights", metavar="PATH", help="checkpoint to load (weights_only), or 'pretrained' for the known CIFAR ResNets")
+    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset (see 'automc datasets')")
+    p.add_argument("--split", metavar="NAME", help="split to evaluate on (default: the dataset's test split)")
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate on a seeded stratified subset of N samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset draws (default 0)")
+    p.add_argument("--bn-calibration", type=int, default=0, metavar="B", help="recalibrate BatchNorm on B batches first (default 0: off)")
+    p.add_argument("--calibration-split", metavar="NAME", help="split the calibration batches come from (default: the dataset's training split)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N")
+    p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: torch's)")
+    add_data_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from automc.datasets import get_dataset
+    from automc.errors import UserError
+    from automc.evaluator import Evaluator, EvaluatorConfig
+    from automc.models import load_model, resolve_weights
+
+    started = time.perf_counter()
+    ds = get_dataset(args.dataset, args.data_dir, verify=not args.no_verify)
+    split_name = args.split or ds.default_eval_split
+    split = ds.load(split_name)
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}", field="limit")
+    weights = resolve_weights(args.weights, args.model, ds.data_dir)
+    model = load_model(
+        args.model,
+        weights=weights,
+        data_dir=ds.data_dir,
+        num_classes=ds.num_classes,
+        in_channels=ds.in_channels,
+        kwargs=parse_kv(args.model_arg, "--model-arg"),
+    )
+    config = EvaluatorConfig(batch_size=args.batch_size, threads=args.threads, bn_calibration_batches=args.bn_calibration)
+    calibration = None
+    if args.bn_calibration:
+        cal_name = args.calibration_split or ds.calibration_split()
+        cal_split = ds.load(cal_name)
+        need = args.bn_calibration * config.calibration_batch_size
+        if cal_name == split_name:  # same split: draw disjoint calibration and validation subsets
+            rest = None if args.limit is None else args.limit
+            subs = split.subsets({"calibration": need, "validation": rest}, seed=args.seed)
+            calibration, indices = (cal_split, subs["calibration"]), subs["validation"]
+        else:
+            calibration = (cal_split, cal_split.subsets({"calibration": min(need, len(cal_split))}, seed=args.seed)["calibration"])
+            indices = None
+    else:
+        indices = None
+    if indices is None and args.limit is not None:
+        indices = split.subsets({"validation": min(args.limit, len(split))}, seed=args.seed)["validation"]
+    evaluator = Evaluator(split, indices, calibration=calibration, config=config)
+    metrics = _run_with_progress(evaluator, model, enabled=progress_enabled() and not args.json)
+    result = {
+        "model": args.model,
+        "weights": str(weights) if weights else None,
+        "dataset": args.dataset,
+        "split": split_name,
+        "exact_pixels": split.exact,
+        "samples": int(metrics["samples"]),
+        "accuracy": metrics["accuracy"],
+        "loss": metrics["loss"],
+        "bn_calibration_batches": args.bn_calibration,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if args.json:
+        emit_json(result)
+    else:
+        note = "" if split.exact else " (lossy copy)"
+        print(
+            f"{args.model} on {args.dataset}/{split_name}{note}, {result['samples']} images: "
+            f"accuracy {100 * result['accuracy']:.2f}%  loss {result['loss']:.4f}  ({result['seconds']:.1f} s)"
+        )
+    return 0
+
+
+def _run_with_progress(evaluator, model, *, enabled: bool) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    if not enabled:
+        return evaluator(model)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("evaluating", total=evaluator.samples)
+        return evaluator(model, on_batch=lambda n: bar.advance(task, n))

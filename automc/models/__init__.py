@@ -1,0 +1,158 @@
+"""Model zoo, user model factories and checkpoint loading.
+
+Models are found through the ``automc.models`` entry-point group (built-ins: ``resnet20``,
+``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``, ``mobilenetv2``, ``small_cnn``) or
+given as ``package.module:function`` — a factory the user wrote that returns an
+``nn.Module``. Weights are read with ``torch.load(..., weights_only=True)`` only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from automc.errors import UserError
+from automc.registry import registry
+
+MODELS = registry("automc.models")
+
+
+def model_names() -> list[str]:
+    """Names of the registered models."""
+    return MODELS.names()
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Build a model by registered name or ``module:function`` factory.
+
+    ``num_classes`` and ``in_channels`` (usually taken from the dataset) are passed only if
+    the factory accepts them and ``kwargs`` does not already set them.
+    """
+    factory = MODELS.get(name)
+    if not callable(factory):
+        raise UserError(f"model {name!r} resolves to {type(factory).__name__}, not a callable factory returning nn.Module")
+    call = dict(kwargs or {})
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None:
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+            if value is not None and key not in call and (accepts_any or key in sig.parameters):
+                call[key] = value
+        try:
+            sig.bind(**call)
+        except TypeError as exc:
+            named = [p for p, v in sig.parameters.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
+            bad = sorted(k for k in call if k not in named) if not accepts_any else []
+            what = f"unknown arguments {bad}" if bad else str(exc)
+            raise UserError(f"model {name!r} rejects its arguments: {what}; it accepts: {', '.join(named)}") from None
+    model = factory(**call)
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model factory {name!r} returned {type(model).__name__}; it must return a torch.nn.Module")
+    return model
+
+
+def _extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Find the state dict in common checkpoint layouts; return it and the other entries."""
+    meta: dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                meta = {k: v for k, v in obj.items() if k != key and not isinstance(v, (Mapping, torch.Tensor))}
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path} holds no state_dict (a mapping of parameter names to tensors): save one with torch.save(model.state_dict(), path)")
+    state = dict(obj)
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state, meta
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str], *, model_name: str = "model") -> dict[str, Any]:
+    """Load a checkpoint into ``model`` with ``strict=True`` semantics; return its metadata.
+
+    A file that does not fit the architecture raises :class:`UserError` naming the first
+    differences, rather than PyTorch's multi-line error.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"weights file {p} does not exist: check --weights (use 'pretrained' for the known CIFAR ResNets)")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types on foreign or corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read weights file {p} with torch.load(weights_only=True) ({first}): pass a plain state_dict checkpoint") from None
+    state, meta = _extract_state_dict(obj, p)
+    expected = model.state_dict()
+    ignorable = {k for k in expected if k.endswith("num_batches_tracked")}
+    missing = [k for k in expected if k not in state and k not in ignorable]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]} in file vs model)")
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        raise UserError(
+            f"weights file {p} does not fit model {model_name!r}: {'; '.join(parts)}. "
+            "Pass the checkpoint trained for this architecture, or the --model it was trained with"
+        )
+    # BatchNorm fills in num_batches_tracked for checkpoints saved before it existed.
+    model.load_state_dict(state, strict=True)
+    return meta
+
+
+def resolve_weights(weights: str | os.PathLike[str] | None, model_name: str, data_dir: Path) -> Path | None:
+    """Turn a ``--weights`` value into a path: ``None``, a file path, or ``'pretrained'``."""
+    if weights is None or str(weights) == "":
+        return None
+    if str(weights) == "pretrained":
+        from automc.models.pretrained import pretrained_path
+
+        return pretrained_path(model_name, data_dir)
+    return Path(weights).expanduser()
+
+
+def load_model(
+    name: str,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    data_dir: Path | None = None,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Build ``name`` and load ``weights`` into it; returns the model in eval mode."""
+    from automc.settings import resolve_data_dir
+
+    model = build_model(name, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs)
+    path = resolve_weights(weights, name, data_dir or resolve_data_dir())
+    if path is not None:
+        load_weights(model, path, model_name=name)
+    return model.eval()
+
+
+__all__ = ["MODELS", "build_model", "load_model", "load_weights", "model_names", "resolve_weights"]

@@ -1,0 +1,149 @@
+"""One plugin registry keyed by entry-point groups.
+
+Built-ins and third-party packages register the same way, under ``[project.entry-points]``::
+
+    [project.entry-points."automc.device_profiles"]
+    my-board = "mypkg.profiles:MyBoardProfile"
+
+Names are resolved lazily (nothing is imported until used). A name that contains ``:`` is an
+explicit ``module:attribute`` reference to the user's own code and is imported directly; it is
+the only way user code is reached besides entry points. Objects can also be registered in
+process with :meth:`Registry.register` (handy in notebooks and tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from automc.errors import UserError
+
+GROUPS: dict[str, str] = {
+    "automc.agents": "agent",
+    "automc.search_spaces": "search space",
+    "automc.device_profiles": "device profile",
+    "automc.rewards": "reward",
+    "automc.models": "model",
+    "automc.datasets": "dataset",
+}
+
+
+def load_object(reference: str, *, what: str = "object") -> Any:
+    """Import ``module.path:attr.path`` and return the attribute.
+
+    Raises :class:`UserError` with the fix when the module or attribute is missing.
+    """
+    module_name, sep, attr_path = reference.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise UserError(f"{what} reference {reference!r} must look like 'package.module:function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise UserError(
+                f"cannot import module {module_name!r} named in {what} {reference!r}: check the "
+                "spelling and that it is installed or on PYTHONPATH"
+            ) from None
+        raise
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UserError(
+                f"module {module_name!r} has no attribute {attr_path!r} (from {what} {reference!r}): "
+                "check the name after the ':'"
+            ) from None
+    return obj
+
+
+@lru_cache(maxsize=None)
+def _group_entry_points(group: str) -> tuple[EntryPoint, ...]:
+    return tuple(entry_points(group=group))
+
+
+class Registry:
+    """Plugins of one kind, found through the entry-point group ``group``."""
+
+    def __init__(self, group: str, kind: str | None = None) -> None:
+        self.group = group
+        self.kind = kind or GROUPS.get(group, group)
+        self._local: dict[str, Any] = {}
+
+    def register(self, name: str, obj: Any, *, overwrite: bool = False) -> None:
+        """Register ``obj`` under ``name`` for this process only."""
+        if not overwrite and name in self.names():
+            raise UserError(f"{self.kind} {name!r} is already registered; pass overwrite=True to replace it")
+        self._local[name] = obj
+
+    def unregister(self, name: str) -> None:
+        self._local.pop(name, None)
+
+    def _entry_points(self) -> dict[str, list[EntryPoint]]:
+        found: dict[str, list[EntryPoint]] = {}
+        for ep in _group_entry_points(self.group):
+            found.setdefault(ep.name, [])
+            if all(e.value != ep.value for e in found[ep.name]):
+                found[ep.name].append(ep)
+        return found
+
+    def names(self) -> list[str]:
+        """All registered names, sorted."""
+        return sorted(set(self._entry_points()) | set(self._local))
+
+    def describe(self) -> dict[str, str]:
+        """name → where it comes from (``module:attr``), without importing anything."""
+        out = {name: eps[0].value for name, eps in self._entry_points().items()}
+        for name, obj in self._local.items():
+            out[name] = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+        return dict(sorted(out.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (":" in name or name in self.names())
+
+    def get(self, name: str) -> Any:
+        """Return the plugin object registered as ``name`` (or the ``module:attr`` it names)."""
+        if not isinstance(name, str) or not name:
+            raise UserError(f"{self.kind} name must be a non-empty string, got {name!r}")
+        if name in self._local:
+            return self._local[name]
+        if ":" in name:
+            return load_object(name, what=self.kind)
+        eps = self._entry_points().get(name)
+        if not eps:
+            valid = ", ".join(self.names()) or "(none installed)"
+            raise UserError(
+                f"unknown {self.kind} {name!r}; valid names: {valid} "
+                f"(or give your own as 'package.module:function')"
+            )
+        if len(eps) > 1:
+            where = ", ".join(ep.value for ep in eps)
+            raise UserError(
+                f"{self.kind} name {name!r} is registered by several packages ({where}): "
+                "uninstall one, or use the explicit 'module:function' form"
+            )
+        try:
+            return eps[0].load()
+        except (ImportError, AttributeError) as exc:
+            raise UserError(
+                f"{self.kind} {name!r} is registered as {eps[0].value!r} but cannot be loaded ({exc}): "
+                "reinstall the package that provides it"
+            ) from None
+
+
+_REGISTRIES: dict[str, Registry] = {}
+
+
+def registry(group: str) -> Registry:
+    """The process-wide :class:`Registry` for ``group`` (one of :data:`GROUPS`)."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown entry-point group {group!r}; valid groups: {', '.join(GROUPS)}")
+    if group not in _REGISTRIES:
+        _REGISTRIES[group] = Registry(group)
+    return _REGISTRIES[group]
+
+
+def refresh() -> None:
+    """Forget cached entry points (after installing a plugin package in a running process)."""
+    _group_entry_points.cache_clear()

@@ -1,0 +1,96 @@
+"""A short, deterministic supervised training / fine-tuning routine.
+
+Used to train the small CNN for the quickstart and, later, to fine-tune compressed
+candidates. SGD with Nesterov momentum and a cosine schedule; seeded shuffling; optional
+training augmentation as the dataset defines it (CIFAR: black-padded random crop + flip).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from automc.datasets.base import Split
+from automc.errors import UserError
+from automc.evaluator import torch_threads
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: bool = False
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"lr must be a positive number, got {self.lr}", field="lr")
+
+
+def train_classifier(
+    model: nn.Module,
+    split: Split,
+    indices: np.ndarray | None = None,
+    *,
+    config: TrainConfig | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train ``model`` in place on ``split[indices]``; returns the mean loss of each epoch."""
+    cfg = config or TrainConfig()
+    idx = np.arange(len(split)) if indices is None else np.asarray(indices)
+    if len(idx) == 0:
+        raise UserError("no training samples selected", field="train")
+    raw = split.images(idx)
+    y_all = torch.from_numpy(split.labels[idx].copy())
+    x_plain = None if cfg.augment else split.normalize(raw)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.momentum > 0,
+    )
+    steps_per_epoch = math.ceil(len(idx) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    history: list[float] = []
+    model.train()
+    with torch_threads(cfg.threads):
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(len(idx), generator=gen)
+            total = 0.0
+            for start in range(0, len(idx), cfg.batch_size):
+                b = perm[start : start + cfg.batch_size]
+                yb = y_all[b]
+                if x_plain is None:
+                    xb = split.normalize(split.augment(raw[b.numpy()], rng))
+                else:
+                    xb = x_plain[b]
+                loss = nn.functional.cross_entropy(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss) * len(b)
+            history.append(total / len(idx))
+            if on_epoch is not None:
+                on_epoch(epoch, history[-1])
+    model.eval()
+    return history
