@@ -88,7 +88,7 @@ def train_classifier(
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss) * len(b)
+                total += loss.item() * len(b)
             history.append(total / len(idx))
             if on_epoch is not None:
                 on_epoch(epoch, history[-1])

@@ -57,6 +57,7 @@ class _BatchUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),  # bytes written by Python 3 under pickle protocol 2
     }
 
     def find_class(self, module: str, name: str) -> Any:

@@ -19,8 +19,8 @@ class Digits(ImageDataset):
     name = "digits"
     num_classes = 10
     image_shape = (8, 8, 1)
-    mean = (0.3068,)
-    std = (0.3771,)
+    mean = (0.3053,)
+    std = (0.3759,)
     class_names = tuple(str(i) for i in range(10))
     splits = {
         "train": "1,437 images (fixed stratified 80%)",

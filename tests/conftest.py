@@ -1,0 +1,51 @@
+"""Shared fixtures: the real data beside the checkout, a hermetic data dir, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AUTOMC_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read or write a user's real data dir: default to an empty temporary one."""
+    monkeypatch.setenv("AUTOMC_DATA_DIR", str(tmp_path_factory.mktemp("empty-data")))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets and weights in ../shared/data (skipped when absent)."""
+    if not (SHARED / "weights").is_dir() or not (SHARED / "cifar10").is_dir():
+        pytest.skip(f"real data not found at {SHARED} (set AUTOMC_SHARED_DATA to the folder holding cifar10/ and weights/)")
+    return SHARED
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m automc ARGS`` in a subprocess; returns the completed process."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "automc", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A user mistake: exit 2, one line on stderr naming the problem, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from automc.datasets import get_dataset
+from automc.errors import UserError
+from automc.evaluator import Evaluator, EvaluatorConfig, recalibrate_batchnorm
+from automc.models import build_model
+from automc.training import TrainConfig, train_classifier
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds = get_dataset("digits")
+    return ds.load("train"), ds.load("test")
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    train, _ = digits
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=10, in_channels=1, kwargs={"width": 8})
+    history = train_classifier(model, train, config=TrainConfig(epochs=6, seed=0, threads=1))
+    return model, history
+
+
+def test_training_learns_and_is_deterministic(digits, trained) -> None:
+    train, test = digits
+    model, history = trained
+    assert history[-1] < history[0] / 3
+    assert Evaluator(test)(model)["accuracy"] > 0.9
+    torch.manual_seed(0)
+    again = build_model("small_cnn", num_classes=10, in_channels=1, kwargs={"width": 8})
+    assert train_classifier(again, train, config=TrainConfig(epochs=6, seed=0, threads=1)) == history
+
+
+def test_accuracy_and_loss_match_a_direct_computation(digits, trained) -> None:
+    _, test = digits
+    model, _ = trained
+    idx = test.subsets({"val": 100}, seed=3)["val"]
+    got = Evaluator(test, idx, config=EvaluatorConfig(batch_size=7))(model)
+    x, y = test.tensors(idx)
+    with torch.no_grad():
+        logits = model(x)
+    assert got["samples"] == 100
+    assert got["accuracy"] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    assert got["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-5)
+
+
+def test_evaluation_is_deterministic_for_fixed_threads(digits, trained) -> None:
+    train, test = digits
+    model, _ = trained
+    cal = train.subsets({"calibration": 256}, seed=0)["calibration"]
+    cfg = EvaluatorConfig(threads=1, bn_calibration_batches=4)
+    a = Evaluator(test, calibration=(train, cal), config=cfg)(model)
+    b = Evaluator(test, calibration=(train, cal), config=cfg)(model)
+    assert a == b
+
+
+def test_bn_recalibration_never_touches_the_input_model(digits, trained) -> None:
+    train, test = digits
+    model, _ = trained
+    before = copy.deepcopy(model.state_dict())
+    cal = train.subsets({"calibration": 128}, seed=0)["calibration"]
+    ev = Evaluator(test, calibration=(train, cal), config=EvaluatorConfig(bn_calibration_batches=2))
+    prepared = ev.prepare(model)
+    ev(model)
+    assert prepared is not model
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    stats = [k for k in before if k.endswith("running_mean")]
+    assert any(not torch.equal(prepared.state_dict()[k], before[k]) for k in stats)
+
+
+def test_recalibration_restores_statistics_after_corruption(digits, trained) -> None:
+    train, test = digits
+    model, _ = trained
+    broken = copy.deepcopy(model)
+    for m in broken.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.add_(3.0)
+            m.running_var.mul_(10.0)
+    ev_plain = Evaluator(test)
+    cal = train.subsets({"calibration": 512}, seed=0)["calibration"]
+    ev_cal = Evaluator(test, calibration=(train, cal), config=EvaluatorConfig(bn_calibration_batches=8))
+    assert ev_plain(broken)["accuracy"] < 0.5
+    assert ev_cal(broken)["accuracy"] > ev_plain(model)["accuracy"] - 0.05
+
+
+def test_recalibrate_keeps_dropout_off() -> None:
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.Dropout(0.99))
+    out = recalibrate_batchnorm(model, [torch.randn(8, 4)])
+    assert not out[1].training and not out[0].training
+
+
+def test_config_and_calibration_errors(digits) -> None:
+    _, test = digits
+    with pytest.raises(UserError, match="needs calibration data"):
+        Evaluator(test, config=EvaluatorConfig(bn_calibration_batches=2))
+    with pytest.raises(UserError, match="batch_size must be >= 1"):
+        EvaluatorConfig(batch_size=0)
+    with pytest.raises(UserError, match="validation subset is empty"):
+        Evaluator(test, np.array([], dtype=int))
