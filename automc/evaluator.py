@@ -20,6 +20,7 @@ from torch import nn
 
 from automc.datasets.base import Split
 from automc.errors import UserError
+from automc.quant import FLOAT_BITS, calibrate_activations, quant_layers
 
 
 @contextlib.contextmanager
@@ -112,6 +113,7 @@ class Evaluator:
             raise UserError("the validation subset is empty: ask for at least one sample", field="validation")
         self._x, self._y = split.tensors(self.indices)
         self._calib: list[torch.Tensor] = []
+        self._calib_plain: list[torch.Tensor] = []
         need = self.config.bn_calibration_batches
         if need:
             if calibration is None:
@@ -126,20 +128,37 @@ class Evaluator:
             rng = np.random.default_rng(self.config.seed) if self.config.calibration_augment else None
             xc, _ = cal_split.tensors(cal_idx, augment_rng=rng)
             self._calib = [xb for xb, _ in _batches(xc, torch.empty(len(xc)), self.config.calibration_batch_size)]
+            plain, _ = cal_split.tensors(cal_idx) if rng is not None else (xc, None)
+            self._calib_plain = [xb for xb, _ in _batches(plain, torch.empty(len(plain)), self.config.calibration_batch_size)]
 
     @property
     def samples(self) -> int:
         return len(self.indices)
 
+    def calibration_batches(self, *, augmented: bool = False) -> list[torch.Tensor]:
+        """The calibration batches (plain by default; ``augmented`` as used for BN)."""
+        return list(self._calib if augmented else self._calib_plain)
+
+    def data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The validation inputs and targets this evaluator uses."""
+        return self._x, self._y
+
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         return self.split.example_input(batch_size)
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """The model as it is evaluated: a BN-recalibrated copy when configured, else itself."""
-        if self._calib:
-            with torch_threads(self.config.threads):
-                return recalibrate_batchnorm(copy.deepcopy(model), self._calib)
-        return model
+        """The model as it is evaluated: a BN-recalibrated copy when configured, else itself.
+
+        Quantised layers' activation ranges are re-calibrated after the BN statistics change
+        (on the un-augmented calibration images, as a deployment calibrator would see them).
+        """
+        if not self._calib:
+            return model
+        with torch_threads(self.config.threads):
+            out = recalibrate_batchnorm(copy.deepcopy(model), self._calib)
+            if any(m.a_bits < FLOAT_BITS for m in quant_layers(out).values()):
+                calibrate_activations(out, self._calib_plain)
+        return out
 
     def __call__(self, model: nn.Module, *, on_batch: Callable[[int], None] | None = None) -> dict[str, float]:
         """Top-1 accuracy (fraction), mean cross-entropy loss and sample count.

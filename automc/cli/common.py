@@ -28,8 +28,9 @@ def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> N
     )
 
 
-def parse_kv(pairs: list[str], option: str) -> dict[str, Any]:
-    """Parse KEY=VALUE strings; values are read as YAML scalars (numbers, booleans, strings)."""
+def parse_kv(pairs: list[str], option: str, *, collections: bool = False) -> dict[str, Any]:
+    """Parse KEY=VALUE strings; values are read as YAML (numbers, booleans, strings, and
+    with ``collections`` also lists/maps such as ``bits=[2,4,8]``) — never evaluated as code."""
     out: dict[str, Any] = {}
     for item in pairs:
         key, sep, raw = item.partition("=")
@@ -39,7 +40,7 @@ def parse_kv(pairs: list[str], option: str) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list)) and not collections:
             raise UserError(f"{option} {key}: only scalar values are supported, got {raw!r}", field=option)
         out[key.strip()] = value
     return out

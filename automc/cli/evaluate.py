@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("--weights", metavar="PATH", help="checkpoint to load (weights_only), or 'pretrained' for the known CIFAR ResNets")
     p.add_argument("--dataset", required=True, metavar="NAME", help="dataset (see 'automc datasets')")
-    p.add_argument("--split", metavar="NAME", help="split to evaluate on (default: the dataset's test split)")
+    p.add_argument("--split", metavar="NAME", help="split to evaluate on (default: the dataset's test split; for cifar10 test-exact when the full test batch is absent)")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate on a seeded stratified subset of N samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset draws (default 0)")
     p.add_argument("--bn-calibration", type=int, default=0, metavar="B", help="recalibrate BatchNorm on B batches first (default 0: off)")
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     ds = get_dataset(args.dataset, args.data_dir, verify=not args.no_verify)
-    split_name = args.split or ds.default_eval_split
+    split_name = args.split or ds.eval_split()
     split = ds.load(split_name)
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}", field="limit")

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     ds = get_dataset(args.dataset, args.data_dir, verify=not args.no_verify)
     train_split = ds.load(args.split or ds.default_train_split)
-    eval_split = ds.load(args.eval_split or ds.default_eval_split)
+    eval_split = ds.load(args.eval_split or ds.eval_split())
     torch.manual_seed(args.seed)
     model = load_model(
         args.model,

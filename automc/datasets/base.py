@@ -226,6 +226,10 @@ class ImageDataset:
     def in_channels(self) -> int:
         return self.image_shape[2]
 
+    def eval_split(self) -> str:
+        """Split evaluated on by default."""
+        return self.default_eval_split
+
     def calibration_split(self) -> str:
         """Split that BN-calibration (and fine-tuning) batches come from by default."""
         return self.default_train_split

@@ -99,6 +99,12 @@ class CIFAR10(ImageDataset):
     }
     default_eval_split = "test"
 
+    def eval_split(self) -> str:
+        """The complete test split when present, else the exact 1,000-image subset."""
+        if (self._batches_dir() / "test_batch").exists():
+            return "test"
+        return "test-exact" if (self.data_dir / "cifar10" / NPZ_FILES["test-exact"][0]).exists() else "test"
+
     def calibration_split(self) -> str:
         """The complete training split when its batches are present, else the exact subset."""
         return "train" if (self._batches_dir() / "data_batch_1").exists() else "train-exact"

@@ -23,6 +23,25 @@ from automc.registry import registry
 MODELS = registry("automc.models")
 
 
+# The dataset a zoo model is meant for, used when a command is given no --dataset.
+DEFAULT_DATASETS = {
+    "resnet20": "cifar10",
+    "resnet32": "cifar10",
+    "resnet44": "cifar10",
+    "resnet56": "cifar10",
+    "resnet110": "cifar10",
+    "mobilenetv2": "cifar10",
+    "small_cnn": "digits",
+}
+
+
+def default_dataset(model_name: str) -> str:
+    """The zoo model's usual dataset; user models must name theirs."""
+    if model_name not in DEFAULT_DATASETS:
+        raise UserError(f"model {model_name!r} has no default dataset: pass --dataset", field="dataset")
+    return DEFAULT_DATASETS[model_name]
+
+
 def model_names() -> list[str]:
     """Names of the registered models."""
     return MODELS.names()

@@ -40,6 +40,30 @@ class PadShortcut(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
+class ChannelMapShortcut(nn.Module):
+    """Parameter-free shortcut after channel pruning: subsample, then pick channels.
+
+    ``index[j]`` is the input channel that feeds output channel ``j``, or -1 for a zero
+    channel. The unpruned option-A shortcut is the special case ``[-1]*p + range(C) + [-1]*p``.
+    It costs no MACs (a gather), unlike the equivalent 0/1 1×1 convolution.
+    """
+
+    def __init__(self, index: torch.Tensor, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.register_buffer("index", torch.as_tensor(index, dtype=torch.long).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        zero = x.new_zeros(x.shape[0], 1, *x.shape[2:])
+        source = torch.where(self.index < 0, torch.full_like(self.index, x.shape[1]), self.index)
+        return torch.cat([x, zero], 1).index_select(1, source)
+
+    def extra_repr(self) -> str:
+        return f"out={self.index.numel()}, stride={self.stride}"
+
+
 class BasicBlock(nn.Module):
     """Two 3×3 conv-BN layers with a residual connection; ReLU after the addition."""
 

@@ -1,0 +1,170 @@
+"""``automc apply``: compress a model with one policy, measure it, and write it out."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("apply", help="compress a model with one policy and write it (PyTorch + ONNX) with before/after figures")
+    add_model_options(p)
+    p.add_argument("--weights", metavar="PATH", help="checkpoint of the base model, or 'pretrained'")
+    p.add_argument("--space", required=True, metavar="NAME", help="search space (see 'automc plugins'): channel_pruning, sparsity, mixed_precision, joint, or module:Class")
+    p.add_argument("--space-arg", action="append", default=[], metavar="KEY=VALUE", help="search-space setting (repeatable), e.g. round_to=4, mode=inner_only, bits=[2,4,8]")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--policy", metavar="FILE", help="JSON policy: {dimension: value} or {\"params\": {...}}; missing dimensions stay uncompressed")
+    how.add_argument("--uniform", metavar="R", help="every dimension at preserve ratio R (pruning/sparsity) or R bits (precision); 'R,B' for both")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for model.pt, model.onnx, compression.json")
+    p.add_argument("--dataset", metavar="NAME", help="evaluation data (default: the zoo model's dataset)")
+    p.add_argument("--split", metavar="NAME", help="split to measure accuracy on (default: the dataset's test split)")
+    p.add_argument("--calibration-split", metavar="NAME", help="split for BN / activation calibration (default: the dataset's training split)")
+    p.add_argument("--bn-calibration", type=int, default=16, metavar="B", help="BatchNorm recalibration batches of 64 (default 16; 0 = off)")
+    p.add_argument("--limit", type=int, metavar="N", help="measure accuracy on a seeded stratified subset of N images")
+    p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime QDQ) and check it against the PyTorch model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, metavar="N")
+    add_data_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from automc.analysis import analyze
+    from automc.compressed import save_compressed
+    from automc.datasets import get_dataset
+    from automc.errors import UserError
+    from automc.evaluator import Evaluator, EvaluatorConfig, torch_threads
+    from automc.export import export_int8, export_onnx, run_onnx
+    from automc.models import default_dataset, load_model, resolve_weights
+    from automc.spaces import build_space, load_policy
+
+    started = time.perf_counter()
+    ds = get_dataset(args.dataset or default_dataset(args.model), args.data_dir, verify=not args.no_verify)
+    split = ds.load(args.split or ds.eval_split())
+    cal_name = args.calibration_split or ds.calibration_split()
+    cal_split = ds.load(cal_name)
+    if args.bn_calibration < 0:
+        raise UserError(f"--bn-calibration must be >= 0, got {args.bn_calibration}", field="bn_calibration")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}", field="limit")
+    n_cal = max(args.bn_calibration, 8) * 64
+    if cal_name == split.name:  # one split: disjoint calibration and validation subsets
+        subs = split.subsets({"calibration": min(n_cal, len(split) // 2), "validation": args.limit}, seed=args.seed)
+        cal_idx, val_idx = subs["calibration"], subs["validation"]
+    else:
+        cal_idx = cal_split.subsets({"calibration": min(n_cal, len(cal_split))}, seed=args.seed)["calibration"]
+        val_idx = None if args.limit is None else split.subsets({"validation": min(args.limit, len(split))}, seed=args.seed)["validation"]
+
+    model_kwargs = parse_kv(args.model_arg, "--model-arg")
+    weights = resolve_weights(args.weights, args.model, ds.data_dir)
+    base = load_model(args.model, weights=weights, data_dir=ds.data_dir, num_classes=ds.num_classes, in_channels=ds.in_channels, kwargs=model_kwargs)
+    x1 = split.example_input(1)
+    xc, _ = cal_split.tensors(cal_idx[: 8 * 64])
+    act_batches = [xc[i : i + 64] for i in range(0, len(xc), 64)]
+    space_config = parse_kv(args.space_arg, "--space-arg", collections=True)
+
+    with torch_threads(args.threads):
+        space = build_space(args.space, base, x1, calibration=act_batches, config=space_config)
+        params = space.uniform(args.uniform) if args.uniform is not None else space.validate(load_policy(args.policy), partial=True)
+        compressed = space.apply(base, params)
+
+    cfg = EvaluatorConfig(threads=args.threads, bn_calibration_batches=args.bn_calibration, seed=args.seed)
+    evaluator = Evaluator(split, val_idx, calibration=(cal_split, cal_idx) if args.bn_calibration else None, config=cfg)
+    plain = Evaluator(split, val_idx, config=EvaluatorConfig(threads=args.threads))
+    acc_before = plain(base)
+    acc_raw = plain(compressed)
+    final = evaluator.prepare(compressed)
+    acc_after = plain(final)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stats_before, stats_after = analyze(base, x1), analyze(final, x1)
+    with tempfile.TemporaryDirectory() as tmp:
+        base_onnx = export_onnx(base, x1, Path(tmp) / "base.onnx").stat().st_size
+    onnx_path = export_onnx(final, x1, out / "model.onnx")
+
+    def figures(stats: Any, onnx_bytes: int, acc: dict[str, float]) -> dict[str, float]:
+        return {**stats.summary(), "onnx_bytes": float(onnx_bytes), "accuracy": acc["accuracy"], "loss": acc["loss"]}
+
+    before = figures(stats_before, base_onnx, acc_before)
+    after = figures(stats_after, onnx_path.stat().st_size, acc_after)
+    after["accuracy_without_recalibration"] = acc_raw["accuracy"]
+    files = {"onnx": onnx_path.name}
+    int8: dict[str, Any] | None = None
+    if args.int8:
+        info = export_int8(final, x1, evaluator.calibration_batches() or act_batches, out / "model.int8.onnx")
+        xv, yv = evaluator.data()
+        with torch.no_grad():
+            torch_pred = final(xv).argmax(1).numpy()
+        ort_logits = run_onnx(out / "model.int8.onnx", xv)
+        int8 = {
+            "file": "model.int8.onnx",
+            "bytes": (out / "model.int8.onnx").stat().st_size,
+            "quantized_nodes": info["quantized_nodes"],
+            "top1_agreement_with_pytorch": float(np.mean(ort_logits.argmax(1) == torch_pred)),
+            "accuracy": float(np.mean(ort_logits.argmax(1) == yv.numpy())),
+            "images": int(len(yv)),
+        }
+        files["int8_onnx"] = "model.int8.onnx"
+
+    card = {
+        "model": {"name": args.model, "kwargs": model_kwargs, "num_classes": ds.num_classes, "in_channels": ds.in_channels, "weights": str(weights) if weights else None},
+        "input_shape": list(x1.shape),
+        "dataset": {"name": ds.name, "split": split.name, "calibration_split": cal_name, "validation_images": evaluator.samples},
+        "space": {"name": args.space, "config": space.config()},
+        "params": params,
+        "before": before,
+        "after": after,
+        "int8": int8,
+        "files": files,
+    }
+    card_path = save_compressed(out, final, card)
+    ratios = {k: (after[k] / before[k] if before[k] else None) for k in ("macs", "effective_macs", "params", "nonzero_params", "size_bytes", "onnx_bytes")}
+    result = {
+        "model": args.model,
+        "space": args.space,
+        "dimensions": len(space.dimensions),
+        "before": before,
+        "after": after,
+        "ratios": ratios,
+        "int8": int8,
+        "out": str(out),
+        "card": str(card_path),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if args.json:
+        emit_json(result)
+    else:
+        _print_table(result, split.name, args.bn_calibration)
+    return 0
+
+
+def _human(v: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.2f}{unit}"
+    return f"{v:.0f}"
+
+
+def _print_table(r: dict[str, Any], split: str, bn: int) -> None:
+    b, a = r["before"], r["after"]
+    print(f"{r['model']} compressed with {r['space']} ({r['dimensions']} dimensions)")
+    print(f"{'':24}{'before':>12}{'after':>12}{'ratio':>8}")
+    for key, label in (("macs", "MACs"), ("effective_macs", "MACs (non-zero)"), ("params", "params"), ("nonzero_params", "params (non-zero)"), ("size_bytes", "size (bytes)"), ("onnx_bytes", "ONNX file (bytes)"), ("peak_activation_bytes", "peak activations (B)")):
+        ratio = a[key] / b[key] if b[key] else float("nan")
+        print(f"{label:24}{_human(b[key]):>12}{_human(a[key]):>12}{ratio:>8.3f}")
+    recal = f"after BN recalibration on {bn}x64 images" if bn else "no BN recalibration"
+    print(f"{'accuracy (' + split + ')':24}{100 * b['accuracy']:>11.2f}%{100 * a['accuracy']:>11.2f}%   ({recal}; {100 * a['accuracy_without_recalibration']:.2f}% before it)")
+    if r["int8"]:
+        i = r["int8"]
+        print(f"int8 ONNX ({_human(i['bytes'])} bytes): {i['quantized_nodes']} nodes quantised, accuracy {100 * i['accuracy']:.2f}%, top-1 agreement with PyTorch {100 * i['top1_agreement_with_pytorch']:.2f}% over {i['images']} images")
+    print(f"wrote {r['out']} (model.pt, model.onnx, compression.json) in {r['seconds']:.1f} s")

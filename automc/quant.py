@@ -1,0 +1,199 @@
+"""Fake quantisation: quantisers and quantised Conv/Linear layers.
+
+Weights (quantised once, when a policy is applied):
+
+* ``linear``: symmetric, per output channel, integers in [-(2^(b-1)-1), 2^(b-1)-1]. At 8
+  bits the scale is max|w|/127 — onnxruntime's symmetric int8 grid, so 8-bit layers export to
+  a real int8 QDQ graph with identical integer weights; below 8 bits each channel's clipping
+  range is chosen to minimise the squared error (max-scaling wastes most levels there);
+* 1 bit: binarisation, ``sign(w) × mean|w|`` per output channel (XNOR-Net);
+* ``kmeans``: weight sharing with a 2^b-entry codebook per layer (Deep Compression), Lloyd's
+  algorithm in 1-D from a linear initialisation, deterministic.
+
+Activations: asymmetric per-tensor on each layer's input, range from min/max over calibration
+batches (widened to include 0, as onnxruntime does), ``2^b`` levels. 32 bits means float.
+
+Quantised layers subclass ``nn.Conv2d`` / ``nn.Linear`` so everything that understands those
+(cost analysis, torch-pruning, ONNX export) keeps working; they carry ``w_bits``, ``a_bits``
+and ``weight_quantizer`` attributes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FLOAT_BITS = 32
+WEIGHT_QUANTIZERS = ("linear", "kmeans")
+
+
+def quantize_weight_linear(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symmetric per-output-channel fake quantisation (binarisation for 1 bit)."""
+    if bits >= FLOAT_BITS:
+        return w.clone()
+    flat = w.reshape(w.shape[0], -1)
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    if bits == 1:
+        scale = flat.abs().mean(1).view(shape)
+        return torch.where(w >= 0, scale, -scale).to(w.dtype)
+    qmax = 2 ** (bits - 1) - 1
+    absmax = flat.abs().amax(1).clamp_min(1e-12)
+    if bits >= 8:
+        scale = absmax / qmax  # exactly onnxruntime's symmetric int8 scale
+    else:
+        # Below 8 bits clipping pays: per channel, the range minimising the squared error.
+        alphas = torch.linspace(0.2, 1.0, 33, dtype=flat.dtype)
+        cand = alphas[:, None] * absmax[None, :] / qmax  # (A, C)
+        q = torch.clamp(torch.round(flat[None] / cand[..., None]), -qmax, qmax) * cand[..., None]
+        err = (q - flat[None]).pow(2).sum(-1)  # (A, C)
+        scale = cand.gather(0, err.argmin(0, keepdim=True))[0]
+    scale = scale.view(shape)
+    return (torch.clamp(torch.round(w / scale), -qmax, qmax) * scale).to(w.dtype)
+
+
+def quantize_weight_kmeans(w: torch.Tensor, bits: int, iterations: int = 25) -> torch.Tensor:
+    """Replace every weight by the nearest of 2^bits shared values fitted by 1-D k-means."""
+    if bits >= FLOAT_BITS:
+        return w.clone()
+    flat = w.detach().reshape(-1).double()
+    k = 2**bits
+    lo, hi = float(flat.min()), float(flat.max())
+    centroids = torch.linspace(lo, hi, k, dtype=torch.float64)
+    for _ in range(iterations):
+        mids = (centroids[1:] + centroids[:-1]) / 2
+        assign = torch.bucketize(flat, mids)
+        sums = torch.zeros(k, dtype=torch.float64).scatter_add_(0, assign, flat)
+        counts = torch.bincount(assign, minlength=k).double()
+        new = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
+        new, _ = torch.sort(new)
+        if torch.allclose(new, centroids):
+            break
+        centroids = new
+    mids = (centroids[1:] + centroids[:-1]) / 2
+    return centroids[torch.bucketize(flat, mids)].reshape(w.shape).to(w.dtype)
+
+
+def quantize_weight(w: torch.Tensor, bits: int, quantizer: str = "linear") -> torch.Tensor:
+    if quantizer == "kmeans" and 1 < bits < FLOAT_BITS:
+        return quantize_weight_kmeans(w, bits)
+    return quantize_weight_linear(w, bits)
+
+
+def activation_qparams(lo: float, hi: float, bits: int) -> tuple[float, float]:
+    """Asymmetric (scale, zero_point) for a range, widened to include 0."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    qmax = 2**bits - 1
+    scale = (hi - lo) / qmax if hi > lo else 1.0
+    zero_point = min(max(round(-lo / scale), 0), qmax)
+    return float(scale), float(zero_point)
+
+
+def fake_quantize_activation(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    qmax = float(2**bits - 1)
+    q = torch.clamp(torch.round(x / scale) + zero_point, 0.0, qmax)
+    return (q - zero_point) * scale
+
+
+class QuantMixin:
+    """State and input quantisation shared by :class:`QuantConv2d` and :class:`QuantLinear`."""
+
+    w_bits: int
+    a_bits: int
+    weight_quantizer: str
+    act_quant_enabled: bool
+    a_scale: torch.Tensor
+    a_zero_point: torch.Tensor
+
+    def _init_quant(self, w_bits: int, a_bits: int, quantizer: str) -> None:
+        self.w_bits = int(w_bits)
+        self.a_bits = int(a_bits)
+        self.weight_quantizer = quantizer if w_bits < FLOAT_BITS else "float"
+        self.act_quant_enabled = True
+        self.register_buffer("a_scale", torch.tensor(1.0))  # type: ignore[attr-defined]
+        self.register_buffer("a_zero_point", torch.tensor(0.0))  # type: ignore[attr-defined]
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.a_bits >= FLOAT_BITS or not self.act_quant_enabled:
+            return x
+        return fake_quantize_activation(x, self.a_scale, self.a_zero_point, self.a_bits)
+
+    def extra_repr(self) -> str:  # type: ignore[override]
+        base = super().extra_repr()  # type: ignore[misc]
+        return f"{base}, w_bits={self.w_bits}, a_bits={self.a_bits}, quantizer={self.weight_quantizer}"
+
+
+class QuantConv2d(QuantMixin, nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(self.quantize_input(x), self.weight, self.bias)
+
+
+class QuantLinear(QuantMixin, nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.quantize_input(x), self.weight, self.bias)
+
+
+def quantize_layer(layer: nn.Module, w_bits: int, a_bits: int, quantizer: str = "linear") -> nn.Module:
+    """A quantised copy of a Conv2d/Linear (weights quantised now, activations at calibration)."""
+    if quantizer not in WEIGHT_QUANTIZERS:
+        raise ValueError(f"unknown weight quantizer {quantizer!r}; valid: {', '.join(WEIGHT_QUANTIZERS)}")
+    if isinstance(layer, QuantMixin):
+        raise ValueError("layer is already quantised")
+    new: nn.Module
+    if isinstance(layer, nn.Conv2d):
+        new = QuantConv2d.__new__(QuantConv2d)
+    elif isinstance(layer, nn.Linear):
+        new = QuantLinear.__new__(QuantLinear)
+    else:
+        raise TypeError(f"cannot quantise {type(layer).__name__}")
+    new.__dict__ = copy.deepcopy(layer.__dict__)  # same hyper-parameters, parameters and hooks
+    new._init_quant(w_bits, a_bits, quantizer)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        new.weight.copy_(quantize_weight(layer.weight.detach(), w_bits, quantizer))  # type: ignore[operator]
+    return new
+
+
+def quant_layers(model: nn.Module) -> dict[str, QuantMixin]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, QuantMixin)}
+
+
+def calibrate_activations(model: nn.Module, batches: Sequence[torch.Tensor]) -> None:
+    """Set every quantised layer's activation range from min/max of its input over ``batches``.
+
+    Runs with activation quantisation off (float activations, quantised weights), as a static
+    post-training quantiser calibrates.
+    """
+    layers = {n: m for n, m in quant_layers(model).items() if m.a_bits < FLOAT_BITS}
+    if not layers:
+        return
+    ranges: dict[str, list[float]] = {}
+    hooks = []
+    for name, layer in layers.items():
+        layer.act_quant_enabled = False
+
+        def pre_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], name: str = name) -> None:
+            x = inputs[0].detach()
+            lo, hi = float(x.min()), float(x.max())
+            r = ranges.setdefault(name, [lo, hi])
+            r[0], r[1] = min(r[0], lo), max(r[1], hi)
+
+        hooks.append(layer.register_forward_pre_hook(pre_hook))  # type: ignore[attr-defined]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for xb in batches:
+                model(xb)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    for name, layer in layers.items():
+        lo, hi = ranges.get(name, [0.0, 1.0])
+        scale, zp = activation_qparams(lo, hi, layer.a_bits)
+        layer.a_scale.fill_(scale)
+        layer.a_zero_point.fill_(zp)
+        layer.act_quant_enabled = True

@@ -1,0 +1,277 @@
+"""The search-space contract: dimensions, policies and the ``SearchSpace`` base class.
+
+A *policy* (``params``) is a flat, JSON-serialisable dict ``{dimension name: value}``.
+Dimension names are ``"<module path>:<knob>"`` — ``layer1.0.conv1:ratio`` (channel preserve
+ratio), ``layer1.0.conv1:density`` (fraction of weights kept), ``layer1.0.conv1:w_bits`` /
+``:a_bits`` (bit-widths) — so the joint space is simply the union of its parts and a policy
+file reads like a per-layer table.
+
+``apply(model, params)`` returns a new module and never mutates its input. It must depend
+only on the params and the model's weights, so a compressed model can be rebuilt from its
+base architecture and policy (structure) plus its saved ``state_dict`` (values).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from automc.errors import UserError
+from automc.registry import registry
+
+SPACES = registry("automc.search_spaces")
+
+
+@dataclass(frozen=True)
+class Float:
+    """A real-valued dimension in [low, high]."""
+
+    low: float
+    high: float
+    default: float
+    knob: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low <= self.high):
+            raise UserError(f"`low <= high` must hold, but got (low={self.low}, high={self.high})")
+        if not self.low <= self.default <= self.high:
+            raise UserError(f"default {self.default} is outside [{self.low}, {self.high}]")
+
+    def check(self, name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise UserError(f"policy value for {name!r} must be a number in [{self.low}, {self.high}], got {value!r}", field=name)
+        v = float(value)
+        if not self.low - 1e-12 <= v <= self.high + 1e-12:
+            raise UserError(f"policy value {v} for {name!r} is out of range: allowed [{self.low}, {self.high}]", field=name)
+        return min(max(v, self.low), self.high)
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(rng.uniform(self.low, self.high))
+
+    def to_unit(self, value: float) -> float:
+        return 0.0 if self.high == self.low else (float(value) - self.low) / (self.high - self.low)
+
+    def from_unit(self, u: float) -> float:
+        return float(self.low + min(max(float(u), 0.0), 1.0) * (self.high - self.low))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "float", "low": self.low, "high": self.high, "default": self.default, "knob": self.knob}
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer dimension in [low, high]."""
+
+    low: int
+    high: int
+    default: int
+    knob: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise UserError(f"`low <= high` must hold, but got (low={self.low}, high={self.high})")
+
+    def check(self, name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise UserError(f"policy value for {name!r} must be an integer in [{self.low}, {self.high}], got {value!r}", field=name)
+        v = int(value)
+        if not self.low <= v <= self.high:
+            raise UserError(f"policy value {v} for {name!r} is out of range: allowed [{self.low}, {self.high}]", field=name)
+        return v
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.low, self.high + 1))
+
+    def to_unit(self, value: int) -> float:
+        return 0.0 if self.high == self.low else (int(value) - self.low) / (self.high - self.low)
+
+    def from_unit(self, u: float) -> int:
+        return int(round(self.low + min(max(float(u), 0.0), 1.0) * (self.high - self.low)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "int", "low": self.low, "high": self.high, "default": self.default, "knob": self.knob}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of an ordered tuple of values (e.g. bit-widths)."""
+
+    values: tuple[Any, ...]
+    default: Any
+    knob: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise UserError("a choice dimension needs at least one value")
+        if self.default not in self.values:
+            raise UserError(f"default {self.default!r} is not one of {list(self.values)}")
+
+    def check(self, name: str, value: Any) -> Any:
+        for v in self.values:
+            if value == v and not isinstance(value, bool):
+                return v
+        raise UserError(f"policy value {value!r} for {name!r} is not allowed: choose one of {list(self.values)}", field=name)
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.values[int(rng.integers(len(self.values)))]
+
+    def to_unit(self, value: Any) -> float:
+        return 0.0 if len(self.values) == 1 else self.values.index(value) / (len(self.values) - 1)
+
+    def from_unit(self, u: float) -> Any:
+        i = int(round(min(max(float(u), 0.0), 1.0) * (len(self.values) - 1)))
+        return self.values[i]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "choice", "values": list(self.values), "default": self.default, "knob": self.knob}
+
+
+Dimension = Float | Int | Choice
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``"layer1.0.conv1:ratio"`` → ``("layer1.0.conv1", "ratio")``."""
+    layer, _, knob = name.rpartition(":")
+    return layer, knob
+
+
+class SearchSpace(ABC):
+    """Base class of search spaces (entry-point group ``automc.search_spaces``).
+
+    Subclasses build ``self._dims`` (ordered name → dimension) in ``__init__`` from the model
+    and implement :meth:`apply`. ``calibration`` is a list of input batches for spaces that
+    need data (activation ranges); others ignore it.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: torch.Tensor,
+        *,
+        calibration: Sequence[torch.Tensor] | None = None,
+    ) -> None:
+        self.example_input = example_input
+        self.calibration = list(calibration or [])
+        self._dims: dict[str, Dimension] = {}
+
+    # -- dimensions -------------------------------------------------------------------------
+    @property
+    def dimensions(self) -> dict[str, Dimension]:
+        """Ordered ``name → dimension`` (network order)."""
+        return dict(self._dims)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor keywords (besides model/input/calibration)."""
+        return {}
+
+    def default_params(self) -> dict[str, Any]:
+        """The policy that compresses nothing (within the space's bounds)."""
+        return {k: d.default for k, d in self._dims.items()}
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """A random policy; identical for identically seeded generators."""
+        return {k: d.sample(rng) for k, d in self._dims.items()}
+
+    def validate(self, params: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
+        """Check names and ranges; with ``partial``, missing dimensions take their defaults.
+
+        Errors name the offending layer and the allowed range.
+        """
+        if not isinstance(params, Mapping):
+            raise UserError(f"a policy must be a mapping of dimension name to value, got {type(params).__name__}")
+        unknown = [k for k in params if k not in self._dims]
+        if unknown:
+            raise UserError(self._unknown_message(unknown[0]), field=unknown[0])
+        if not partial:
+            missing = [k for k in self._dims if k not in params]
+            if missing:
+                raise UserError(f"policy is missing {len(missing)} dimensions (e.g. {missing[0]!r}); pass partial=True to default them")
+        return {k: d.check(k, params[k]) if k in params else d.default for k, d in self._dims.items()}
+
+    def _unknown_message(self, name: str) -> str:
+        layer, knob = split_name(name)
+        layers = sorted({split_name(k)[0] for k in self._dims})
+        knobs = sorted({split_name(k)[1] for k in self._dims})
+        if layer in layers:
+            return f"policy names knob {knob!r} for layer {layer!r}, which this space does not have; valid knobs: {', '.join(knobs)}"
+        shown = ", ".join(layers[:8]) + (f", … ({len(layers)} layers)" if len(layers) > 8 else "")
+        return f"policy names unknown layer {layer or name!r} (in {name!r}); valid layers: {shown}"
+
+    def uniform(self, value: float | str) -> dict[str, Any]:
+        """The same value in every dimension it fits: a ratio in (0, 1] goes to ratio/density
+        dimensions, an integer bit-width to bit dimensions; ``"0.7,4"`` gives both."""
+        parts = [p for p in str(value).split(",") if p.strip()]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise UserError(f"--uniform takes a ratio and/or a bit-width like 0.7 or 0.7,4; got {value!r}") from None
+        params = self.default_params()
+        used = [False] * len(values)
+        for k, d in self._dims.items():
+            for i, v in enumerate(values):
+                if isinstance(d, Float) and 0 < v <= 1:
+                    params[k] = d.check(k, v)
+                    used[i] = True
+                elif isinstance(d, (Choice, Int)) and v >= 1 and v == int(v):
+                    params[k] = d.check(k, int(v))
+                    used[i] = True
+        if values and not any(used):
+            raise UserError(f"--uniform {value} fits no dimension of space {self.name!r}: give a ratio in (0, 1] or a bit-width")
+        return params
+
+    # -- behaviour --------------------------------------------------------------------------
+    @abstractmethod
+    def apply(self, model: nn.Module, params: Mapping[str, Any]) -> nn.Module:
+        """A compressed copy of ``model`` under ``params``; ``model`` is left untouched."""
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Per-dimension facts (layer type, channels, kernel, stride, MACs…) for agents' state."""
+        return [{"name": k, **d.to_json(), **dict(d.info)} for k, d in self._dims.items()]
+
+
+def build_space(
+    name: str,
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    calibration: Sequence[torch.Tensor] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> SearchSpace:
+    """Instantiate the search space registered as ``name`` (or ``module:Class``)."""
+    cls = SPACES.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, SearchSpace)):
+        raise UserError(f"search space {name!r} resolves to {cls!r}, which is not an automc.spaces.SearchSpace subclass")
+    try:
+        return cls(model, example_input, calibration=calibration, **dict(config or {}))
+    except TypeError as exc:
+        raise UserError(f"search space {name!r} rejects its settings {sorted(dict(config or {}))}: {exc}") from None
+
+
+def load_policy(path: str | Path) -> dict[str, Any]:
+    """Read a policy JSON file: either ``{"params": {...}}`` (as automc writes) or a flat dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"policy file {p} does not exist: check --policy")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"policy file {p} is not valid JSON ({exc.msg} at line {exc.lineno}): fix the file") from None
+    if isinstance(data, dict) and isinstance(data.get("params"), dict):
+        data = data["params"]
+    if not isinstance(data, dict):
+        raise UserError(f"policy file {p} must hold a JSON object of dimension name → value")
+    return data

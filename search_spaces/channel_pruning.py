@@ -1,0 +1,294 @@
+"""Dependency-aware channel pruning with torch-pruning's DepGraph.
+
+One dimension per prunable *coupled channel group* — the channels that must be removed
+together because a residual addition, a concatenation or a depthwise convolution ties
+layers to each other. A dimension's value is the group's **preserve ratio** in
+[lbound, 1.0]; the number of channels kept is ``round(C × ratio)``, rounded to a multiple of
+``round_to``. Which channels go is decided by a group importance (L1 or L2 magnitude over
+every layer in the group, FPGM, or BN scale) from torch-pruning. ``apply`` returns a
+physically smaller copy: convolutions, BatchNorms and linears are sliced, nothing is masked.
+
+Option-A shortcuts (CIFAR ResNets) pad channels with zeros, which torch-pruning cannot trace
+as an operator. During pruning each one becomes a fixed 0/1 1×1 strided convolution with a
+registered custom pruner (so torch-pruning couples its input and output channels correctly,
+while the importance ignores it); after pruning it becomes a parameter-free channel gather
+(:class:`~automc.models.resnet_cifar.ChannelMapShortcut`), so the pruned model pays no MACs
+for it.
+
+``mode="inner_only"`` keeps only groups with a single producing layer — the channels inside a
+residual block (AMC's choice for ResNets) — so residual stage widths stay intact.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torch_pruning as tp
+from torch import nn
+
+from automc.analysis import analyze
+from automc.errors import UserError
+from automc.models.resnet_cifar import ChannelMapShortcut, PadShortcut
+from automc.spaces import Float, SearchSpace
+from search_spaces.common import check_layer_names, output_layers, set_module
+
+CRITERIA = ("l1", "l2", "fpgm", "bn_scale")
+MODES = ("all", "inner_only")
+
+
+class ShortcutConv(nn.Module):
+    """Pruning-time stand-in for a zero-padding shortcut: a fixed 0/1 1×1 strided conv.
+
+    The weight is a buffer (never trained, ignored by importance); one ``F.conv2d`` consumes
+    the input directly, so torch-pruning's tracer sees a single layer.
+    """
+
+    def __init__(self, weight: torch.Tensor, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.register_buffer("weight", weight)
+
+    @classmethod
+    def from_index(cls, index: torch.Tensor, in_channels: int, stride: int) -> ShortcutConv:
+        w = torch.zeros(len(index), in_channels, 1, 1)
+        for j, i in enumerate(index.tolist()):
+            if i >= 0:
+                w[j, i] = 1.0
+        return cls(w, stride)
+
+    def to_index(self) -> torch.Tensor:
+        w = self.weight[:, :, 0, 0]
+        has = w.sum(1) > 0
+        return torch.where(has, w.argmax(1), torch.full((w.shape[0],), -1, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, stride=self.stride)
+
+
+class _ShortcutConvPruner(tp.pruner.function.BasePruningFunc):
+    """torch-pruning pruner for :class:`ShortcutConv`: slice rows (out) or columns (in)."""
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        keep = [i for i in range(layer.weight.shape[0]) if i not in set(idxs)]
+        layer.weight = layer.weight[keep].contiguous()
+        return layer
+
+    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        keep = [i for i in range(layer.weight.shape[1]) if i not in set(idxs)]
+        layer.weight = layer.weight[:, keep].contiguous()
+        return layer
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return int(layer.weight.shape[0])
+
+    def get_in_channels(self, layer: nn.Module) -> int:
+        return int(layer.weight.shape[1])
+
+
+def _pad_index(sc: PadShortcut) -> torch.Tensor:
+    extra = sc.out_channels - sc.in_channels
+    left = extra // 2
+    return torch.tensor([-1] * left + list(range(sc.in_channels)) + [-1] * (extra - left), dtype=torch.long)
+
+
+def _prepare(model: nn.Module) -> None:
+    """Make every channel-changing shortcut traceable (in place)."""
+    for name, m in list(model.named_modules()):
+        if isinstance(m, PadShortcut):
+            set_module(model, name, ShortcutConv.from_index(_pad_index(m), m.in_channels, m.stride))
+        elif isinstance(m, ChannelMapShortcut):
+            in_ch = int(m.index.max()) + 1 if (m.index >= 0).any() else 1
+            set_module(model, name, ShortcutConv.from_index(m.index, in_ch, m.stride))
+
+
+def _finalize(model: nn.Module) -> None:
+    for name, m in list(model.named_modules()):
+        if isinstance(m, ShortcutConv):
+            set_module(model, name, ChannelMapShortcut(m.to_index(), m.stride))
+
+
+def _importance(criterion: str) -> tp.importance.Importance:
+    if criterion == "l1":
+        return tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None)
+    if criterion == "l2":
+        return tp.importance.GroupMagnitudeImportance(p=2, group_reduction="mean", normalizer=None)
+    if criterion == "fpgm":
+        return tp.importance.FPGMImportance(p=2, group_reduction="mean", normalizer=None)
+    return tp.importance.BNScaleImportance(group_reduction="mean", normalizer=None)
+
+
+class ChannelPruningSpace(SearchSpace):
+    """Per coupled-channel-group preserve ratios (knob ``ratio``)."""
+
+    name = "channel_pruning"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: torch.Tensor,
+        *,
+        calibration: Sequence[torch.Tensor] | None = None,
+        lbound: float = 0.2,
+        round_to: int = 1,
+        criterion: str = "l1",
+        mode: str = "all",
+        keep_layers: Sequence[str] = (),
+        min_channels: int = 1,
+    ) -> None:
+        super().__init__(model, example_input, calibration=calibration)
+        if not 0 < float(lbound) <= 1:
+            raise UserError(f"lbound must be in (0, 1], got {lbound}", field="lbound")
+        if int(round_to) < 1:
+            raise UserError(f"round_to must be >= 1, got {round_to}", field="round_to")
+        if criterion not in CRITERIA:
+            raise UserError(f"criterion {criterion!r} is not known; valid: {', '.join(CRITERIA)}", field="criterion")
+        if mode not in MODES:
+            raise UserError(f"mode {mode!r} is not known; valid: {', '.join(MODES)}", field="mode")
+        self.lbound = float(lbound)
+        self.round_to = int(round_to)
+        self.criterion = criterion
+        self.mode = mode
+        self.keep_layers = tuple(check_layer_names(model, keep_layers, "keep_layers"))
+        self.min_channels = max(1, int(min_channels))
+        self.classifier = tuple(output_layers(model, example_input))
+        self._importance = _importance(criterion)
+
+        work = copy.deepcopy(model)
+        dg = self._graph(work)
+        names = {m: n for n, m in work.named_modules()}
+        order = {n: i for i, (n, _) in enumerate(work.named_modules())}
+        stats = {layer.name: layer for layer in analyze(model, example_input).layers}
+        self._roots: dict[str, str] = {}
+        for root_name, group in self._groups(work, dg):
+            producers, consumers = [], []
+            for dep, _ in group:
+                mod = dep.target.module
+                if not isinstance(mod, (nn.Conv2d, nn.Linear)):
+                    if isinstance(mod, ShortcutConv) and dg.is_out_channel_pruning_fn(dep.handler):
+                        producers.append(names[mod])
+                    continue
+                depthwise = isinstance(mod, nn.Conv2d) and mod.groups > 1 and mod.groups == mod.in_channels
+                if dg.is_out_channel_pruning_fn(dep.handler) and not depthwise:
+                    producers.append(names[mod])
+                elif depthwise or dg.is_in_channel_pruning_fn(dep.handler):
+                    consumers.append(names[mod])
+            root = root_name
+            channels = int(dg.get_out_channels(work.get_submodule(root)))
+            if channels <= self.min_channels:
+                continue
+            if mode == "inner_only" and len(producers) != 1:
+                continue
+            members = sorted(set(producers + consumers), key=lambda n: order.get(n, 0))
+            r = stats[root]
+            info = {
+                "layer": root,
+                "type": "linear" if r.type.endswith("Linear") else "conv",
+                "channels": channels,
+                "in_channels": r.in_channels,
+                "kernel": list(r.kernel),
+                "stride": list(r.stride),
+                "input_hw": list(r.input_shape[1:]),
+                "members": members,
+                "macs": int(sum(stats[n].macs for n in members if n in stats)),
+                "params": int(sum(stats[n].params for n in members if n in stats)),
+            }
+            self._roots[f"{root}:ratio"] = root
+            self._dims[f"{root}:ratio"] = Float(self.lbound, 1.0, 1.0, knob="ratio", info=info)
+        # network order
+        self._dims = dict(sorted(self._dims.items(), key=lambda kv: order[self._roots[kv[0]]]))
+        if not self._dims:
+            raise UserError("the model has no prunable channel group (all are classifier or keep_layers)")
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "lbound": self.lbound,
+            "round_to": self.round_to,
+            "criterion": self.criterion,
+            "mode": self.mode,
+            "keep_layers": list(self.keep_layers),
+            "min_channels": self.min_channels,
+        }
+
+    def _ignored(self, model: nn.Module) -> list[nn.Module]:
+        return [model.get_submodule(n) for n in (*self.classifier, *self.keep_layers)]
+
+    def _graph(self, model: nn.Module) -> tp.DependencyGraph:
+        _prepare(model)
+        flags = [p.requires_grad for p in model.parameters()]
+        for p in model.parameters():
+            p.requires_grad_(True)  # tracing follows autograd
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dg = tp.DependencyGraph().build_dependency(
+                model,
+                example_inputs=self.example_input,
+                customized_pruners={ShortcutConv: _ShortcutConvPruner()},
+                verbose=False,  # kept layers are traced; they are only never a pruned *output*
+            )
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+        return dg
+
+    def _groups(self, model: nn.Module, dg: tp.DependencyGraph) -> list[tuple[str, Any]]:
+        """Coupled groups rooted at the first conv/linear of each, in network order.
+
+        Like torch-pruning's ``get_all_groups`` but rooted in definition order, so a
+        concatenation's inputs each get their own group (rooted at the producer, not at the
+        depthwise conv that consumes the concatenation) and names are stable.
+        """
+        ignored = set(self._ignored(model))
+        visited: set[nn.Module] = set()
+        out = []
+        for name, m in model.named_modules():
+            if not isinstance(m, (nn.Conv2d, nn.Linear)) or m in visited or m in ignored or m not in dg.module2node:
+                continue
+            pruner = dg.get_pruner_of_module(m)
+            channels = pruner.get_out_channels(m) if pruner is not None else None
+            if not channels:
+                continue
+            group = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(channels)))
+            prunable = True
+            for dep, _ in group:
+                if dg.is_out_channel_pruning_fn(dep.handler):
+                    visited.add(dep.target.module)
+                    prunable = prunable and dep.target.module not in ignored
+            if prunable:
+                out.append((name, group))
+        return out
+
+    def keep_count(self, channels: int, ratio: float) -> int:
+        """Channels kept for ``ratio``: rounded, at least ``min_channels`` and ``round_to``."""
+        n = max(self.min_channels, int(math.floor(channels * ratio + 0.5)))
+        if self.round_to > 1:
+            n = max(self.round_to, int(math.floor(n / self.round_to + 0.5)) * self.round_to)
+        return min(n, channels)
+
+    def apply(self, model: nn.Module, params: Mapping[str, Any]) -> nn.Module:
+        params = self.validate(params, partial=True)
+        out = copy.deepcopy(model)
+        was_training = out.training
+        dg = self._graph(out)
+        for dim, root_name in self._roots.items():
+            root = out.get_submodule(root_name)
+            channels = int(dg.get_out_channels(root))
+            keep = self.keep_count(channels, params[dim])
+            if keep >= channels:
+                continue
+            pruner = dg.get_pruner_of_module(root)
+            full = dg.get_pruning_group(root, pruner.prune_out_channels, list(range(channels)))
+            imp = self._importance(full)
+            if imp is None:
+                continue
+            drop = torch.argsort(imp, stable=True)[: channels - keep].tolist()
+            group = dg.get_pruning_group(root, pruner.prune_out_channels, drop)
+            if dg.check_pruning_group(group):
+                group.prune()
+        _finalize(out)
+        out.train(was_training)
+        return out

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from automc.analysis import analyze
+from automc.compressed import load_compressed, save_compressed
+from automc.errors import UserError
+from automc.models import build_model
+from automc.models.resnet_cifar import ChannelMapShortcut, PadShortcut
+from automc.quant import QuantConv2d, QuantLinear
+from automc.spaces import build_space
+from automc.testing import check_search_space
+from search_spaces.channel_pruning import ChannelPruningSpace
+from search_spaces.mixed_precision import MixedPrecisionSpace
+from search_spaces.sparsity import SparsitySpace
+from tests.user_models import concat_cnn, mlp_net
+
+MODELS = {
+    "resnet20": (lambda: build_model("resnet20"), (3, 32)),
+    "mobilenetv2": (lambda: build_model("mobilenetv2", kwargs={"width_mult": 0.5}), (3, 32)),
+    "concat_cnn": (concat_cnn, (3, 16)),
+    "mlp_net": (mlp_net, (1, 8)),
+}
+
+
+def _setup(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    factory, (c, s) = MODELS[name]
+    model = factory().eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # non-trivial BN statistics, as in a trained model
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1, generator=gen)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+    x = torch.randn(4, c, s, s, generator=gen)
+    calib = [torch.randn(8, c, s, s, generator=gen) for _ in range(2)]
+    return model, x, calib
+
+
+@pytest.mark.parametrize("space", ["channel_pruning", "sparsity", "mixed_precision", "joint"])
+@pytest.mark.parametrize("model_name", ["resnet20", "mobilenetv2", "concat_cnn"])
+def test_builtin_spaces_pass_the_conformance_suite(space: str, model_name: str) -> None:
+    model, x, calib = _setup(model_name)
+    check_search_space(build_space(space, model, x[:1], calibration=calib), model, x)
+
+
+@pytest.mark.parametrize("space", ["channel_pruning", "mixed_precision", "joint"])
+def test_linear_only_transformer_mlp_block(space: str) -> None:
+    model, x, calib = _setup("mlp_net")
+    sp = build_space(space, model, x[:1], calibration=calib, config={"first_last": "search"} if space == "mixed_precision" else None)
+    check_search_space(sp, model, x)
+    if space == "mixed_precision":
+        q = sp.apply(model, sp.uniform(4))
+        assert isinstance(q.fc1, QuantLinear) and q.fc1.w_bits == 4
+
+
+# --- channel pruning -------------------------------------------------------------------------
+
+
+def test_resnet_groups_and_inner_only() -> None:
+    model, x, _ = _setup("resnet20")
+    full = ChannelPruningSpace(model, x[:1])
+    assert len(full.dimensions) == 12  # 3 residual stages + 9 block-internal groups
+    assert "linear" not in " ".join(full.dimensions)  # the classifier is kept
+    inner = ChannelPruningSpace(model, x[:1], mode="inner_only")
+    assert sorted(inner.dimensions) == sorted(f"layer{s}.{b}.conv1:ratio" for s in (1, 2, 3) for b in range(3))
+    pruned = inner.apply(model, inner.uniform(0.5))
+    assert pruned.layer2[1].conv1.out_channels == 16
+    assert pruned.layer2[1].conv2.out_channels == 32  # stage width untouched
+    assert isinstance(pruned.layer2[0].shortcut, ChannelMapShortcut)
+    assert isinstance(model.layer2[0].shortcut, PadShortcut)  # input untouched
+
+
+def test_pruning_is_physically_smaller_and_round_to() -> None:
+    model, x, _ = _setup("resnet20")
+    sp = ChannelPruningSpace(model, x[:1], round_to=4)
+    pruned = sp.apply(model, sp.uniform(0.55))
+    for m in pruned.modules():
+        if isinstance(m, nn.Conv2d) and m.in_channels > 3:
+            assert m.out_channels % 4 == 0 and m.in_channels % 4 == 0
+    before, after = analyze(model, x[:1]), analyze(pruned, x[:1])
+    assert after.macs < 0.45 * before.macs and after.params < 0.45 * before.params
+    assert sum(p.numel() for p in pruned.parameters()) == after.params  # real tensors, not masks
+
+
+def _zero_channel_model() -> tuple[nn.Module, torch.Tensor, dict[str, int]]:
+    """ResNet-20 whose chosen channels are provably dead (zero after their BN)."""
+    model, x, _ = _setup("resnet20", seed=3)
+    dead = {"layer1.1.conv1": 5, "layer3.2.conv1": 40}
+    with torch.no_grad():
+        for name, c in dead.items():
+            bn = model.get_submodule(name.replace("conv1", "bn1"))
+            bn.weight[c] = 0.0
+            bn.bias[c] = 0.0
+        # stage 2: channel 3 is a zero-padded shortcut channel; kill it in every block's bn2
+        for b in range(3):
+            model.layer2[b].bn2.weight[3] = 0.0
+            model.layer2[b].bn2.bias[3] = 0.0
+    return model, x, dead
+
+
+def test_pruning_dead_channels_is_exact_including_option_a_shortcuts() -> None:
+    model, x, dead = _zero_channel_model()
+    sp = ChannelPruningSpace(model, x[:1], criterion="bn_scale")
+    params = sp.default_params()
+    for name in dead:
+        params[f"{name}:ratio"] = 1 - 1 / model.get_submodule(name).out_channels
+    params["layer2.0.conv2:ratio"] = 31 / 32  # the stage-2 residual group
+    pruned = sp.apply(model, params)
+    assert pruned.layer1[1].conv1.out_channels == 15 and pruned.layer3[2].conv1.out_channels == 63
+    assert pruned.layer2[0].conv2.out_channels == 31 and pruned.layer3[0].shortcut.index.numel() == 64
+    assert torch.allclose(pruned(x), model(x), atol=1e-5)
+
+
+def test_criterion_and_keep_layers() -> None:
+    model, x, _ = _setup("resnet20")
+    l1 = ChannelPruningSpace(model, x[:1], criterion="l1")
+    l2 = ChannelPruningSpace(model, x[:1], criterion="l2", keep_layers=["layer1.0.conv1"])
+    assert "layer1.0.conv1:ratio" not in l2.dimensions and "layer1.0.conv1:ratio" in l1.dimensions
+    with pytest.raises(UserError, match="keep_layers names unknown layer 'layer9.conv'"):
+        ChannelPruningSpace(model, x[:1], keep_layers=["layer9.conv"])
+    with pytest.raises(UserError, match="criterion 'l3' is not known; valid: l1, l2, fpgm, bn_scale"):
+        ChannelPruningSpace(model, x[:1], criterion="l3")
+
+
+def test_policy_errors_name_layer_and_range() -> None:
+    model, x, _ = _setup("resnet20")
+    sp = ChannelPruningSpace(model, x[:1], lbound=0.3)
+    with pytest.raises(UserError, match=r"'layer1.0.conv1:ratio' is out of range: allowed \[0.3, 1.0\]"):
+        sp.validate({"layer1.0.conv1:ratio": 0.1}, partial=True)
+    with pytest.raises(UserError, match="unknown layer 'layer7.conv'"):
+        sp.validate({"layer7.conv:ratio": 0.5}, partial=True)
+    with pytest.raises(UserError, match="knob 'w_bits' for layer 'layer1.0.conv1'"):
+        sp.validate({"layer1.0.conv1:w_bits": 4}, partial=True)
+
+
+# --- sparsity ---------------------------------------------------------------------------------
+
+
+def test_sparsity_keeps_exactly_the_largest_weights() -> None:
+    model, x, _ = _setup("concat_cnn")
+    sp = SparsitySpace(model, x[:1])
+    params = sp.uniform(0.3)
+    out = sp.apply(model, params)
+    for dim in sp.dimensions:
+        name = dim.split(":")[0]
+        w0, w1 = model.get_submodule(name).weight, out.get_submodule(name).weight
+        kept = int(torch.count_nonzero(w1))
+        assert kept == int(np.floor(w0.numel() * 0.3 + 0.5))
+        assert w1.abs()[w1 != 0].min() >= w0.abs()[w1 == 0].max()  # smallest magnitudes went
+    assert analyze(out, x[:1]).effective_macs < 0.35 * analyze(model, x[:1]).macs
+
+
+# --- mixed precision ----------------------------------------------------------------------------
+
+
+def test_bit_widths_binarisation_and_kmeans() -> None:
+    model, x, calib = _setup("resnet20")
+    sp = MixedPrecisionSpace(model, x[:1], calibration=calib, bits=[1, 2, 4, 8])
+    params = sp.uniform(4)
+    params["layer2.1.conv1:w_bits"] = 1
+    q = sp.apply(model, params)
+    assert isinstance(q.conv1, QuantConv2d) and q.conv1.w_bits == 8  # first layer fixed at 8 bits
+    assert q.linear.w_bits == 8
+    w = q.layer1[0].conv1.weight
+    assert all(len(torch.unique(w[c])) <= 15 for c in range(w.shape[0]))  # 4-bit symmetric: <= 15 levels
+    b = q.layer2[1].conv1.weight
+    assert all(len(torch.unique(b[c].abs())) == 1 for c in range(b.shape[0]))  # sign x per-channel scale
+    km = MixedPrecisionSpace(model, x[:1], calibration=calib, weight_quantizer="kmeans")
+    qk = km.apply(model, km.uniform(3))
+    assert len(torch.unique(qk.layer3[0].conv2.weight)) <= 8  # one 8-entry codebook per layer
+    size = lambda m: analyze(m, x[:1]).size_bytes  # noqa: E731
+    assert size(q) < 0.2 * size(model)
+
+
+def test_activation_calibration_and_first_last_policies() -> None:
+    model, x, calib = _setup("resnet20")
+    fp = MixedPrecisionSpace(model, x[:1], calibration=calib, first_last="fp32")
+    q = fp.apply(model, fp.uniform(4))
+    assert not isinstance(q.conv1, QuantConv2d) and not isinstance(q.linear, QuantLinear)
+    layer = q.layer1[0].conv1
+    assert layer.a_bits == 4 and float(layer.a_scale) > 0 and layer.act_quant_enabled
+    searched = MixedPrecisionSpace(model, x[:1], calibration=calib, first_last="search")
+    assert "conv1:w_bits" in searched.dimensions and "linear:a_bits" in searched.dimensions
+    with pytest.raises(UserError, match="first_last must be"):
+        MixedPrecisionSpace(model, x[:1], first_last="sometimes")
+
+
+def test_joint_prunes_then_quantises() -> None:
+    model, x, calib = _setup("resnet20")
+    sp = build_space("joint", model, x[:1], calibration=calib)
+    assert any(k.endswith(":ratio") for k in sp.dimensions) and any(k.endswith(":w_bits") for k in sp.dimensions)
+    out = sp.apply(model, sp.uniform("0.5,4"))
+    assert isinstance(out.layer1[0].conv1, QuantConv2d) and out.layer1[0].conv1.out_channels == 8
+    with pytest.raises(UserError, match="fits no dimension"):
+        sp.uniform("0")
+
+
+# --- save / rebuild ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ["channel_pruning", "joint"])
+def test_save_and_rebuild_compressed(tmp_path, space: str) -> None:
+    model, x, calib = _setup("resnet20")
+    sp = build_space(space, model, x[:1], calibration=calib)
+    params = sp.sample(np.random.default_rng(1))
+    out = sp.apply(model, params)
+    card = {
+        "model": {"name": "resnet20", "kwargs": {}, "num_classes": 10, "in_channels": 3},
+        "input_shape": [1, 3, 32, 32],
+        "space": {"name": space, "config": sp.config()},
+        "params": params,
+    }
+    save_compressed(tmp_path, out, card)
+    assert json.loads((tmp_path / "compression.json").read_text())["format"] == "automc.compressed/1"
+    back = load_compressed(tmp_path)
+    assert torch.equal(back(x), out.eval()(x))
