@@ -92,13 +92,32 @@ def _pair(v: Any) -> tuple[int, ...]:
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v),)
 
 
+def forward_with_hooks(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    hook: Any,
+    select: Any = lambda m: len(list(m.children())) == 0,
+) -> Any:
+    """One eval-mode, no-grad forward with ``hook`` on every module ``select`` accepts;
+    hooks are removed and the training flag restored afterwards. Returns the output."""
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if select(m)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+
+
 def analyze(model: nn.Module, example_input: torch.Tensor) -> ModelStats:
     """Cost figures for ``model`` on one sample shaped like ``example_input``."""
     batch = int(example_input.shape[0]) if example_input.dim() > 1 else 1
     records: dict[str, LayerStats] = {}
     peak = 0
     names = {m: n for n, m in model.named_modules()}
-    hooks = []
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         nonlocal peak
@@ -148,19 +167,7 @@ def analyze(model: nn.Module, example_input: torch.Tensor) -> ModelStats:
             weight_bytes=float(wbytes + bias * 4),
         )
 
-    for m in model.modules():
-        if len(list(m.children())) == 0:
-            hooks.append(m.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-
+    forward_with_hooks(model, example_input, hook)
     layers = tuple(records.values())
     counted_params = {id(p) for m in model.modules() if isinstance(m, COUNTED) for p in m.parameters(recurse=False)}
     other = sum(p.numel() for p in model.parameters() if id(p) not in counted_params)

@@ -36,7 +36,7 @@ from automc.analysis import analyze
 from automc.errors import UserError
 from automc.models.resnet_cifar import ChannelMapShortcut, PadShortcut
 from automc.spaces import Float, SearchSpace
-from search_spaces.common import check_layer_names, output_layers, set_module
+from search_spaces.common import check_layer_names, layer_info, output_layers, set_module
 
 CRITERIA = ("l1", "l2", "fpgm", "bn_scale")
 MODES = ("all", "inner_only")
@@ -185,15 +185,8 @@ class ChannelPruningSpace(SearchSpace):
             if mode == "inner_only" and len(producers) != 1:
                 continue
             members = sorted(set(producers + consumers), key=lambda n: order.get(n, 0))
-            r = stats[root]
             info = {
-                "layer": root,
-                "type": "linear" if r.type.endswith("Linear") else "conv",
-                "channels": channels,
-                "in_channels": r.in_channels,
-                "kernel": list(r.kernel),
-                "stride": list(r.stride),
-                "input_hw": list(r.input_shape[1:]),
+                **layer_info(stats[root]),
                 "members": members,
                 "macs": int(sum(stats[n].macs for n in members if n in stats)),
                 "params": int(sum(stats[n].params for n in members if n in stats)),

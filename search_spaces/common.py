@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
+from automc.analysis import LayerStats, forward_with_hooks
 from automc.errors import UserError
 
 QUANTIZABLE = (nn.Conv2d, nn.Linear)
@@ -16,20 +18,12 @@ def execution_order(model: nn.Module, example_input: torch.Tensor, types: tuple[
     """Names of ``types`` modules in the order a forward pass runs them (each once)."""
     order: list[str] = []
     names = {m: n for n, m in model.named_modules()}
-    hooks = [
-        m.register_forward_hook(lambda mod, i, o: order.append(names[mod]) if names[mod] not in order else None)
-        for m in model.modules()
-        if isinstance(m, types)
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+
+    def hook(mod: nn.Module, inputs: Any, output: Any) -> None:
+        if names[mod] not in order:
+            order.append(names[mod])
+
+    forward_with_hooks(model, example_input, hook, lambda m: isinstance(m, types))
     return order
 
 
@@ -37,26 +31,29 @@ def output_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
     """The conv/linear layer(s) producing the model output (the classifier), found by tracing."""
     outputs: dict[int, str] = {}
     names = {m: n for n, m in model.named_modules()}
-    hooks = [
-        m.register_forward_hook(lambda mod, i, o: outputs.__setitem__(id(o), names[mod]))
-        for m in model.modules()
-        if isinstance(m, QUANTIZABLE)
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+
+    def hook(mod: nn.Module, inputs: Any, output: Any) -> None:
+        outputs[id(output)] = names[mod]
+
+    out = forward_with_hooks(model, example_input, hook, lambda m: isinstance(m, QUANTIZABLE))
     outs = out if isinstance(out, (tuple, list)) else [out]
     found = [outputs[id(o)] for o in outs if id(o) in outputs]
-    if found:
-        return found
-    order = execution_order(model, example_input)
-    return order[-1:]
+    return found or execution_order(model, example_input)[-1:]
+
+
+def layer_info(stats: LayerStats) -> dict[str, Any]:
+    """The per-layer facts a dimension carries (AMC-style agent state, reports)."""
+    return {
+        "layer": stats.name,
+        "type": "linear" if stats.type.endswith("Linear") else "conv",
+        "channels": stats.out_channels,
+        "in_channels": stats.in_channels,
+        "kernel": list(stats.kernel),
+        "stride": list(stats.stride),
+        "input_hw": list(stats.input_shape[1:]),
+        "macs": stats.macs,
+        "params": stats.params,
+    }
 
 
 def check_layer_names(model: nn.Module, names: Iterable[str], setting: str) -> list[str]:

@@ -23,7 +23,7 @@ from automc.analysis import analyze
 from automc.errors import UserError
 from automc.quant import FLOAT_BITS, WEIGHT_QUANTIZERS, calibrate_activations, quantize_layer
 from automc.spaces import Choice, SearchSpace
-from search_spaces.common import check_layer_names, execution_order, set_module
+from search_spaces.common import check_layer_names, execution_order, layer_info, set_module
 
 DEFAULT_BITS = (2, 3, 4, 5, 6, 7, 8)
 
@@ -83,17 +83,7 @@ class MixedPrecisionSpace(SearchSpace):
                 self.fixed[name] = (b, b if self.quantize_activations else FLOAT_BITS)
                 continue
             s = stats[name]
-            info = {
-                "layer": name,
-                "type": "linear" if s.type.endswith("Linear") else "conv",
-                "channels": s.out_channels,
-                "in_channels": s.in_channels,
-                "kernel": list(s.kernel),
-                "stride": list(s.stride),
-                "input_hw": list(s.input_shape[1:]),
-                "macs": s.macs,
-                "params": s.params,
-            }
+            info = layer_info(s)
             self._dims[f"{name}:w_bits"] = Choice(self.w_choices, max(self.w_choices), knob="w_bits", info=info)
             if self.quantize_activations:
                 self._dims[f"{name}:a_bits"] = Choice(self.a_choices, max(self.a_choices), knob="a_bits", info=info)

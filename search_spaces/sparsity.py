@@ -20,7 +20,7 @@ from torch import nn
 from automc.analysis import analyze
 from automc.errors import UserError
 from automc.spaces import Float, SearchSpace
-from search_spaces.common import check_layer_names, execution_order, output_layers
+from search_spaces.common import check_layer_names, execution_order, layer_info, output_layers
 
 
 def magnitude_prune_(weight: torch.Tensor, density: float) -> None:
@@ -65,17 +65,7 @@ class SparsitySpace(SearchSpace):
             if name in skip:
                 continue
             s = stats[name]
-            info = {
-                "layer": name,
-                "type": "linear" if s.type.endswith("Linear") else "conv",
-                "channels": s.out_channels,
-                "in_channels": s.in_channels,
-                "kernel": list(s.kernel),
-                "stride": list(s.stride),
-                "input_hw": list(s.input_shape[1:]),
-                "macs": s.macs,
-                "params": s.params,
-            }
+            info = layer_info(s)
             self._dims[f"{name}:density"] = Float(self.lbound, 1.0, 1.0, knob="density", info=info)
         if not self._dims:
             raise UserError("the model has no conv/linear layer left to sparsify")
