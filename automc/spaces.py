@@ -186,6 +186,16 @@ class SearchSpace(ABC):
         """A random policy; identical for identically seeded generators."""
         return {k: d.sample(rng) for k, d in self._dims.items()}
 
+    def sample_across_budgets(self, rng: np.random.Generator, jitter: float = 0.15) -> dict[str, Any]:
+        """A random policy whose overall compression level is itself random.
+
+        One level u ~ U(0, 1) places every dimension at the same relative position, jittered
+        by ±``jitter`` per dimension. Independent per-dimension draws (:meth:`sample`) average
+        out to similar-sized models; this covers light to heavy compression, as a search does.
+        """
+        u = float(rng.uniform())
+        return {k: d.from_unit(min(max(u + float(rng.uniform(-jitter, jitter)), 0.0), 1.0)) for k, d in self._dims.items()}
+
     def validate(self, params: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
         """Check names and ranges; with ``partial``, missing dimensions take their defaults.
 

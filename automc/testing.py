@@ -148,3 +148,36 @@ def check_search_space(space: SearchSpace, model: nn.Module, example_input: torc
         assert "no.such.layer" in str(exc), "the unknown-name error must name the layer"
     else:
         raise AssertionError("validate() accepted an unknown dimension")
+
+
+def check_device_profile(profile: Any, model: nn.Module, example_input: torch.Tensor, *, deterministic: bool | None = None) -> None:
+    """Check the ``DeviceProfile`` contract (in the spirit of stable-baselines3's ``check_env``).
+
+    Rules: a name and declared metrics; ``measure`` returns a ``Measurement`` holding every
+    declared metric as a finite, non-negative number, with spreads for known metrics only,
+    ``repeats >= 1`` and JSON-serialisable provenance; ``config()``/``describe()`` are
+    JSON-serialisable; the model is not modified; analytic profiles (``deterministic``, or
+    ``provenance["analytic"]``) return identical values twice.
+    """
+    from automc.profiles import DeviceProfile, Measurement
+
+    assert isinstance(profile, DeviceProfile), f"{type(profile).__name__} does not subclass automc.profiles.DeviceProfile"
+    assert isinstance(profile.name, str) and profile.name, "profile.name must be a non-empty string"
+    assert profile.metrics and all(isinstance(m, str) for m in profile.metrics), "profile.metrics must name the metrics"
+    json.dumps(profile.config())
+    json.dumps(profile.describe(), default=str)
+    before_state, before_repr = _state(model), repr(model)
+    m = profile.measure(model, example_input)
+    assert isinstance(m, Measurement), f"measure() returned {type(m).__name__}, not a Measurement"
+    for metric in profile.metrics:
+        assert metric in m.values, f"declared metric {metric!r} missing from measure()"
+        v = m.values[metric]
+        assert isinstance(v, (int, float)) and np.isfinite(v) and v >= 0, f"{metric} = {v!r} is not a finite, non-negative number"
+    unknown = [k for k in m.spread if not any(k == metric or k.startswith(metric + "_") for metric in m.values)]
+    assert not unknown, f"spread names metrics that were not measured: {unknown}"
+    assert int(m.repeats) >= 1, "repeats must be >= 1"
+    json.dumps(m.to_dict(), default=str)
+    assert _same_state(_state(model), before_state) and repr(model) == before_repr, "measure() modified the model"
+    if deterministic or (deterministic is None and m.provenance.get("analytic")):
+        again = profile.measure(model, example_input)
+        assert dict(again.values) == dict(m.values), "an analytic profile returned different values for the same model"

@@ -188,6 +188,8 @@ class ChannelPruningSpace(SearchSpace):
             info = {
                 **layer_info(stats[root]),
                 "members": members,
+                "producers": sorted(set(producers), key=lambda n: order.get(n, 0)),
+                "consumers": sorted(set(consumers), key=lambda n: order.get(n, 0)),
                 "macs": int(sum(stats[n].macs for n in members if n in stats)),
                 "params": int(sum(stats[n].params for n in members if n in stats)),
             }

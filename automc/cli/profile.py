@@ -1,0 +1,169 @@
+"""``automc profile``: a model's cost on a device profile; ``build-lut`` and ``fidelity``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv, progress_enabled
+
+
+def _common(p: argparse.ArgumentParser, *, model_required: bool) -> None:
+    add_model_options(p, required=model_required)
+    p.add_argument("--weights", metavar="PATH", help="checkpoint to load, or 'pretrained' (latency does not depend on it)")
+    p.add_argument("--dataset", metavar="NAME", help="dataset giving the input shape (default: the zoo model's)")
+    p.add_argument("--input-shape", metavar="C,H,W", help="input shape instead of --dataset, e.g. 3,32,32")
+    add_data_options(p)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="measure a model on a device profile; 'profile build-lut' / 'profile fidelity' for latency tables",
+        description="Measure a model (or a compressed model folder) on a device profile. "
+        "Sub-commands: build-lut (measure a per-layer latency table), fidelity (check a table against measurements).",
+    )
+    _common(p, model_required=False)
+    p.add_argument("--compressed", metavar="DIR", help="a folder written by 'automc apply' instead of --model")
+    p.add_argument("--device", default="flops", metavar="NAME", help="device profile (see 'automc plugins'); default flops")
+    p.add_argument("--device-arg", action="append", default=[], metavar="KEY=VALUE", help="profile setting (repeatable), e.g. threads=2, table=lut.json")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_measure)
+    sub2 = p.add_subparsers(dest="profile_command", metavar="SUBCOMMAND", parser_class=type(p))
+
+    b = sub2.add_parser("build-lut", help="measure every per-layer configuration a search space can produce")
+    _common(b, model_required=True)
+    b.add_argument("--space", required=True, metavar="NAME")
+    b.add_argument("--space-arg", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--device", default="onnxruntime-cpu", metavar="NAME", help="measured profile to build from (default onnxruntime-cpu)")
+    b.add_argument("--device-arg", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--step", type=int, default=8, help="channel grid step (default 8)")
+    b.add_argument("--fit", type=int, default=20, metavar="N", help="random candidates used to fit the constant (default 20)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", required=True, metavar="FILE")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=run_build_lut)
+
+    f = sub2.add_parser("fidelity", help="Kendall tau and MAPE of a latency table against measured latency")
+    _common(f, model_required=True)
+    f.add_argument("--lut", required=True, metavar="FILE")
+    f.add_argument("--interpolation", default="ceil", choices=["ceil", "linear"])
+    f.add_argument("--space", required=True, metavar="NAME")
+    f.add_argument("--space-arg", action="append", default=[], metavar="KEY=VALUE")
+    f.add_argument("--device", default="onnxruntime-cpu", metavar="NAME")
+    f.add_argument("--device-arg", action="append", default=[], metavar="KEY=VALUE")
+    f.add_argument("--n", type=int, default=50, help="random candidates (default 50)")
+    f.add_argument("--sampler", default="budgets", choices=["budgets", "iid"], help="candidates across compression levels (default) or per-dimension i.i.d.")
+    f.add_argument("--seed", type=int, default=1)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=run_fidelity)
+
+
+def _model_and_input(args: argparse.Namespace) -> tuple[Any, Any]:
+    import torch
+
+    from automc.datasets import get_dataset
+    from automc.errors import UserError
+    from automc.models import default_dataset, load_model
+
+    if getattr(args, "compressed", None):
+        from automc.compressed import CARD, load_compressed
+
+        card = json.loads((Path(args.compressed) / CARD).read_text()) if (Path(args.compressed) / CARD).is_file() else None
+        model = load_compressed(args.compressed)
+        return model, torch.zeros(*card["input_shape"])  # type: ignore[index]
+    if not args.model:
+        raise UserError("give --model NAME (or --compressed DIR)", field="model")
+    if args.input_shape:
+        try:
+            shape = [int(v) for v in args.input_shape.split(",")]
+        except ValueError:
+            raise UserError(f"--input-shape must look like 3,32,32, got {args.input_shape!r}", field="input_shape") from None
+        num_classes, in_channels = None, shape[0]
+    else:
+        ds = get_dataset(args.dataset or default_dataset(args.model), args.data_dir, verify=False)
+        h, w, c = ds.image_shape
+        shape, num_classes, in_channels = [c, h, w], ds.num_classes, c
+    model = load_model(args.model, weights=args.weights, num_classes=num_classes, in_channels=in_channels, kwargs=parse_kv(args.model_arg, "--model-arg"))
+    return model, torch.zeros(1, *shape)
+
+
+def _profile(args: argparse.Namespace) -> Any:
+    from automc.profiles import build_profile
+
+    return build_profile(args.device, parse_kv(args.device_arg, "--device-arg", collections=True))
+
+
+def _progress(label: str, enabled: bool) -> Any:
+    if not enabled:
+        return None, None
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    bar.start()
+    task = bar.add_task(label, total=None)
+    return bar, (lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    model, x = _model_and_input(args)
+    profile = _profile(args)
+    m = profile.measure(model, x)
+    result = {"device": args.device, "config": profile.config(), **m.to_dict()}
+    if args.json:
+        emit_json(result)
+        return 0
+    print(f"{args.compressed or args.model} on {args.device}:")
+    for k, v in m.values.items():
+        spread = m.spread.get(k)
+        extra = f"  (IQR {spread:.4g}, {m.repeats} runs)" if spread else ""
+        print(f"  {k:<24}{v:,.6g}{extra}")
+    return 0
+
+
+def run_build_lut(args: argparse.Namespace) -> int:
+    from automc.spaces import build_space
+    from device_profiles.lut import build_lut
+
+    started = time.perf_counter()
+    model, x = _model_and_input(args)
+    space = build_space(args.space, model, x, calibration=[x], config=parse_kv(args.space_arg, "--space-arg", collections=True))
+    profile = _profile(args)
+    bar, cb = _progress("measuring layers", progress_enabled() and not args.json)
+    try:
+        table = build_lut(model, space, profile, x, step=args.step, n_fit=args.fit, seed=args.seed, provenance={"model": args.model}, progress=cb)
+    finally:
+        if bar:
+            bar.stop()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(table, indent=1) + "\n")
+    result = {"out": str(out), "measurements": table["provenance"]["measurements"], "entries": len(table["entries"]), "constant_ms": table["constant_ms"], "seconds": round(time.perf_counter() - started, 1)}
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"wrote {out}: {result['entries']} layer types, {result['measurements']} measurements, constant {table['constant_ms']:.4f} ms ({result['seconds']} s)")
+    return 0
+
+
+def run_fidelity(args: argparse.Namespace) -> int:
+    from automc.spaces import build_space
+    from device_profiles.lut import LookupTableProfile, fidelity
+
+    model, x = _model_and_input(args)
+    space = build_space(args.space, model, x, calibration=[x], config=parse_kv(args.space_arg, "--space-arg", collections=True))
+    lut = LookupTableProfile(args.lut, interpolation=args.interpolation)
+    bar, cb = _progress("measuring candidates", progress_enabled() and not args.json)
+    try:
+        r = fidelity(lut, _profile(args), model, space, x, n=args.n, seed=args.seed, sampler=args.sampler, progress=cb)
+    finally:
+        if bar:
+            bar.stop()
+    if args.json:
+        emit_json(r)
+    else:
+        print(f"{args.n} random {args.space} candidates ({args.sampler}): Kendall tau {r['kendall_tau']:.3f}, MAPE {r['mape_percent']:.2f}%")
+    return 0

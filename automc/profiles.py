@@ -1,0 +1,158 @@
+"""The device-profile contract: what a candidate costs on a target device.
+
+A profile (entry-point group ``automc.device_profiles``) reports named metrics for a model::
+
+    profile = build_profile("onnxruntime-cpu", {"threads": 1})
+    m = profile.measure(model, example_input)     # Measurement
+    m.values["latency_ms"], m.spread["latency_ms"], m.repeats, m.provenance
+
+Measured profiles fix their thread count, warm up, repeat until the median is stable and
+report the median with its inter-quartile range; analytic ones report spread 0 and one
+repeat. ``provenance`` says where a figure came from (device, settings, library versions,
+whether it was served from cache) so a result can be trusted or discarded later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from automc.errors import UserError
+from automc.registry import registry
+
+PROFILES = registry("automc.device_profiles")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Metric values with their spread, how many repeats produced them, and provenance."""
+
+    values: Mapping[str, float]
+    spread: Mapping[str, float] = field(default_factory=dict)
+    repeats: int = 1
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"values": dict(self.values), "spread": dict(self.spread), "repeats": self.repeats, "provenance": dict(self.provenance)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Measurement:
+        return cls(dict(d["values"]), dict(d.get("spread", {})), int(d.get("repeats", 1)), dict(d.get("provenance", {})))
+
+
+class DeviceProfile(ABC):
+    """Base class of device profiles. Subclasses set ``name`` and ``metrics``, take their
+    settings as keyword arguments, and implement :meth:`measure`."""
+
+    name: ClassVar[str] = ""
+    metrics: ClassVar[tuple[str, ...]] = ()
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable settings (stored with every run that uses the profile)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """The device this profile stands for, in words and numbers (provenance)."""
+        return {"profile": self.name, **machine_description()}
+
+    @abstractmethod
+    def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
+        """Cost of ``model`` for inputs shaped like ``example_input``; must not modify it."""
+
+
+def build_profile(name: str, config: Mapping[str, Any] | None = None) -> DeviceProfile:
+    """Instantiate the profile registered as ``name`` (or ``module:Class``) with ``config``."""
+    cls = PROFILES.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, DeviceProfile)):
+        raise UserError(f"device profile {name!r} resolves to {cls!r}, which is not an automc.profiles.DeviceProfile subclass")
+    try:
+        return cls(**dict(config or {}))
+    except TypeError as exc:
+        raise UserError(f"device profile {name!r} rejects its settings {sorted(dict(config or {}))}: {exc}") from None
+
+
+def machine_description() -> dict[str, Any]:
+    """CPU model, core count and platform of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
+
+
+def structural_hash(model: nn.Module, example_input: torch.Tensor, extra: Mapping[str, Any] | None = None) -> str:
+    """A hash of what latency depends on: module types, hyper-parameters, tensor shapes,
+    bit-widths and the input shape — not weight values. Equal hashes = same architecture."""
+    parts: list[Any] = [list(example_input.shape), dict(extra or {})]
+    for name, m in model.named_modules():
+        attrs = {k: getattr(m, k) for k in ("stride", "padding", "dilation", "groups", "kernel_size", "w_bits", "a_bits", "weight_quantizer") if hasattr(m, k)}
+        shapes = {k: list(v.shape) for k, v in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))}
+        parts.append([name, type(m).__qualname__, {k: str(v) for k, v in attrs.items()}, shapes])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    iqr_ms: float
+    repeats: int
+    seconds: float
+
+
+def time_call(
+    fn: Callable[[], Any],
+    *,
+    warmup: int = 50,
+    min_repeats: int = 100,
+    max_repeats: int = 5000,
+    max_seconds: float = 5.0,
+    chunk: int = 20,
+    rel_tol: float = 0.005,
+    min_warmup_seconds: float = 0.05,
+) -> Timing:
+    """Median wall time of ``fn`` in ms, repeating until the median is stable.
+
+    After ``warmup`` untimed calls (and at least ``min_warmup_seconds``), calls are timed in chunks; it stops when two consecutive
+    chunk medians agree within ``rel_tol`` (and at least ``min_repeats`` ran), or at
+    ``max_repeats`` / ``max_seconds``.
+    """
+    t_warm = time.perf_counter()
+    done = 0
+    while done < warmup or time.perf_counter() - t_warm < min_warmup_seconds:
+        fn()
+        done += 1
+    samples: list[float] = []
+    start = time.perf_counter()
+    previous = math.inf
+    stable = 0
+    while True:
+        for _ in range(chunk):
+            t0 = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t0) * 1e3)
+        med = float(np.median(samples))
+        stable = stable + 1 if abs(med - previous) <= rel_tol * med else 0
+        previous = med
+        elapsed = time.perf_counter() - start
+        if (len(samples) >= min_repeats and stable >= 2) or len(samples) >= max_repeats or elapsed >= max_seconds:
+            break
+    q1, q3 = np.percentile(samples, [25, 75])
+    return Timing(med, float(q3 - q1), len(samples), time.perf_counter() - start)

@@ -1,0 +1,145 @@
+"""``onnxruntime-cpu``: latency measured with onnxruntime on this machine's CPU.
+
+The candidate is exported to ONNX in its deployable form — fake quantisation removed, and
+with ``int8="auto"`` its layers of at most 8 bits executed as real int8 (QDQ, quantised by
+onnxruntime) because that is what this runtime can run faster; other bit-widths run in float.
+A session with a fixed intra-op thread count and full graph optimisation runs a fixed input;
+after warm-up, runs repeat until the median is stable (:func:`automc.profiles.time_call`).
+This is done in ``sessions`` fresh sessions and the median of their medians is reported,
+with the inter-quartile range of all runs and the total repeats: on a shared (virtualised)
+CPU one session's latency depends on where its buffers land, and differs from the next
+session's by up to ~10%, so a single session is not a reproducible figure.
+
+Results are cached by a structural hash of the model (types, shapes, bit-widths, input shape,
+settings), so an identical architecture is never measured twice; with ``cache_file`` the cache
+survives restarts (a resumed search does not re-measure).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import threading
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from automc.errors import UserError
+from automc.export import INPUT_NAME, export_int8, export_onnx, onnx_session
+from automc.profiles import DeviceProfile, Measurement, machine_description, structural_hash, time_call
+from automc.quant import FLOAT_BITS, quant_layers
+
+INT8_MODES = ("auto", "never")
+
+
+def deployable(model: nn.Module) -> tuple[nn.Module, bool]:
+    """A float copy of ``model`` with fake quantisation off, and whether any layer is <= 8 bit."""
+    m = copy.deepcopy(model).eval()
+    low = False
+    for layer in quant_layers(m).values():
+        layer.act_quant_enabled = False
+        low = low or (layer.w_bits <= 8 and layer.a_bits <= 8)
+        layer.w_bits, layer.a_bits = (8, 8) if (layer.w_bits <= 8 and layer.a_bits <= 8) else (FLOAT_BITS, FLOAT_BITS)
+    return m, low
+
+
+class OnnxRuntimeCPUProfile(DeviceProfile):
+    name = "onnxruntime-cpu"
+    metrics = ("latency_ms",)
+
+    def __init__(
+        self,
+        threads: int = 1,
+        batch_size: int = 1,
+        input_shape: list[int] | None = None,
+        int8: str = "auto",
+        sessions: int = 3,
+        warmup: int = 50,
+        min_repeats: int = 100,
+        max_repeats: int = 5000,
+        max_seconds: float = 2.0,
+        rel_tol: float = 0.005,
+        cache: bool = True,
+        cache_file: str | None = None,
+    ) -> None:
+        if int(threads) < 1:
+            raise UserError(f"threads must be >= 1, got {threads}", field="threads")
+        if int(batch_size) < 1:
+            raise UserError(f"batch_size must be >= 1, got {batch_size}", field="batch_size")
+        if int(sessions) < 1:
+            raise UserError(f"sessions must be >= 1, got {sessions}", field="sessions")
+        if int8 not in INT8_MODES:
+            raise UserError(f"int8 must be one of {', '.join(INT8_MODES)}, got {int8!r}", field="int8")
+        self.threads = int(threads)
+        self.batch_size = int(batch_size)
+        self.input_shape = list(input_shape) if input_shape else None
+        self.int8 = int8
+        self.sessions = int(sessions)
+        self.timing = {"warmup": int(warmup), "min_repeats": int(min_repeats), "max_repeats": int(max_repeats), "max_seconds": float(max_seconds), "rel_tol": float(rel_tol)}
+        self.cache_enabled = bool(cache)
+        self.cache_file = Path(cache_file) if cache_file else None
+        self._cache: dict[str, Measurement] = {}
+        self._lock = threading.Lock()
+        if self.cache_file and self.cache_file.exists():
+            for line in self.cache_file.read_text().splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    self._cache[entry["key"]] = Measurement.from_dict(entry["measurement"])
+
+    def config(self) -> dict[str, Any]:
+        return {"threads": self.threads, "batch_size": self.batch_size, "input_shape": self.input_shape, "int8": self.int8, "sessions": self.sessions, **self.timing}
+
+    def describe(self) -> dict[str, Any]:
+        return {"profile": self.name, **machine_description(), "threads": self.threads, "onnxruntime": version("onnxruntime"), "torch": version("torch")}
+
+    def _input(self, example_input: torch.Tensor) -> torch.Tensor:
+        shape = self.input_shape or list(example_input.shape[1:])
+        return torch.zeros(self.batch_size, *shape)
+
+    def export(self, model: nn.Module, example_input: torch.Tensor, path: Path) -> dict[str, Any]:
+        """Write the deployable ONNX of ``model`` to ``path``; returns what was done."""
+        x = self._input(example_input)
+        float_model, low_bits = deployable(model)
+        if low_bits and self.int8 == "auto":
+            gen = torch.Generator().manual_seed(0)
+            calib = [torch.randn(x.shape, generator=gen) for _ in range(2)]  # scales do not affect speed
+            info = export_int8(float_model, x, calib, path)
+            return {"format": "int8-qdq", "quantized_nodes": info["quantized_nodes"]}
+        export_onnx(float_model, x, path)
+        return {"format": "float"}
+
+    def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
+        x = self._input(example_input)
+        key = structural_hash(model, x, self.config())
+        if self.cache_enabled and key in self._cache:
+            cached = self._cache[key]
+            return Measurement(cached.values, cached.spread, cached.repeats, {**cached.provenance, "cached": True})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.onnx"
+            export_info = self.export(model, example_input, path)
+            feed = {INPUT_NAME: np.random.default_rng(0).standard_normal(tuple(x.shape)).astype(np.float32)}
+            timings = []
+            for _ in range(self.sessions):
+                sess = onnx_session(path, threads=self.threads)
+                timings.append(time_call(lambda: sess.run(None, feed), **self.timing))  # noqa: B023
+                del sess
+        medians = [t.median_ms for t in timings]
+        result = Measurement(
+            {"latency_ms": float(np.median(medians))},
+            {"latency_ms": float(np.median([t.iqr_ms for t in timings])), "latency_ms_sessions": float(max(medians) - min(medians))},
+            sum(t.repeats for t in timings),
+            {**self.describe(), **export_info, "batch_size": self.batch_size, "structural_hash": key, "cached": False},
+        )
+        if self.cache_enabled:
+            with self._lock:
+                self._cache[key] = result
+                if self.cache_file:
+                    self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+                    with open(self.cache_file, "a") as f:
+                        f.write(json.dumps({"key": key, "measurement": result.to_dict()}) + "\n")
+        return result

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from automc.analysis import analyze
+from automc.errors import UserError
+from automc.models import build_model
+from automc.profiles import Measurement, build_profile, structural_hash, time_call
+from automc.registry import refresh
+from automc.testing import check_device_profile
+from device_profiles.accelerator import AcceleratorProfile
+from device_profiles.lut import LookupTableProfile, build_lut, fidelity
+from search_spaces.channel_pruning import ChannelPruningSpace
+from search_spaces.mixed_precision import MixedPrecisionSpace
+from search_spaces.sparsity import SparsitySpace
+from tests.conftest import assert_user_error, run_cli
+from tests.user_models import concat_cnn
+
+FAST_ORT = {"min_repeats": 20, "max_seconds": 0.5, "warmup": 5, "sessions": 1}
+
+
+@pytest.fixture(scope="module")
+def r20():
+    torch.manual_seed(0)
+    return build_model("resnet20").eval(), torch.zeros(1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("name", ["flops", "onnxruntime-cpu", "accelerator"])
+def test_builtin_profiles_conform(r20, name: str) -> None:
+    model, x = r20
+    check_device_profile(build_profile(name, FAST_ORT if name == "onnxruntime-cpu" else None), model, x)
+
+
+def test_lut_profile_conforms(r20, tmp_path: Path) -> None:
+    model, x = r20
+    sp = ChannelPruningSpace(model, x, round_to=16)
+    table = build_lut(model, sp, build_profile("onnxruntime-cpu", FAST_ORT), x, step=16, n_fit=2)
+    path = tmp_path / "lut.json"
+    path.write_text(json.dumps(table))
+    check_device_profile(LookupTableProfile(str(path)), model, x)
+
+
+def test_flops_profile_honours_bits_and_sparsity(r20) -> None:
+    model, x = r20
+    flops = build_profile("flops")
+    dense = flops.measure(model, x).values
+    sparse = flops.measure(SparsitySpace(model, x).apply(model, {k: 0.25 for k in SparsitySpace(model, x).dimensions}), x).values
+    assert sparse["macs"] == dense["macs"] and sparse["effective_macs"] < 0.3 * dense["macs"]
+    assert sparse["size_bytes"] < 0.5 * dense["size_bytes"]  # bitmask + non-zeros
+    mp = MixedPrecisionSpace(model, x, calibration=[torch.randn(4, 3, 32, 32)])
+    q4 = flops.measure(mp.apply(model, mp.uniform(4)), x).values
+    assert q4["size_bytes"] < 0.2 * dense["size_bytes"]
+    assert dense["peak_activation_bytes"] == 2 * 16 * 32 * 32 * 4  # largest in+out: 16x32x32 float maps
+
+
+def test_onnxruntime_measures_and_caches(r20, tmp_path: Path) -> None:
+    model, x = r20
+    cache = tmp_path / "lat.jsonl"
+    prof = build_profile("onnxruntime-cpu", {**FAST_ORT, "cache_file": str(cache)})
+    m1 = prof.measure(model, x)
+    assert m1.values["latency_ms"] > 0 and m1.repeats >= 20 and m1.provenance["cached"] is False
+    assert m1.provenance["threads"] == 1 and "onnxruntime" in m1.provenance
+    # same architecture, different weights: served from cache, also by a new profile (resume)
+    other = build_model("resnet20").eval()
+    again = build_profile("onnxruntime-cpu", {**FAST_ORT, "cache_file": str(cache)}).measure(other, x)
+    assert again.provenance["cached"] is True and again.values == m1.values
+    pruned = ChannelPruningSpace(model, x).apply(model, {"layer1.0.conv1:ratio": 0.5})
+    assert structural_hash(pruned, x) != structural_hash(model, x)
+    assert structural_hash(other, x) == structural_hash(model, x)
+
+
+def test_timing_stops_when_the_median_is_stable() -> None:
+    t = time_call(lambda: sum(range(2000)), warmup=2, min_repeats=40, max_seconds=2)
+    assert t.repeats >= 40 and t.median_ms > 0 and t.iqr_ms >= 0
+
+
+def test_accelerator_scales_with_bits_and_reads_yaml(r20, tmp_path: Path) -> None:
+    model, x = r20
+    acc = AcceleratorProfile()
+    mp = MixedPrecisionSpace(model, x, calibration=[torch.randn(4, 3, 32, 32)], first_last="search")
+    lat = {b: acc.measure(mp.apply(model, mp.uniform(b)), x).values for b in (8, 4, 2)}
+    assert lat[8]["latency_ms"] > lat[4]["latency_ms"] > lat[2]["latency_ms"]
+    assert lat[8]["energy_mj"] > lat[4]["energy_mj"] > lat[2]["energy_mj"]
+    # a layer compute-bound at both widths does 4x the BitBrick work at 8x8 bits as at 4x4
+    ov = acc.spec.per_layer_overhead_us * 1e-3
+    l8 = {r["layer"]: r for r in acc.layers(mp.apply(model, mp.uniform(8)), x)}
+    l4 = {r["layer"]: r for r in acc.layers(mp.apply(model, mp.uniform(4)), x)}
+    both = [n for n in l8 if l8[n]["bound"] == l4[n]["bound"] == "compute"]
+    assert both
+    for n in both:
+        assert (l8[n]["latency_ms"] - ov) / (l4[n]["latency_ms"] - ov) == pytest.approx(4.0, rel=1e-6)
+    spec = (Path(__file__).parents[1] / "device_profiles" / "devices" / "bitfusion.yaml").read_text()
+    faster = tmp_path / "fast.yaml"
+    faster.write_text(spec.replace("bitbricks: 8192", "bitbricks: 16384").replace("dram_bandwidth_gbps: 25.6", "dram_bandwidth_gbps: 51.2"))
+    assert AcceleratorProfile(str(faster)).measure(model, x).values["latency_ms"] < acc.measure(model, x).values["latency_ms"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(spec.replace("frequency_mhz: 500", "frequency_mhz: -1"))
+    with pytest.raises(UserError, match="field 'frequency_mhz'"):
+        AcceleratorProfile(str(bad))
+    bad.write_text(spec + "\nturbo: true\n")
+    with pytest.raises(UserError, match="field 'turbo'"):
+        AcceleratorProfile(str(bad))
+
+
+def test_lut_covers_concat_and_depthwise_and_reports_missing_layers(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model, x = concat_cnn().eval(), torch.zeros(1, 3, 16, 16)
+    sp = ChannelPruningSpace(model, x)
+    table = build_lut(model, sp, build_profile("onnxruntime-cpu", FAST_ORT), x, step=8, n_fit=3)
+    ops = {e["key"]["op"] for e in table["entries"]}
+    assert {"conv", "dwconv", "linear"} <= ops
+    prov = table["provenance"]
+    assert {"cpu", "threads", "onnxruntime", "date", "space", "measurements"} <= set(prov)
+    lut = LookupTableProfile(table)
+    cand = sp.apply(model, sp.uniform(0.5))
+    assert lut.measure(cand, x).values["latency_ms"] > 0
+    affine = LookupTableProfile(table, fit="affine")
+    a = table["affine"]
+    assert affine.measure(cand, x).values["latency_ms"] == pytest.approx(a["scale"] * lut.predict(cand, x) + a["constant_ms"])
+    r = fidelity(lut, build_profile("onnxruntime-cpu", FAST_ORT), model, sp, x, n=4)
+    assert r["n"] == 4 and -1 <= r["kendall_tau"] <= 1 and r["mape_percent"] >= 0
+    with pytest.raises(UserError, match="no entry for layer 'conv1'"):
+        lut.measure(build_model("resnet20").eval(), torch.zeros(1, 3, 32, 32))
+
+
+# --- a third-party profile, registered through an entry point --------------------------------
+
+REMOTE_PROFILE = '''
+from automc.profiles import DeviceProfile, Measurement
+from automc.analysis import analyze
+
+
+class CallbackProfile(DeviceProfile):
+    """Latency from a user callback (standing in for a phone reached over adb)."""
+
+    name = "my-phone"
+    metrics = ("latency_ms",)
+
+    def __init__(self, ms_per_mmac=0.05):
+        self.ms_per_mmac = float(ms_per_mmac)
+
+    def config(self):
+        return {"ms_per_mmac": self.ms_per_mmac}
+
+    def measure(self, model, example_input):
+        macs = analyze(model, example_input[:1]).macs
+        return Measurement({"latency_ms": macs / 1e6 * self.ms_per_mmac}, {}, 1, {"profile": self.name, "analytic": True})
+'''
+
+
+@pytest.fixture
+def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "phone_profiles.py").write_text(textwrap.dedent(REMOTE_PROFILE))
+    info = tmp_path / "phone_profiles-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: phone-profiles\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[automc.device_profiles]\nmy-phone = phone_profiles:CallbackProfile\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    refresh()
+    yield tmp_path
+    sys.modules.pop("phone_profiles", None)
+    refresh()
+
+
+def test_third_party_profile_is_usable_by_name(third_party: Path, r20) -> None:
+    model, x = r20
+    prof = build_profile("my-phone", {"ms_per_mmac": 0.1})
+    check_device_profile(prof, model, x)
+    assert prof.measure(model, x).values["latency_ms"] == pytest.approx(analyze(model, x).macs / 1e6 * 0.1)
+    env = {"PYTHONPATH": os.pathsep.join([str(third_party), os.environ.get("PYTHONPATH", "")])}
+    proc = run_cli("profile", "--model", "resnet20", "--device", "my-phone", "--device-arg", "ms_per_mmac=0.1", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["values"]["latency_ms"] == pytest.approx(4.0551040)
+
+
+def test_profile_cli_errors() -> None:
+    assert_user_error(run_cli("profile", "--model", "resnet20", "--device", "tpu-v9"), "unknown device profile 'tpu-v9'", "valid names:", "onnxruntime-cpu")
+    assert_user_error(run_cli("profile", "--model", "resnet20", "--device", "onnxruntime-cpu", "--device-arg", "threads=0"), "threads must be >= 1")
+    assert_user_error(run_cli("profile", "--model", "resnet20", "--device", "lut", "--device-arg", "table=/nope.json"), "/nope.json does not exist", "build-lut")
+
+
+def test_measurement_round_trip() -> None:
+    m = Measurement({"latency_ms": 1.5}, {"latency_ms": 0.1}, 3, {"a": 1})
+    assert Measurement.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+
+
