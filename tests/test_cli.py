@@ -9,7 +9,7 @@ import torch
 from automc.models import build_model
 from tests.conftest import assert_user_error, run_cli
 
-COMMANDS = ("evaluate", "train", "apply", "models", "datasets", "plugins")
+COMMANDS = ("search", "status", "evaluate", "train", "apply", "profile", "models", "datasets", "plugins")
 
 
 def test_help_lists_every_command_with_one_line() -> None:

@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from automc.cli import apply, evaluate, info, profile, train
+    from automc.cli import apply, evaluate, info, profile, search, train
 
     parser = Parser(
         prog="automc",
@@ -36,7 +36,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"automc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for module in (evaluate, train, apply, profile, info):
+    for module in (search, evaluate, train, apply, profile, info):
         module.register(sub)
     return parser
 

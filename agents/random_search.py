@@ -1,0 +1,37 @@
+"""``random``: uniform random policies (the baseline every search must beat)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from automc.agent import Agent
+from automc.candidate import Candidate
+from automc.config import Objective
+from automc.spaces import SearchSpace
+
+
+class RandomAgent(Agent):
+    """Draws policy *n* from a generator seeded with (seed, n): the sequence is the same
+    whether or not the run was interrupted, so a resumed run continues it exactly."""
+
+    name = "random"
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, sampler: str = "iid") -> None:
+        super().__init__(space, objectives, seed=seed)
+        if sampler not in ("iid", "budgets"):
+            from automc.errors import UserError
+
+            raise UserError(f"random agent sampler must be 'iid' or 'budgets', got {sampler!r}", field="agent.config.sampler")
+        self.sampler = sampler
+        self.asked = 0
+
+    def ask(self) -> dict[str, Any] | None:
+        rng = np.random.default_rng([self.seed, self.asked])
+        self.asked += 1
+        return self.space.sample_across_budgets(rng) if self.sampler == "budgets" else self.space.sample(rng)
+
+    def tell(self, candidate: Candidate) -> None:
+        self.asked = max(self.asked, candidate.number + 1)

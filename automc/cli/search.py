@@ -1,0 +1,107 @@
+"""``automc search CONFIG.yaml`` and ``automc status RUN_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from automc.cli.common import emit_json, progress_enabled
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="run (or resume) a compression search from an experiment YAML")
+    p.add_argument("config", metavar="CONFIG.yaml")
+    p.add_argument("--run-dir", metavar="DIR", help="run directory (default: runs/<name>); running again resumes it")
+    p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    p.set_defaults(func=run_search)
+
+    s = sub.add_parser("status", help="finished / failed / running counts and the best candidates of a run")
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("--top", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=run_status)
+
+
+def _metric_line(metrics: dict[str, float], names: list[str]) -> str:
+    parts = []
+    for n in names:
+        if n in metrics:
+            v = metrics[n]
+            parts.append(f"{n} {100 * v:.2f}%" if n == "accuracy" else f"{n} {v:,.4g}")
+    return ", ".join(parts)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from automc.config import load_config
+    from automc.runner import run_experiment
+
+    cfg = load_config(args.config)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
+    show = progress_enabled() and not args.json
+    names = [o.metric for o in cfg.objectives]
+    best: dict[str, Any] = {"reward": None}
+    if show:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[best]}"))
+        bar.start()
+        task = bar.add_task(cfg.name, total=cfg.budget.candidates, best="")
+    else:
+        bar = None
+
+    def on_candidate(c: Any, done: int, total: int) -> None:
+        if c.ok and (best["reward"] is None or c.reward > best["reward"]):
+            best.update(reward=c.reward, text=f"best reward {c.reward:.4g} (#{c.number}: {_metric_line(dict(c.metrics), names)})")
+        if bar is not None:
+            bar.update(task, completed=done, best=best.get("text", ""))
+        elif not args.json:
+            status = f"reward {c.reward:.4g}" if c.ok else f"FAILED: {c.error}"
+            print(f"[{done}/{total or '?'}] candidate #{c.number}: {status}", flush=True)
+
+    try:
+        summary = run_experiment(cfg, run_dir, on_candidate=on_candidate)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if args.json:
+        emit_json(summary)
+    else:
+        _print_summary(summary, names)
+        print(f"run directory: {run_dir} (resume with the same command; 'automc status {run_dir}')")
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], names: list[str]) -> None:
+    print(
+        f"{summary['name']}: {summary['finished']} finished, {summary['failed']} failed, {summary['running']} running"
+        + (f", {summary['interrupted']} interrupted earlier" if summary.get("interrupted") else "")
+    )
+    base = summary.get("base_metrics", {})
+    if base:
+        print("uncompressed: " + _metric_line({k.removeprefix("base_"): v for k, v in base.items()}, names))
+    for c in summary["best"]:
+        print(f"  #{c['number']:<4} reward {c['reward']:.4g}  {_metric_line(c['metrics'], names)}")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    import yaml
+
+    from automc.errors import UserError
+    from automc.runner import summarize
+    from automc.store import Store, storage_url
+
+    run_dir = Path(args.run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.yaml): pass the --run-dir of an 'automc search'")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    store = Store(storage_url(run_dir, cfg.get("storage")), cfg["name"])
+    summary = summarize(store, top=args.top)
+    if args.json:
+        emit_json(summary)
+    else:
+        _print_summary(summary, [o["metric"] for o in cfg.get("objectives", [])])
+    json.dumps(summary)
+    return 0

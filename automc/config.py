@@ -1,0 +1,154 @@
+"""Experiment configuration: a YAML file validated into a frozen pydantic model.
+
+Unknown keys are rejected with the list of valid keys; a wrong value names its field and
+what is allowed — one line, never a traceback (see :func:`load_config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from automc.errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainConfig(_Strict):
+    """Train the base model first (when no weights are given); the result is kept in the run."""
+
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(0.05, gt=0)
+    batch_size: int = Field(64, ge=1)
+    augment: bool = False
+
+
+class ModelConfig(_Strict):
+    name: str
+    weights: str | None = None
+    kwargs: dict[str, Any] = {}
+    train: TrainConfig | None = None
+
+
+class DataConfig(_Strict):
+    dataset: str
+    data_dir: str | None = None
+    eval_split: str | None = None
+    calibration_split: str | None = None
+    validation: int | None = Field(None, ge=1, description="validation images (None: the whole split)")
+    calibration_batches: int = Field(8, ge=1)
+    bn_calibration: bool = True
+    verify: bool = True
+
+
+class PluginConfig(_Strict):
+    name: str
+    config: dict[str, Any] = {}
+
+
+class RewardConfig(_Strict):
+    name: str
+    kwargs: dict[str, Any] = {}
+
+
+class Objective(_Strict):
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+class Constraint(_Strict):
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Constraint:
+        if self.max is None and self.min is None:
+            raise ValueError("a constraint needs max or min")
+        return self
+
+
+class BudgetConfig(_Strict):
+    candidates: int | None = Field(None, ge=1)
+    minutes: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> BudgetConfig:
+        if self.candidates is None and self.minutes is None:
+            raise ValueError("give candidates and/or minutes")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    model: ModelConfig
+    data: DataConfig
+    space: PluginConfig
+    profiles: list[PluginConfig] = [PluginConfig(name="flops")]
+    reward: RewardConfig = RewardConfig(name="accuracy")
+    objectives: list[Objective] = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
+    constraints: list[Constraint] = []
+    agent: PluginConfig = PluginConfig(name="random")
+    budget: BudgetConfig
+    storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the run directory)")
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the sub-model at ``loc`` (for 'unknown key' messages)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        args = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else (args[0] if args else None)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
+    """Validate a mapping into an :class:`ExperimentConfig`, or raise a one-line UserError."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source} must be a YAML mapping of settings, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            parent, key = loc[:-1], loc[-1]
+            valid = ", ".join(_valid_keys(ExperimentConfig, parent))
+            raise UserError(f"{source}: unknown key {key!r} in {_location(parent)}; valid keys: {valid}", field=_location(loc)) from None
+        if err["type"] == "missing":
+            raise UserError(f"{source}: {_location(loc)} is required", field=_location(loc)) from None
+        if err["type"] == "literal_error":
+            allowed = err.get("ctx", {}).get("expected", "")
+            raise UserError(f"{source}: {_location(loc)} is {err.get('input')!r}; allowed values: {allowed}", field=_location(loc)) from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UserError(f"{source}: {_location(loc)}: {msg} (got {err.get('input')!r})", field=_location(loc)) from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"experiment file {p} does not exist: check the path (examples are in experiments/)")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_config(data, str(p))

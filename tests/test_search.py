@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from automc.agent import build_agent
+from automc.candidate import COMPLETE, FAILED, Candidate
+from automc.config import Objective, parse_config
+from automc.errors import UserError
+from automc.models import build_model
+from automc.rewards import amc, haq, mnas, resolve_reward, weighted
+from search_spaces.channel_pruning import ChannelPruningSpace
+from tests.conftest import REPO, assert_user_error, run_cli
+
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "model": {"name": "small_cnn", "kwargs": {"width": 4}, "train": {"epochs": 3}},
+    "data": {"dataset": "digits", "calibration_batches": 2, "validation": 120},
+    "space": {"name": "channel_pruning"},
+    "profiles": [{"name": "flops"}],
+    "reward": {"name": "amc"},
+    "agent": {"name": "random"},
+    "budget": {"candidates": 6},
+}
+
+
+def _write(tmp_path: Path, cfg: dict, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _trials(run_dir: Path) -> list[tuple]:
+    with sqlite3.connect(run_dir / "study.db") as db:
+        return db.execute("select number, state, datetime_complete from trials order by number").fetchall()
+
+
+# --- rewards -----------------------------------------------------------------------------------
+
+
+def test_builtin_rewards() -> None:
+    m = {"accuracy": 0.9, "macs": 1e6, "latency_ms": 2.0, "base_accuracy": 0.92}
+    assert amc(m) == pytest.approx(-0.1 * np.log(1e6))
+    assert mnas(m, target=1.0) == pytest.approx(0.9 * 2.0**-0.07)
+    assert mnas(m, target=4.0, mode="hard") == pytest.approx(0.9)
+    assert mnas(m, target=1.0, mode="hard") == pytest.approx(0.45)
+    assert haq(m, budget={"latency_ms": 4.0}) == pytest.approx(0.1 * -2.0)
+    assert haq(m, budget={"latency_ms": 1.0}) < haq(m, budget={"latency_ms": 4.0})
+    assert weighted(m, weights={"accuracy": 1, "latency_ms": -0.1}) == pytest.approx(0.7)
+    assert resolve_reward("accuracy", {"budget": {"macs": 5e5}})(m) == pytest.approx(0.9 - 1.0)
+    with pytest.raises(UserError, match="unknown reward 'nope'; valid names: accuracy, amc, haq, mnas, weighted"):
+        resolve_reward("nope")
+
+
+# --- agents: the ask/tell contract ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_space():
+    torch.manual_seed(0)
+    model = build_model("small_cnn", in_channels=1, kwargs={"width": 4}).eval()
+    return ChannelPruningSpace(model, torch.zeros(1, 1, 8, 8))
+
+
+def _fake_eval(number: int, params: dict) -> Candidate:
+    s = float(np.mean(list(params.values())))
+    return Candidate(number, params, {"accuracy": 0.5 + 0.4 * s, "macs": 1e5 * s}, 0.5 + 0.4 * s - 0.3 * s * s)
+
+
+@pytest.mark.parametrize("name", ["random", "optuna-tpe", "optuna-nsga2"])
+def test_agent_contract_and_determinism(tiny_space, name: str) -> None:
+    objectives = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
+
+    def run(n: int, replay: list[Candidate] | None = None) -> list[dict]:
+        agent = build_agent(name, tiny_space, objectives, seed=3, config={"population_size": 4} if name == "optuna-nsga2" else {})
+        for c in replay or []:
+            agent.tell(c)
+        out = []
+        for i in range(len(replay or []), n):
+            params = agent.ask()
+            assert params is not None and tiny_space.validate(params) == params
+            json.dumps(params)
+            c = _fake_eval(i, params)
+            agent.tell(c if i % 5 else Candidate(i, params, state=FAILED, error="boom"))
+            out.append(params)
+        state = agent.state_dict()
+        agent.load_state_dict(state)
+        return out
+
+    first = run(12)
+    assert first == run(12), "same seed, same tells -> same proposals"
+    replay = [(_fake_eval(i, p) if i % 5 else Candidate(i, p, state=FAILED, error="boom")) for i, p in enumerate(first[:6])]
+    if name == "random":
+        assert run(12, replay) == first[6:], "a resumed random agent continues the same sequence"
+    else:
+        assert len(run(12, replay)) == 6
+
+
+# --- config errors ---------------------------------------------------------------------------------
+
+
+def test_config_errors_are_one_line(tmp_path: Path) -> None:
+    assert_user_error(run_cli("search", str(_write(tmp_path, {**TINY, "agnet": {}}))), "unknown key 'agnet'", "valid keys: name, seed, model")
+    bad = {**TINY, "objectives": [{"metric": "accuracy", "direction": "up"}]}
+    assert_user_error(run_cli("search", str(_write(tmp_path, bad))), "objectives.0.direction", "'maximize' or 'minimize'")
+    assert_user_error(run_cli("search", str(_write(tmp_path, {**TINY, "agent": {"name": "ddpgg"}}))), "unknown agent 'ddpgg'", "optuna-tpe")
+    assert_user_error(run_cli("search", str(tmp_path / "missing.yaml")), "does not exist")
+    with pytest.raises(UserError, match="budget"):
+        parse_config({**TINY, "budget": {}})
+
+
+# --- runs --------------------------------------------------------------------------------------------
+
+
+def test_search_runs_and_status_reports(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli("search", str(_write(tmp_path, TINY)), "--run-dir", str(run_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["finished"] == 6 and summary["failed"] == 0
+    for name in ("config.yaml", "versions.json", "study.db", "base_model.pt"):
+        assert (run_dir / name).exists()
+    status = json.loads(run_cli("status", str(run_dir), "--json").stdout)
+    assert status["finished"] == 6 and status["best"][0]["reward"] == max(c["reward"] for c in status["best"])
+    assert {"accuracy", "macs", "base_accuracy"} <= set(status["best"][0]["metrics"])
+    # the same command again: nothing left to do, nothing recomputed
+    before = _trials(run_dir)
+    again = json.loads(run_cli("search", str(_write(tmp_path, TINY)), "--run-dir", str(run_dir), "--json").stdout)
+    assert again["evaluated_now"] == 0 and _trials(run_dir) == before
+    changed = {**TINY, "seed": 1}
+    assert_user_error(run_cli("search", str(_write(tmp_path, changed, "other.yaml")), "--run-dir", str(run_dir)), "different config", "seed")
+
+
+def test_custom_reward_by_name_and_failing_reward(tmp_path: Path) -> None:
+    (tmp_path / "my_rewards.py").write_text(
+        textwrap.dedent(
+            """
+            def small_and_accurate(metrics, alpha=1.0):
+                return metrics["accuracy"] - alpha * metrics["macs"] / metrics["base_macs"]
+
+            def picky(metrics):
+                if metrics["macs"] > 0.5 * metrics["base_macs"]:
+                    raise ValueError("too big for me")
+                return metrics["accuracy"]
+            """
+        )
+    )
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    cfg = {**TINY, "reward": {"name": "my_rewards:small_and_accurate", "kwargs": {"alpha": 0.5}}}
+    proc = run_cli("search", str(_write(tmp_path, cfg)), "--run-dir", str(tmp_path / "a"), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    best = json.loads(proc.stdout)["best"][0]
+    m = best["metrics"]
+    assert best["reward"] == pytest.approx(m["accuracy"] - 0.5 * m["macs"] / m["base_macs"])
+    cfg = {**TINY, "reward": {"name": "my_rewards:picky"}, "agent": {"name": "random", "config": {"sampler": "budgets"}}, "budget": {"candidates": 8}}
+    proc = run_cli("search", str(_write(tmp_path, cfg)), "--run-dir", str(tmp_path / "b"), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["failed"] >= 1 and summary["finished"] >= 1 and summary["finished"] + summary["failed"] == 8
+    from automc.store import Store, storage_url
+
+    failed = [c for c in Store(storage_url(tmp_path / "b", None), "tiny").candidates() if c.state == FAILED]
+    assert "reward raised ValueError: too big for me (my_rewards.py:" in failed[0].error
+
+
+def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
+    cfg = {**TINY, "budget": {"candidates": 30}, "agent": {"name": "optuna-tpe", "config": {"n_startup_trials": 5}}}
+    path = _write(tmp_path, cfg)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "automc", "search", str(path), "--run-dir", str(run_dir)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    finished: list[tuple] = []
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (run_dir / "study.db").exists():
+            try:
+                finished = [t for t in _trials(run_dir) if t[1] == "COMPLETE"]
+            except sqlite3.OperationalError:
+                continue
+            if len(finished) >= 8:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 8 <= len(finished) < 30, "the search must be killed part-way"
+    before = {t[0]: t for t in _trials(run_dir) if t[1] == "COMPLETE"}
+
+    out = run_cli("search", str(path), "--run-dir", str(run_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    after = _trials(run_dir)
+    for number, row in before.items():  # every earlier finished candidate kept, untouched
+        assert row in after
+    assert summary["finished"] == 30 and summary["evaluated_now"] == 30 - len(before)
+    assert sum(1 for t in after if t[1] == "COMPLETE") == 30
+    assert len(after) - 30 == summary["interrupted"] <= 1  # at most the one killed mid-evaluation
+    status = json.loads(run_cli("status", str(run_dir), "--json").stdout)
+    assert status["finished"] == 30 and status["running"] == 0
