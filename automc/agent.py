@@ -49,6 +49,9 @@ class Agent(ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` after the history was replayed."""
 
+    def close(self) -> None:
+        """Release threads or processes (the runner calls it when the search ends)."""
+
 
 def build_agent(name: str, space: SearchSpace, objectives: Sequence[Objective], *, seed: int, config: Mapping[str, Any] | None = None) -> Agent:
     cls = AGENTS.get(name)

@@ -148,12 +148,14 @@ def prepare_run_dir(cfg: ExperimentConfig, run_dir: Path) -> None:
     path = run_dir / "config.yaml"
     if path.exists():
         previous = yaml.safe_load(path.read_text())
-        if previous != resolved:
-            changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+        changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k) and k != "budget")
+        if changed:
             raise UserError(
                 f"{run_dir} holds a run of a different config (changed: {', '.join(changed)}): "
-                "use a new --run-dir, or restore the original config to resume"
+                "use a new --run-dir, or restore the original config to resume (only the budget may change)"
             )
+        if previous.get("budget") != resolved.get("budget"):  # extending (or shrinking) a run is fine
+            path.write_text(yaml.safe_dump(resolved, sort_keys=False))
     else:
         path.write_text(yaml.safe_dump(resolved, sort_keys=False))
         (run_dir / "versions.json").write_text(json.dumps({**package_versions(("automc", "torch", "optuna", "onnxruntime", "torch-pruning", "numpy")), "seed": cfg.seed}, indent=2) + "\n")
@@ -184,9 +186,30 @@ def run_experiment(
     dists = space_distributions(ctx.space)
     done = len(history)
     target = cfg.budget.candidates
+    resumed = done
+    try:
+        done = _loop(ctx, cfg, store, agent, retry, dists, done, target, state_path, on_candidate)
+    finally:
+        agent.close()
+    summary = summarize(store)
+    summary.update({"run_dir": str(run_dir), "resumed_from": resumed, "evaluated_now": done - resumed})
+    return summary
+
+
+def _loop(
+    ctx: Context,
+    cfg: ExperimentConfig,
+    store: Store,
+    agent: Any,
+    retry: list[dict[str, Any]],
+    dists: dict[str, Any],
+    done: int,
+    target: int | None,
+    state_path: Path,
+    on_candidate: Callable[[Candidate, int, int], None] | None,
+) -> int:
     elapsed_before = float(store.meta().get("elapsed_s", 0.0))
     started = time.monotonic()
-    resumed = done
     while True:
         if target is not None and done >= target:
             break
@@ -207,9 +230,7 @@ def run_experiment(
         done += 1
         if on_candidate is not None:
             on_candidate(candidate, done, target or 0)
-    summary = summarize(store)
-    summary.update({"run_dir": str(run_dir), "resumed_from": resumed, "evaluated_now": done - resumed})
-    return summary
+    return done
 
 
 def summarize(store: Store, top: int = 5) -> dict[str, Any]:

@@ -164,6 +164,7 @@ class ChannelPruningSpace(SearchSpace):
         names = {m: n for n, m in work.named_modules()}
         order = {n: i for i, (n, _) in enumerate(work.named_modules())}
         stats = {layer.name: layer for layer in analyze(model, example_input).layers}
+        self.layer_macs = {n: float(st.macs) for n, st in stats.items()}  # for analytic cost models
         self._roots: dict[str, str] = {}
         for root_name, group in self._groups(work, dg):
             producers, consumers = [], []

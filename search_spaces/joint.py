@@ -38,6 +38,8 @@ class JointSpace(SearchSpace):
         self.pruning = ChannelPruningSpace(model, example_input, calibration=calibration, **dict(pruning or {}))
         self.precision = MixedPrecisionSpace(model, example_input, calibration=calibration, **dict(precision or {}))
         self._dims = {**self.pruning.dimensions, **self.precision.dimensions}
+        self.layer_macs = self.pruning.layer_macs
+        self.keep_count = self.pruning.keep_count
 
     def config(self) -> dict[str, Any]:
         return {"pruning": self.pruning.config(), "precision": self.precision.config()}

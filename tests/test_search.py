@@ -80,12 +80,21 @@ def _fake_eval(number: int, params: dict) -> Candidate:
     return Candidate(number, params, {"accuracy": 0.5 + 0.4 * s, "macs": 1e5 * s}, 0.5 + 0.4 * s - 0.3 * s * s)
 
 
-@pytest.mark.parametrize("name", ["random", "optuna-tpe", "optuna-nsga2"])
+AGENT_CONFIGS = {
+    "random": {},
+    "optuna-tpe": {},
+    "optuna-nsga2": {"population_size": 4},
+    "ddpg": {"budget": 0.6, "warmup_episodes": 3},
+    "ppo": {"budget": 0.6, "episodes_per_update": 2},
+}
+
+
+@pytest.mark.parametrize("name", list(AGENT_CONFIGS))
 def test_agent_contract_and_determinism(tiny_space, name: str) -> None:
     objectives = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
 
     def run(n: int, replay: list[Candidate] | None = None) -> list[dict]:
-        agent = build_agent(name, tiny_space, objectives, seed=3, config={"population_size": 4} if name == "optuna-nsga2" else {})
+        agent = build_agent(name, tiny_space, objectives, seed=3, config=AGENT_CONFIGS[name])
         for c in replay or []:
             agent.tell(c)
         out = []
@@ -98,6 +107,7 @@ def test_agent_contract_and_determinism(tiny_space, name: str) -> None:
             out.append(params)
         state = agent.state_dict()
         agent.load_state_dict(state)
+        agent.close()
         return out
 
     first = run(12)
@@ -208,3 +218,36 @@ def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
     assert len(after) - 30 == summary["interrupted"] <= 1  # at most the one killed mid-evaluation
     status = json.loads(run_cli("status", str(run_dir), "--json").stdout)
     assert status["finished"] == 30 and status["running"] == 0
+
+
+def test_rl_env_passes_check_env_and_clamps_to_budget(tiny_space) -> None:
+    from stable_baselines3.common.env_checker import check_env
+
+    from automc.gym_env import CompressionEnv, CostModel
+
+    env = CompressionEnv(tiny_space, budget=0.4)
+    check_env(env)
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:  # the greediest possible actions
+        obs, reward, done, _, info = env.step(np.array([1.0], dtype=np.float32))
+    assert info["cost"] <= 0.4 + 1e-9
+    assert CostModel(tiny_space)(tiny_space.default_params()) == pytest.approx(1.0)
+
+
+def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> None:
+    cfg = {**TINY, "agent": {"name": "ddpg", "config": {"budget": 0.5, "warmup_episodes": 2}}, "budget": {"candidates": 5}}
+    run_dir = tmp_path / "run"
+    first = json.loads(run_cli("search", str(_write(tmp_path, cfg)), "--run-dir", str(run_dir), "--json").stdout)
+    assert first["finished"] == 5 and (run_dir / "agent_state.pt").exists()
+    state = torch.load(run_dir / "agent_state.pt", weights_only=True)
+    assert int(state["episodes"]) == 5
+    cfg["budget"] = {"candidates": 8}
+    out = run_cli("search", str(_write(tmp_path, cfg)), "--run-dir", str(run_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    second = json.loads(out.stdout)
+    assert second["evaluated_now"] == 3 and second["finished"] == 8
+    from automc.store import Store, storage_url
+
+    for c in Store(storage_url(run_dir, None), "tiny").candidates():
+        assert c.metrics["macs"] <= 0.5 * c.metrics["base_macs"] * 1.01, c.number

@@ -1,0 +1,243 @@
+"""stable-baselines3 DDPG and PPO as ask/tell agents over :class:`automc.gym_env.CompressionEnv`.
+
+Design: SB3's ``learn()`` owns its loop, the runner owns ask/tell. ``learn()`` therefore runs
+in a learner thread on the env; the env's last ``step`` of an episode hands the finished
+policy to ``ask()`` and blocks until ``tell()`` returns that candidate's reward. The main
+thread and the learner strictly take turns (``tell`` returns only once the learner has
+produced the next policy and is waiting again), so runs are deterministic for a seed, and
+evaluation can happen anywhere (this process, a Ray worker) — the agent never evaluates.
+
+DDPG follows AMC: warm-up episodes of random actions (``warmup_episodes``), Gaussian
+exploration noise decaying by ``noise_decay`` per episode, discount 1, and the budget clamp
+in the env so every episode meets ``budget``. On resume, DDPG's replay buffer is refilled from
+the stored candidates (each is a deterministic episode) and the networks are restored from
+``state_dict`` (tensors only; loads with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from automc.agent import Agent
+from automc.candidate import Candidate
+from automc.config import Objective
+from automc.errors import UserError
+from automc.gym_env import CompressionEnv
+from automc.spaces import SearchSpace
+
+_STOP = object()
+
+
+class _Stop(Exception):
+    pass
+
+
+class _SB3Agent(Agent):
+    algorithm: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        *,
+        seed: int = 0,
+        budget: float | None = None,
+        failure_reward: float = -1.0,
+        learning_rate: float = 1e-3,
+        net_arch: Sequence[int] = (64, 64),
+        **algo_kwargs: Any,
+    ) -> None:
+        super().__init__(space, objectives, seed=seed)
+        if budget is not None and not 0 < float(budget) <= 1:
+            raise UserError(f"budget must be a fraction of the uncompressed cost in (0, 1], got {budget}", field="agent.config.budget")
+        self.budget = budget
+        self.failure_reward = float(failure_reward)
+        self._params_q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._reward_q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._outstanding: dict[str, Any] | None = None
+        self._ready: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.episodes = 0
+        self.env = CompressionEnv(space, budget=budget, on_episode=self._on_episode)
+        self.steps_per_episode = len(self.env.names)
+        self.model = self._build(float(learning_rate), list(net_arch), algo_kwargs)
+
+    # -- learner side ---------------------------------------------------------------------------
+    def _on_episode(self, params: dict[str, Any]) -> float:
+        self._params_q.put(params)
+        reward = self._reward_q.get()
+        if reward is _STOP:
+            raise _Stop
+        self.episodes += 1
+        self._after_episode()
+        return float(reward)
+
+    def _after_episode(self) -> None:
+        pass
+
+    def _learn(self) -> None:
+        try:
+            self.model.learn(total_timesteps=10**9, reset_num_timesteps=False)
+        except _Stop:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - surfaced in ask()
+            self._error = exc
+            self._params_q.put(_STOP)
+
+    def _next_params(self) -> dict[str, Any]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._learn, name=f"automc-{self.name}", daemon=True)
+            self._thread.start()
+        item = self._params_q.get()
+        if item is _STOP:
+            raise RuntimeError(f"{self.name} learner stopped: {self._error!r}") from self._error
+        return item
+
+    # -- ask / tell -------------------------------------------------------------------------------
+    def ask(self) -> dict[str, Any] | None:
+        if self._ready is None:
+            self._ready = self._next_params()
+        self._outstanding, self._ready = self._ready, None
+        return dict(self._outstanding)
+
+    def tell(self, candidate: Candidate) -> None:
+        reward = candidate.reward if candidate.ok and candidate.reward is not None else self.failure_reward
+        if self._outstanding is not None and dict(candidate.params) == self._outstanding:
+            self._outstanding = None
+            self._reward_q.put(reward)
+            self._ready = self._next_params()  # the learner is idle again: state_dict is consistent
+        else:
+            self._replay(candidate, reward)
+
+    def _replay(self, candidate: Candidate, reward: float) -> None:
+        """A finished candidate from an earlier run of this search."""
+        self.episodes += 1
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            while True:
+                try:
+                    self._reward_q.put_nowait(_STOP)
+                    break
+                except queue.Full:
+                    self._reward_q.get_nowait()
+            self._thread.join(timeout=10)
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- state --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}, "episodes": torch.tensor(self.episodes)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "policy" in state:
+            self.model.policy.load_state_dict(state["policy"])
+
+    def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class DDPGAgent(_SB3Agent):
+    """AMC's agent: DDPG with warm-up, decaying Gaussian noise and the budget clamp."""
+
+    name = "ddpg"
+    algorithm = "DDPG"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        *,
+        seed: int = 0,
+        warmup_episodes: int = 10,
+        noise_sigma: float = 0.5,
+        noise_decay: float = 0.95,
+        buffer_size: int = 20000,
+        batch_size: int = 64,
+        **kwargs: Any,
+    ) -> None:
+        self.warmup_episodes = int(warmup_episodes)
+        self.noise_sigma = float(noise_sigma)
+        self.noise_decay = float(noise_decay)
+        self.buffer_size = int(buffer_size)
+        self.batch_size = int(batch_size)
+        super().__init__(space, objectives, seed=seed, **kwargs)
+
+    def _noise(self) -> Any:
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        sigma = self.noise_sigma * self.noise_decay ** max(0, self.episodes - self.warmup_episodes)
+        return NormalActionNoise(mean=np.zeros(1), sigma=np.full(1, sigma))
+
+    def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
+        from stable_baselines3 import DDPG
+
+        return DDPG(
+            "MlpPolicy",
+            self.env,
+            learning_rate=lr,
+            buffer_size=self.buffer_size,
+            learning_starts=self.warmup_episodes * self.steps_per_episode,
+            batch_size=self.batch_size,
+            gamma=kwargs.pop("gamma", 1.0),
+            tau=kwargs.pop("tau", 0.01),
+            action_noise=self._noise(),
+            policy_kwargs={"net_arch": net_arch},
+            seed=self.seed,
+            device="cpu",
+            verbose=0,
+            **kwargs,
+        )
+
+    def _after_episode(self) -> None:
+        self.model.action_noise = self._noise()
+
+    def _replay(self, candidate: Candidate, reward: float) -> None:
+        buf = self.model.replay_buffer
+        for obs, action, r, next_obs, done in self.env.episode_transitions(candidate.params, reward):
+            scaled = self.model.policy.scale_action(action)  # SB3 stores actions in [-1, 1]
+            buf.add(obs[None], next_obs[None], scaled[None], np.array([r]), np.array([done]), [{}])
+        self.model.num_timesteps += self.steps_per_episode
+        self.episodes += 1
+        self.model.action_noise = self._noise()
+
+
+class PPOAgent(_SB3Agent):
+    """PPO on the same env (on-policy: history is not replayed, the policy is restored)."""
+
+    name = "ppo"
+    algorithm = "PPO"
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, episodes_per_update: int = 4, **kwargs: Any) -> None:
+        self.episodes_per_update = int(episodes_per_update)
+        super().__init__(space, objectives, seed=seed, **kwargs)
+
+    def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
+        from stable_baselines3 import PPO
+
+        n_steps = self.episodes_per_update * self.steps_per_episode
+        return PPO(
+            "MlpPolicy",
+            self.env,
+            learning_rate=lr,
+            n_steps=n_steps,
+            batch_size=kwargs.pop("batch_size", n_steps),
+            n_epochs=kwargs.pop("n_epochs", 10),
+            gamma=kwargs.pop("gamma", 1.0),
+            policy_kwargs={"net_arch": net_arch},
+            seed=self.seed,
+            device="cpu",
+            verbose=0,
+            **kwargs,
+        )

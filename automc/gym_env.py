@@ -1,0 +1,215 @@
+"""``CompressionEnv``: a gymnasium environment that decides a policy one dimension at a time.
+
+The AMC formulation: an episode walks the search space's dimensions in network order; each
+step's observation describes the current layer (index, type, in/out channels, kernel,
+stride, its share of the cost, the cost already cut, the cost still to decide, the previous
+action, and which knob it is), the action in [0, 1] is that dimension's value on the unit
+scale. With a ``budget`` (a fraction of the uncompressed cost), actions are clamped so that
+the episode can always end within it — even if every later dimension took its most
+compressing value — so every finished episode meets the budget.
+
+The cost is analytic and instant (the clamp evaluates it often): MACs scaled by the kept
+input/output channel fractions (``ratio``) or density (``density``), times ``w × a / 1024``
+when bit-widths are searched (BitOps relative to 32×32 bits).
+
+The reward of an episode is only known after the candidate is evaluated elsewhere (another
+process, a Ray worker), so the final ``step`` hands the finished policy to ``on_episode``
+and returns the reward it gets back; intermediate steps return 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from automc.spaces import SearchSpace, split_name
+
+KNOBS = ("ratio", "density", "w_bits", "a_bits")
+OBS_SIZE = 10 + len(KNOBS)
+
+
+class CostModel:
+    """Analytic cost of a policy, relative to the uncompressed model (1.0)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.dims = space.dimensions
+        layers: dict[str, dict[str, Any]] = {}
+        for name, d in self.dims.items():
+            info = dict(d.info)
+            layer, knob = split_name(name)
+            for member in info.get("members", [layer]):
+                layers.setdefault(member, {"macs": 0.0, "in": None, "out": None, "density": None, "w": None, "a": None})
+            if knob == "ratio":
+                for p in info.get("producers", []):
+                    layers.setdefault(p, {"macs": 0.0, "in": None, "out": None, "density": None, "w": None, "a": None})["out"] = name
+                for c in info.get("consumers", []):
+                    layers.setdefault(c, {"macs": 0.0, "in": None, "out": None, "density": None, "w": None, "a": None})["in"] = name
+            elif knob == "density":
+                layers[layer]["density"] = name
+            elif knob == "w_bits":
+                layers[layer]["w"] = name
+            elif knob == "a_bits":
+                layers[layer]["a"] = name
+        # per-layer MACs from the dimensions' layer facts
+        macs: dict[str, float] = {}
+        for name, d in self.dims.items():
+            info = dict(d.info)
+            if "members" not in info and "layer" in info:
+                macs[info["layer"]] = float(info.get("macs", 0.0))
+        exact = getattr(space, "layer_macs", None)  # spaces that know every layer's MACs
+        if exact:
+            macs.update(exact)
+        self.layers = {k: {**v, "macs": macs.get(k, 0.0)} for k, v in layers.items()}
+        if not any(v["macs"] for v in self.layers.values()):  # pruning-only: spread group MACs evenly
+            for name, d in self.dims.items():
+                info = dict(d.info)
+                members = info.get("members", [])
+                for m in members:
+                    self.layers[m]["macs"] = max(self.layers[m]["macs"], float(info.get("macs", 0.0)) / max(1, len(members)))
+        self.bits = any(self.layers[k]["w"] or self.layers[k]["a"] for k in self.layers)
+        self.base = self._raw({k: d.default for k, d in self.dims.items()}) or 1.0
+
+    def _fraction(self, dim: str | None, params: Mapping[str, Any]) -> float:
+        if dim is None:
+            return 1.0
+        d = self.dims[dim]
+        channels = dict(d.info).get("channels")
+        v = float(params[dim])
+        keep = getattr(self.space, "keep_count", None)
+        if channels and keep is not None:
+            return keep(int(channels), v) / int(channels)
+        return v
+
+    def _raw(self, params: Mapping[str, Any]) -> float:
+        total = 0.0
+        for layer in self.layers.values():
+            c = layer["macs"] * self._fraction(layer["in"], params) * self._fraction(layer["out"], params)
+            if layer["density"]:
+                c *= float(params[layer["density"]])
+            if self.bits:
+                w = float(params[layer["w"]]) if layer["w"] else 32.0
+                a = float(params[layer["a"]]) if layer["a"] else 32.0
+                c *= w * a / 1024.0
+            total += c
+        return total
+
+    def __call__(self, params: Mapping[str, Any]) -> float:
+        return self._raw(params) / self.base
+
+
+class CompressionEnv(gym.Env):
+    """One episode = one policy; see the module docstring."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        budget: float | None = None,
+        on_episode: Callable[[dict[str, Any]], float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.space = space
+        self.names = list(space.dimensions)
+        self.cost = CostModel(space)
+        self.budget = budget
+        self.on_episode = on_episode or (lambda params: 0.0)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (OBS_SIZE,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
+        infos = [dict(d.info) for d in space.dimensions.values()]
+        self._max_ch = max([float(i.get("channels", 1) or 1) for i in infos] + [float(i.get("in_channels", 1) or 1) for i in infos])
+        self._layer_share = self._shares()
+        self._reset_state()
+
+    def _shares(self) -> list[float]:
+        total = sum(max(float(dict(d.info).get("macs", 0.0)), 0.0) for d in self.space.dimensions.values()) or 1.0
+        return [max(float(dict(d.info).get("macs", 0.0)), 0.0) / total for d in self.space.dimensions.values()]
+
+    def _reset_state(self) -> None:
+        self.t = 0
+        self.params: dict[str, Any] = {}
+        self.prev_action = 1.0
+
+    def _policy_with(self, value_for_t: Any, rest: str) -> dict[str, Any]:
+        p = dict(self.params)
+        p[self.names[self.t]] = value_for_t
+        for k in self.names[self.t + 1 :]:
+            d = self.space.dimensions[k]
+            p[k] = d.from_unit(0.0) if rest == "low" else d.default
+        return p
+
+    def observation(self) -> np.ndarray:
+        name = self.names[self.t]
+        d = self.space.dimensions[name]
+        info = dict(d.info)
+        knob = split_name(name)[1]
+        decided = dict(self.params)
+        for k in self.names[self.t :]:
+            decided[k] = self.space.dimensions[k].default
+        cut = 1.0 - self.cost(decided)
+        remaining = sum(self._layer_share[self.t + 1 :])
+        kernel = (info.get("kernel") or [1])[0]
+        stride = (info.get("stride") or [1])[0]
+        obs = [
+            self.t / max(1, len(self.names) - 1),
+            1.0 if info.get("type") == "linear" else 0.0,
+            float(info.get("in_channels", 0) or 0) / self._max_ch,
+            float(info.get("channels", 0) or 0) / self._max_ch,
+            min(float(kernel) / 7.0, 1.0),
+            min(float(stride) / 4.0, 1.0),
+            self._layer_share[self.t],
+            min(max(cut, 0.0), 1.0),
+            min(max(remaining, 0.0), 1.0),
+            self.prev_action,
+        ] + [1.0 if knob == k else 0.0 for k in KNOBS]
+        return np.asarray(obs, dtype=np.float32)
+
+    def clamp(self, u: float) -> float:
+        """The largest unit value <= u that still lets the episode meet the budget."""
+        if self.budget is None:
+            return u
+        d = self.space.dimensions[self.names[self.t]]
+        grid = np.linspace(0.0, 1.0, 101)
+        feasible = [g for g in grid if g <= u + 1e-9 and self.cost(self._policy_with(d.from_unit(g), "low")) <= self.budget + 1e-9]
+        return float(max(feasible)) if feasible else 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._reset_state()
+        return self.observation(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        u = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], 0.0, 1.0))
+        u = self.clamp(u)
+        name = self.names[self.t]
+        self.params[name] = self.space.dimensions[name].from_unit(u)
+        self.prev_action = u
+        if self.t + 1 < len(self.names):
+            self.t += 1
+            return self.observation(), 0.0, False, False, {}
+        params = dict(self.params)
+        reward = float(self.on_episode(params))
+        obs = self.observation()
+        return obs, reward, True, False, {"params": params, "cost": self.cost(params)}
+
+    def episode_transitions(self, params: Mapping[str, Any], reward: float) -> list[tuple[np.ndarray, np.ndarray, float, np.ndarray, bool]]:
+        """(obs, action, reward, next_obs, done) of the episode that produced ``params``
+        (to refill an off-policy replay buffer from a stored run)."""
+        self._reset_state()
+        out = []
+        for i, name in enumerate(self.names):
+            obs = self.observation()
+            u = float(self.space.dimensions[name].to_unit(params[name]))
+            self.params[name] = params[name]
+            self.prev_action = u
+            last = i == len(self.names) - 1
+            if not last:
+                self.t += 1
+            out.append((obs, np.array([u], dtype=np.float32), reward if last else 0.0, self.observation(), last))
+        self._reset_state()
+        return out
