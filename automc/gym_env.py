@@ -9,8 +9,10 @@ the episode can always end within it — even if every later dimension took its 
 compressing value — so every finished episode meets the budget.
 
 The cost is analytic and instant (the clamp evaluates it often): MACs scaled by the kept
-input/output channel fractions (``ratio``) or density (``density``), times ``w × a / 1024``
-when bit-widths are searched (BitOps relative to 32×32 bits).
+input/output channel fractions (``ratio``) or density (``density``), times ``w × a`` when
+bit-widths are searched (BitOps). It is relative to the space's default policy — the
+uncompressed model for pruning, all-max-bits (8×8 by default) for mixed precision — so
+``budget=0.25`` on a mixed-precision space means a quarter of the 8-bit model's BitOps.
 
 The reward of an episode is only known after the candidate is evaluated elsewhere (another
 process, a Ray worker), so the final ``step`` hands the finished policy to ``on_episode``

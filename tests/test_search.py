@@ -251,3 +251,31 @@ def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> Non
 
     for c in Store(storage_url(run_dir, None), "tiny").candidates():
         assert c.metrics["macs"] <= 0.5 * c.metrics["base_macs"] * 1.01, c.number
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_experiments_are_valid(path: Path) -> None:
+    from automc.agent import AGENTS
+    from automc.config import load_config
+    from automc.profiles import PROFILES
+    from automc.rewards import REWARDS
+    from automc.spaces import SPACES
+
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert cfg.agent.name in AGENTS and cfg.space.name in SPACES and cfg.reward.name in REWARDS
+    assert all(p.name in PROFILES for p in cfg.profiles)
+
+
+def test_amc_experiment_runs_on_real_data(shared_data: Path, tmp_path: Path) -> None:
+    import automc.config as C
+
+    cfg = C.load_config(REPO / "experiments" / "amc_resnet56_cifar10.yaml").model_dump()
+    cfg["budget"] = {"candidates": 2}
+    cfg["data"] = {**cfg["data"], "data_dir": str(shared_data), "validation": 200, "calibration_batches": 2}
+    proc = run_cli("search", str(_write(tmp_path, cfg)), "--run-dir", str(tmp_path / "run"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["finished"] == 2
+    for c in summary["best"]:
+        assert c["metrics"]["macs"] <= 0.5 * c["metrics"]["base_macs"] * 1.01
