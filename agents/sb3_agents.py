@@ -40,6 +40,7 @@ class _Stop(Exception):
 
 class _SB3Agent(Agent):
     algorithm: ClassVar[str] = ""
+    max_outstanding: ClassVar[int] = 1  # one episode at a time: the learner waits for its reward
 
     def __init__(
         self,
@@ -223,21 +224,40 @@ class PPOAgent(_SB3Agent):
         self.episodes_per_update = int(episodes_per_update)
         super().__init__(space, objectives, seed=seed, **kwargs)
 
-    def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
+    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
+        """The SB3 class, its policy name and extra policy settings."""
         from stable_baselines3 import PPO
 
+        return PPO, "MlpPolicy", {}
+
+    def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
+        algo, policy, extra = self._algorithm()
         n_steps = self.episodes_per_update * self.steps_per_episode
-        return PPO(
-            "MlpPolicy",
+        return algo(
+            policy,
             self.env,
             learning_rate=lr,
             n_steps=n_steps,
             batch_size=kwargs.pop("batch_size", n_steps),
             n_epochs=kwargs.pop("n_epochs", 10),
             gamma=kwargs.pop("gamma", 1.0),
-            policy_kwargs={"net_arch": net_arch},
+            policy_kwargs={"net_arch": net_arch, **{k: kwargs.pop(k, v) for k, v in extra.items()}},
             seed=self.seed,
             device="cpu",
             verbose=0,
             **kwargs,
         )
+
+
+class MNasControllerAgent(PPOAgent):
+    """MNasNet-style controller: a recurrent (LSTM) policy emits the whole policy token by
+    token — one token per dimension, each conditioned on the tokens before it through the
+    LSTM state — trained with PPO (sb3-contrib's RecurrentPPO). Normally used with the
+    ``mnas`` reward (accuracy × (latency / target)^w)."""
+
+    name = "mnas-controller"
+
+    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
+        from sb3_contrib import RecurrentPPO
+
+        return RecurrentPPO, "MlpLstmPolicy", {"lstm_hidden_size": 64}

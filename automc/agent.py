@@ -28,6 +28,8 @@ class Agent(ABC):
 
     name: ClassVar[str] = ""
     multi_objective: ClassVar[bool] = False
+    # How many proposals may await their outcome at once (None: any; parallel workers use it).
+    max_outstanding: ClassVar[int | None] = None
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0) -> None:
         self.space = space

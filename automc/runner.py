@@ -62,7 +62,7 @@ class Context:
     base_metrics: dict[str, float]
 
 
-def build_context(cfg: ExperimentConfig, run_dir: Path) -> Context:
+def build_context(cfg: ExperimentConfig, run_dir: Path, *, measure_base: bool = True) -> Context:
     """Model, data, space, evaluator, profiles and reward for ``cfg`` (training the base model
     into the run directory when the config asks for it)."""
     torch.manual_seed(cfg.seed)
@@ -104,10 +104,12 @@ def build_context(cfg: ExperimentConfig, run_dir: Path) -> Context:
             conf["cache_file"] = str(run_dir / "latency_cache.jsonl")  # resumed runs re-use measurements
         profiles.append(build_profile(p.name, conf))
     reward = resolve_reward(cfg.reward.name, cfg.reward.kwargs)
-    base = evaluator(model)
-    base_metrics = {"base_accuracy": base["accuracy"], "base_loss": base["loss"]}
-    for prof in profiles:
-        base_metrics.update({f"base_{k}": v for k, v in prof.measure(model, x).values.items()})
+    base_metrics: dict[str, float] = {}
+    if measure_base:  # Ray workers receive these from the driver instead
+        base = evaluator(model)
+        base_metrics = {"base_accuracy": base["accuracy"], "base_loss": base["loss"]}
+        for prof in profiles:
+            base_metrics.update({f"base_{k}": v for k, v in prof.measure(model, x).values.items()})
     return Context(cfg, model, x, space, evaluator, profiles, reward, base_metrics)
 
 
@@ -166,8 +168,15 @@ def run_experiment(
     run_dir: Path,
     *,
     on_candidate: Callable[[Candidate, int, int], None] | None = None,
+    workers: int = 1,
+    address: str | None = None,
+    use_ray: bool | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) ``cfg`` in ``run_dir`` until its budget is spent; returns a summary."""
+    """Run (or resume) ``cfg`` in ``run_dir`` until its budget is spent; returns a summary.
+
+    ``workers > 1`` or an ``address`` evaluates candidates on Ray (see :mod:`automc.executors`);
+    ``use_ray`` forces the choice (benchmarks compare 1 Ray worker with 2).
+    """
     run_dir = Path(run_dir)
     prepare_run_dir(cfg, run_dir)
     ctx = build_context(cfg, run_dir)
@@ -187,20 +196,28 @@ def run_experiment(
     done = len(history)
     target = cfg.budget.candidates
     resumed = done
+    from automc.executors import RayExecutor, SequentialExecutor
+
+    executor: Any = (
+        RayExecutor(ctx, cfg.model_dump(mode="json"), run_dir, workers=workers, address=address)
+        if (use_ray if use_ray is not None else (workers > 1 or address is not None))
+        else SequentialExecutor(ctx)
+    )
     try:
-        done = _loop(ctx, cfg, store, agent, retry, dists, done, target, state_path, on_candidate)
+        done = _loop(cfg, store, agent, executor, retry, dists, done, target, state_path, on_candidate)
     finally:
         agent.close()
+        executor.close()
     summary = summarize(store)
     summary.update({"run_dir": str(run_dir), "resumed_from": resumed, "evaluated_now": done - resumed})
     return summary
 
 
 def _loop(
-    ctx: Context,
     cfg: ExperimentConfig,
     store: Store,
     agent: Any,
+    executor: Any,
     retry: list[dict[str, Any]],
     dists: dict[str, Any],
     done: int,
@@ -208,19 +225,23 @@ def _loop(
     state_path: Path,
     on_candidate: Callable[[Candidate, int, int], None] | None,
 ) -> int:
+    """Keep up to ``executor.slots`` candidates in flight (at most ``agent.max_outstanding``)."""
     elapsed_before = float(store.meta().get("elapsed_s", 0.0))
     started = time.monotonic()
+    limit = min(executor.slots, getattr(agent, "max_outstanding", None) or executor.slots)
+    exhausted = False
     while True:
-        if target is not None and done >= target:
-            break
         elapsed = elapsed_before + time.monotonic() - started
-        if cfg.budget.minutes is not None and elapsed >= cfg.budget.minutes * 60:
+        out_of_time = cfg.budget.minutes is not None and elapsed >= cfg.budget.minutes * 60
+        while not exhausted and not out_of_time and executor.pending() < limit and (target is None or done + executor.pending() < target):
+            params = retry.pop(0) if retry else agent.ask()
+            if params is None:
+                exhausted = True
+                break
+            executor.submit(store.begin(params, dists), params)
+        if executor.pending() == 0:
             break
-        params = retry.pop(0) if retry else agent.ask()
-        if params is None:
-            break
-        number = store.begin(params, dists)
-        candidate = evaluate_candidate(ctx, number, params)
+        candidate = executor.next_done()
         store.finish(candidate)
         agent.tell(candidate)
         state = agent.state_dict()

@@ -181,3 +181,56 @@ def check_device_profile(profile: Any, model: nn.Module, example_input: torch.Te
     if deterministic or (deterministic is None and m.provenance.get("analytic")):
         again = profile.measure(model, example_input)
         assert dict(again.values) == dict(m.values), "an analytic profile returned different values for the same model"
+
+
+def check_agent(make_agent: Any, space: SearchSpace, *, candidates: int = 12, seed: int = 0) -> None:
+    """Check the ``Agent`` contract with a fake evaluator (no model is run).
+
+    ``make_agent()`` must return a fresh agent (same seed each call). Rules: ``ask`` returns
+    valid, JSON-serialisable policies of ``space``; ``tell`` accepts completed and failed
+    candidates; ``state_dict`` survives ``torch.save``/``torch.load(weights_only=True)`` and
+    ``load_state_dict``; two agents built alike propose the same sequence given the same
+    outcomes (determinism for a seed, sequential execution); an agent fed a previous run's
+    history through ``tell`` keeps proposing valid policies (resume).
+    """
+    import io
+
+    from automc.agent import Agent
+    from automc.candidate import FAILED, Candidate
+
+    def outcome(i: int, params: dict[str, Any]) -> Candidate:
+        if i % 5 == 4:
+            return Candidate(i, params, state=FAILED, error="fake failure")
+        units = [d.to_unit(params[k]) for k, d in space.dimensions.items()]
+        score = float(np.mean(units)) - float(np.var(units))
+        return Candidate(i, params, {"accuracy": 0.5 + 0.4 * score, "macs": 1e6 * float(np.mean(units))}, score)
+
+    def run(history: list[Candidate]) -> tuple[list[dict[str, Any]], list[Candidate]]:
+        agent = make_agent()
+        assert isinstance(agent, Agent), f"{type(agent).__name__} does not subclass automc.agent.Agent"
+        for c in history:
+            agent.tell(c)
+        proposals, told = [], []
+        try:
+            for i in range(len(history), candidates):
+                params = agent.ask()
+                assert params is not None, "ask() returned None before the agent could have finished"
+                assert space.validate(params) == params, "ask() returned an invalid or incomplete policy"
+                json.dumps(params)
+                c = outcome(i, params)
+                agent.tell(c)
+                proposals.append(params)
+                told.append(c)
+            buf = io.BytesIO()
+            torch.save(agent.state_dict(), buf)
+            buf.seek(0)
+            agent.load_state_dict(torch.load(buf, weights_only=True))
+        finally:
+            agent.close()
+        return proposals, told
+
+    first, told = run([])
+    second, _ = run([])
+    assert first == second, "two agents with the same seed proposed different policies for the same outcomes"
+    resumed, _ = run(told[: candidates // 2])
+    assert len(resumed) == candidates - candidates // 2

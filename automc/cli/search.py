@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run (or resume) a compression search from an experiment YAML")
     p.add_argument("config", metavar="CONFIG.yaml")
     p.add_argument("--run-dir", metavar="DIR", help="run directory (default: runs/<name>); running again resumes it")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="evaluate N candidates at once on a local Ray (default 1: in this process)")
+    p.add_argument("--address", metavar="ADDR", help="join this Ray cluster instead (e.g. ray://head:10001)")
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     p.set_defaults(func=run_search)
 
@@ -60,11 +62,23 @@ def run_search(args: argparse.Namespace) -> int:
             status = f"reward {c.reward:.4g}" if c.ok else f"FAILED: {c.error}"
             print(f"[{done}/{total or '?'}] candidate #{c.number}: {status}", flush=True)
 
+    import os
+    import sys
+
+    saved = None
+    if args.json:  # stdout carries only the final JSON: Ray and libraries print to fd 1 too
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
     try:
-        summary = run_experiment(cfg, run_dir, on_candidate=on_candidate)
+        summary = run_experiment(cfg, run_dir, on_candidate=on_candidate, workers=args.workers, address=args.address)
     finally:
         if bar is not None:
             bar.stop()
+        if saved is not None:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
     if args.json:
         emit_json(summary)
     else:
