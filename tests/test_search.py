@@ -345,3 +345,17 @@ def test_resnet20_search_sigkilled_and_resumed(shared_data: Path, tmp_path: Path
     status = json.loads(run_cli("status", str(run_dir), "--json").stdout)
     assert status["finished"] == 16 and status["running"] == 0
     assert json.loads(out.stdout)["evaluated_now"] == 16 - len(before)
+
+
+def test_postgresql_storage(tmp_path: Path) -> None:
+    """Runs against a real server when AUTOMC_TEST_POSTGRES holds its URL."""
+    url = os.environ.get("AUTOMC_TEST_POSTGRES")
+    if not url:
+        pytest.skip("set AUTOMC_TEST_POSTGRES=postgresql://user@host:port/db to test a PostgreSQL store")
+    cfg = {**TINY, "name": f"pg_{os.getpid()}_{int(time.time())}", "storage": url, "budget": {"candidates": 4}}
+    run_dir = tmp_path / "run"
+    first = json.loads(run_cli("search", str(_write(tmp_path, cfg)), "--run-dir", str(run_dir), "--json").stdout)
+    assert first["finished"] == 4 and not (run_dir / "study.db").exists()
+    cfg["budget"] = {"candidates": 6}
+    second = json.loads(run_cli("search", str(_write(tmp_path, cfg)), "--run-dir", str(run_dir), "--json").stdout)
+    assert second["finished"] == 6 and second["evaluated_now"] == 2
