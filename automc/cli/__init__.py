@@ -30,8 +30,8 @@ def build_parser() -> Parser:
 
     parser = Parser(
         prog="automc",
-        description="AutoML model compression: search pruning ratios, bit-widths and architectures "
-        "against device budgets, and report the Pareto front.",
+        description="AutoML model compression: search per-layer pruning ratios, sparsity and bit-widths "
+        "against measured or modelled device budgets; resumable, pluggable.",
     )
     parser.add_argument("--version", action="version", version=f"automc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
