@@ -102,15 +102,14 @@ def _prepare(model: nn.Module) -> None:
     for name, m in list(model.named_modules()):
         if isinstance(m, PadShortcut):
             set_module(model, name, ShortcutConv.from_index(_pad_index(m), m.in_channels, m.stride))
-        elif isinstance(m, ChannelMapShortcut):
-            in_ch = int(m.index.max()) + 1 if (m.index >= 0).any() else 1
-            set_module(model, name, ShortcutConv.from_index(m.index, in_ch, m.stride))
+        elif isinstance(m, ChannelMapShortcut):  # pruning an already pruned model
+            set_module(model, name, ShortcutConv.from_index(m.index, m.in_channels, m.stride))
 
 
 def _finalize(model: nn.Module) -> None:
     for name, m in list(model.named_modules()):
         if isinstance(m, ShortcutConv):
-            set_module(model, name, ChannelMapShortcut(m.to_index(), m.stride))
+            set_module(model, name, ChannelMapShortcut(m.to_index(), m.stride, in_channels=int(m.weight.shape[1])))
 
 
 def _importance(criterion: str) -> tp.importance.Importance:

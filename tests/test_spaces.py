@@ -222,3 +222,14 @@ def test_save_and_rebuild_compressed(tmp_path, space: str) -> None:
     assert json.loads((tmp_path / "compression.json").read_text())["format"] == "automc.compressed/1"
     back = load_compressed(tmp_path)
     assert torch.equal(back(x), out.eval()(x))
+
+
+def test_pruning_an_already_pruned_model() -> None:
+    model, x, _ = _setup("resnet20")
+    sp = ChannelPruningSpace(model, x[:1])
+    once = sp.apply(model, sp.uniform(0.6)).eval()
+    again_space = ChannelPruningSpace(once, x[:1])
+    twice = again_space.apply(once, again_space.uniform(0.5)).eval()
+    assert twice.layer3[0].shortcut.in_channels == twice.layer2[2].conv2.out_channels
+    assert twice(x).shape == (4, 10)
+    assert analyze(twice, x[:1]).macs < 0.5 * analyze(once, x[:1]).macs

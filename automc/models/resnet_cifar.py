@@ -48,10 +48,12 @@ class ChannelMapShortcut(nn.Module):
     It costs no MACs (a gather), unlike the equivalent 0/1 1×1 convolution.
     """
 
-    def __init__(self, index: torch.Tensor, stride: int) -> None:
+    def __init__(self, index: torch.Tensor, stride: int, in_channels: int | None = None) -> None:
         super().__init__()
         self.stride = stride
         self.register_buffer("index", torch.as_tensor(index, dtype=torch.long).clone())
+        referenced = int(self.index.max()) + 1 if (self.index >= 0).any() else 1
+        self.in_channels = int(in_channels) if in_channels is not None else referenced
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
@@ -61,7 +63,7 @@ class ChannelMapShortcut(nn.Module):
         return torch.cat([x, zero], 1).index_select(1, source)
 
     def extra_repr(self) -> str:
-        return f"out={self.index.numel()}, stride={self.stride}"
+        return f"in={self.in_channels}, out={self.index.numel()}, stride={self.stride}"
 
 
 class BasicBlock(nn.Module):
