@@ -39,40 +39,38 @@ class CostModel:
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
         self.dims = space.dimensions
-        layers: dict[str, dict[str, Any]] = {}
+        self.layers: dict[str, dict[str, Any]] = {}
+
+        def slot(layer: str) -> dict[str, Any]:
+            return self.layers.setdefault(layer, {"macs": 0.0, "in": None, "out": None, "density": None, "w": None, "a": None})
+
+        # which dimension scales each layer's input channels, output channels, density, bits
         for name, d in self.dims.items():
             info = dict(d.info)
             layer, knob = split_name(name)
-            for member in info.get("members", [layer]):
-                layers.setdefault(member, {"macs": 0.0, "in": None, "out": None, "density": None, "w": None, "a": None})
             if knob == "ratio":
                 for p in info.get("producers", []):
-                    layers.setdefault(p, {"macs": 0.0, "in": None, "out": None, "density": None, "w": None, "a": None})["out"] = name
+                    slot(p)["out"] = name
                 for c in info.get("consumers", []):
-                    layers.setdefault(c, {"macs": 0.0, "in": None, "out": None, "density": None, "w": None, "a": None})["in"] = name
-            elif knob == "density":
-                layers[layer]["density"] = name
-            elif knob == "w_bits":
-                layers[layer]["w"] = name
-            elif knob == "a_bits":
-                layers[layer]["a"] = name
-        # per-layer MACs from the dimensions' layer facts
-        macs: dict[str, float] = {}
-        for name, d in self.dims.items():
+                    slot(c)["in"] = name
+            elif knob in ("density", "w_bits", "a_bits"):
+                slot(layer)[{"density": "density", "w_bits": "w", "a_bits": "a"}[knob]] = name
+        # each layer's MACs: exact when the space knows them, else from per-layer dimensions,
+        # else (a pruning space that does not) its groups' MACs spread over their members
+        exact = dict(getattr(space, "layer_macs", None) or {})
+        for d in self.dims.values():
             info = dict(d.info)
             if "members" not in info and "layer" in info:
-                macs[info["layer"]] = float(info.get("macs", 0.0))
-        exact = getattr(space, "layer_macs", None)  # spaces that know every layer's MACs
-        if exact:
-            macs.update(exact)
-        self.layers = {k: {**v, "macs": macs.get(k, 0.0)} for k, v in layers.items()}
-        if not any(v["macs"] for v in self.layers.values()):  # pruning-only: spread group MACs evenly
-            for name, d in self.dims.items():
+                exact.setdefault(info["layer"], float(info.get("macs", 0.0)))
+        if not exact:
+            for d in self.dims.values():
                 info = dict(d.info)
                 members = info.get("members", [])
                 for m in members:
-                    self.layers[m]["macs"] = max(self.layers[m]["macs"], float(info.get("macs", 0.0)) / max(1, len(members)))
-        self.bits = any(self.layers[k]["w"] or self.layers[k]["a"] for k in self.layers)
+                    exact[m] = max(exact.get(m, 0.0), float(info.get("macs", 0.0)) / max(1, len(members)))
+        for layer, m in exact.items():
+            slot(layer)["macs"] = float(m)
+        self.bits = any(v["w"] or v["a"] for v in self.layers.values())
         self.base = self._raw({k: d.default for k, d in self.dims.items()}) or 1.0
 
     def _fraction(self, dim: str | None, params: Mapping[str, Any]) -> float:

@@ -36,6 +36,7 @@ from automc.candidate import COMPLETE, FAILED, Candidate
 from automc.compressed import package_versions
 from automc.config import ExperimentConfig
 from automc.datasets import get_dataset
+from automc.datasets.base import calibration_and_validation
 from automc.errors import UserError
 from automc.evaluator import Evaluator, EvaluatorConfig
 from automc.models import load_model
@@ -70,13 +71,9 @@ def build_context(cfg: ExperimentConfig, run_dir: Path, *, measure_base: bool = 
     eval_name = cfg.data.eval_split or ds.eval_split()
     cal_name = cfg.data.calibration_split or ds.calibration_split()
     split, cal_split = ds.load(eval_name), ds.load(cal_name)
-    n_cal = cfg.data.calibration_batches * 64
-    if cal_name == eval_name:
-        subs = split.subsets({"calibration": min(n_cal, len(split) // 2), "validation": cfg.data.validation}, seed=cfg.seed)
-        cal_idx, val_idx = subs["calibration"], subs["validation"]
-    else:
-        cal_idx = cal_split.subsets({"calibration": min(n_cal, len(cal_split))}, seed=cfg.seed)["calibration"]
-        val_idx = None if cfg.data.validation is None else split.subsets({"validation": min(cfg.data.validation, len(split))}, seed=cfg.seed)["validation"]
+    cal_idx, val_idx = calibration_and_validation(
+        split, cal_split, calibration=cfg.data.calibration_batches * 64, validation=cfg.data.validation, seed=cfg.seed
+    )
 
     weights = cfg.model.weights
     trained = run_dir / "base_model.pt"

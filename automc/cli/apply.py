@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from automc.analysis import analyze
     from automc.compressed import save_compressed
     from automc.datasets import get_dataset
+    from automc.datasets.base import calibration_and_validation
     from automc.errors import UserError
     from automc.evaluator import Evaluator, EvaluatorConfig, torch_threads
     from automc.export import export_int8, export_onnx, run_onnx
@@ -56,13 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--bn-calibration must be >= 0, got {args.bn_calibration}", field="bn_calibration")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}", field="limit")
-    n_cal = max(args.bn_calibration, 8) * 64
-    if cal_name == split.name:  # one split: disjoint calibration and validation subsets
-        subs = split.subsets({"calibration": min(n_cal, len(split) // 2), "validation": args.limit}, seed=args.seed)
-        cal_idx, val_idx = subs["calibration"], subs["validation"]
-    else:
-        cal_idx = cal_split.subsets({"calibration": min(n_cal, len(cal_split))}, seed=args.seed)["calibration"]
-        val_idx = None if args.limit is None else split.subsets({"validation": min(args.limit, len(split))}, seed=args.seed)["validation"]
+    cal_idx, val_idx = calibration_and_validation(split, cal_split, calibration=max(args.bn_calibration, 8) * 64, validation=args.limit, seed=args.seed)
 
     model_kwargs = parse_kv(args.model_arg, "--model-arg")
     weights = resolve_weights(args.weights, args.model, ds.data_dir)

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from automc.datasets import get_dataset
+    from automc.datasets.base import calibration_and_validation
     from automc.errors import UserError
     from automc.evaluator import Evaluator, EvaluatorConfig
     from automc.models import load_model, resolve_weights
@@ -47,22 +48,11 @@ def run(args: argparse.Namespace) -> int:
         kwargs=parse_kv(args.model_arg, "--model-arg"),
     )
     config = EvaluatorConfig(batch_size=args.batch_size, threads=args.threads, bn_calibration_batches=args.bn_calibration)
-    calibration = None
-    if args.bn_calibration:
-        cal_name = args.calibration_split or ds.calibration_split()
-        cal_split = ds.load(cal_name)
-        need = args.bn_calibration * config.calibration_batch_size
-        if cal_name == split_name:  # same split: draw disjoint calibration and validation subsets
-            rest = None if args.limit is None else args.limit
-            subs = split.subsets({"calibration": need, "validation": rest}, seed=args.seed)
-            calibration, indices = (cal_split, subs["calibration"]), subs["validation"]
-        else:
-            calibration = (cal_split, cal_split.subsets({"calibration": min(need, len(cal_split))}, seed=args.seed)["calibration"])
-            indices = None
-    else:
-        indices = None
-    if indices is None and args.limit is not None:
-        indices = split.subsets({"validation": min(args.limit, len(split))}, seed=args.seed)["validation"]
+    cal_split = ds.load(args.calibration_split or ds.calibration_split()) if args.bn_calibration else split
+    cal_idx, indices = calibration_and_validation(
+        split, cal_split, calibration=args.bn_calibration * config.calibration_batch_size, validation=args.limit, seed=args.seed
+    )
+    calibration = (cal_split, cal_idx) if args.bn_calibration else None
     evaluator = Evaluator(split, indices, calibration=calibration, config=config)
     metrics = _run_with_progress(evaluator, model, enabled=progress_enabled() and not args.json)
     result = {

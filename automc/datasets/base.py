@@ -90,6 +90,22 @@ def random_crop_flip(images: np.ndarray, rng: np.random.Generator, pad: int = 4)
 AUGMENTATIONS = {"crop-flip": random_crop_flip}
 
 
+def calibration_and_validation(
+    split: "Split", calibration_split: "Split", *, calibration: int, validation: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Seeded index subsets: ``calibration`` images of ``calibration_split`` and ``validation``
+    images of ``split`` (None: all of it). When both are the same split they are drawn
+    disjointly, calibration taking at most half of it and validation the rest if None."""
+    if calibration_split is split:
+        n_cal = min(calibration, len(split) // 2)
+        n_val = None if validation is None else min(validation, len(split) - n_cal)
+        subs = split.subsets({"calibration": n_cal, "validation": n_val}, seed=seed)
+        return subs["calibration"], subs["validation"]
+    cal = calibration_split.subsets({"calibration": min(calibration, len(calibration_split))}, seed=seed)["calibration"]
+    val = None if validation is None else split.subsets({"validation": min(validation, len(split))}, seed=seed)["validation"]
+    return cal, val
+
+
 class Split:
     """One split: labels, uint8 images (in memory or decoded on demand) and normalisation."""
 
