@@ -160,12 +160,13 @@ class Evaluator:
                 calibrate_activations(out, self._calib_plain)
         return out
 
-    def __call__(self, model: nn.Module, *, on_batch: Callable[[int], None] | None = None) -> dict[str, float]:
+    def __call__(self, model: nn.Module, *, prepared: bool = False, on_batch: Callable[[int], None] | None = None) -> dict[str, float]:
         """Top-1 accuracy (fraction), mean cross-entropy loss and sample count.
 
-        ``on_batch(n)`` is called after each batch of ``n`` samples (for progress bars).
+        ``prepared=True`` says ``model`` already came from :meth:`prepare` (so it is not
+        recalibrated twice). ``on_batch(n)`` is called after each batch of ``n`` samples.
         """
-        target = self.prepare(model)
+        target = model if prepared else self.prepare(model)
         was_training = target.training
         target.eval()
         correct = 0

@@ -170,3 +170,28 @@ def export_int8(
                 },
             )
     return {"path": str(path), "quantized_nodes": len(nodes), "layers": layers if layers is not None else "all"}
+
+
+def export_int8_checked(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    calibration: Sequence[torch.Tensor],
+    path: str | Path,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+) -> dict[str, Any]:
+    """:func:`export_int8`, then run the int8 graph on the validation images: its accuracy
+    and its top-1 agreement with the PyTorch model (what a deployer needs to trust it)."""
+    path = Path(path)
+    info = export_int8(model, example_input, calibration, path)
+    with torch.no_grad():
+        torch_pred = model.eval()(x_val).argmax(1).numpy()
+    ort_pred = run_onnx(path, x_val).argmax(1)
+    return {
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "quantized_nodes": info["quantized_nodes"],
+        "top1_agreement_with_pytorch": float(np.mean(ort_pred == torch_pred)),
+        "accuracy": float(np.mean(ort_pred == y_val.numpy())),
+        "images": int(len(y_val)),
+    }

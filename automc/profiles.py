@@ -115,6 +115,7 @@ class Timing:
     iqr_ms: float
     repeats: int
     seconds: float
+    min_ms: float = math.nan
 
 
 def time_call(
@@ -155,4 +156,4 @@ def time_call(
         if (len(samples) >= min_repeats and stable >= 2) or len(samples) >= max_repeats or elapsed >= max_seconds:
             break
     q1, q3 = np.percentile(samples, [25, 75])
-    return Timing(med, float(q3 - q1), len(samples), time.perf_counter() - start)
+    return Timing(med, float(q3 - q1), len(samples), time.perf_counter() - start, float(min(samples)))

@@ -110,17 +110,26 @@ def build_context(cfg: ExperimentConfig, run_dir: Path, *, measure_base: bool = 
     return Context(cfg, model, x, space, evaluator, profiles, reward, base_metrics)
 
 
+def materialize(ctx: Context, params: Mapping[str, Any]) -> nn.Module:
+    """The candidate model as it is evaluated: compressed, then BN- (and activation-)
+    recalibrated. Deterministic for given params, config and thread count, which is what lets
+    ``automc export`` rebuild a stored candidate with the same accuracy."""
+    return ctx.evaluator.prepare(ctx.space.apply(ctx.model, params))
+
+
 def evaluate_candidate(ctx: Context, number: int, params: Mapping[str, Any]) -> Candidate:
-    """Compress, recalibrate, evaluate and profile one policy; failures become failed candidates."""
-    timings: dict[str, float] = {}
+    """Compress, recalibrate, evaluate and profile one policy; failures become failed candidates.
+
+    ``timings["threads"]`` records the intra-op thread count used (results are bit-exact only
+    for the same count)."""
+    timings: dict[str, float] = {"threads": float(torch.get_num_threads())}
     metrics: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        compressed = ctx.space.apply(ctx.model, params)
-        prepared = ctx.evaluator.prepare(compressed)
+        prepared = materialize(ctx, params)
         timings["compress_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        metrics.update(ctx.evaluator(prepared))
+        metrics.update(ctx.evaluator(prepared, prepared=True))
         timings["evaluate_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for prof in ctx.profiles:

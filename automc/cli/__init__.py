@@ -26,17 +26,17 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from automc.cli import apply, evaluate, info, profile, search, train
+    from automc.cli import apply, evaluate, info, profile, report, search, train
 
     parser = Parser(
         prog="automc",
         description="AutoML model compression: search per-layer pruning ratios, sparsity and bit-widths "
-        "against measured or modelled device budgets; resumable, pluggable.",
+        "against measured or modelled device budgets; resumable, pluggable; ends in a Pareto report.",
     )
     parser.add_argument("--version", action="version", version=f"automc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for module in (search, evaluate, train, apply, profile, info):
+    for module in (search, report, evaluate, train, apply, profile, info):
         module.register(sub)
     return parser
 

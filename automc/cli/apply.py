@@ -35,16 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
     from automc.analysis import analyze
     from automc.compressed import save_compressed
     from automc.datasets import get_dataset
     from automc.datasets.base import calibration_and_validation
     from automc.errors import UserError
     from automc.evaluator import Evaluator, EvaluatorConfig, torch_threads
-    from automc.export import export_int8, export_onnx, run_onnx
+    from automc.export import export_int8_checked, export_onnx
     from automc.models import default_dataset, load_model, resolve_weights
     from automc.spaces import build_space, load_policy
 
@@ -96,19 +93,8 @@ def run(args: argparse.Namespace) -> int:
     files = {"onnx": onnx_path.name}
     int8: dict[str, Any] | None = None
     if args.int8:
-        info = export_int8(final, x1, evaluator.calibration_batches() or act_batches, out / "model.int8.onnx")
         xv, yv = evaluator.data()
-        with torch.no_grad():
-            torch_pred = final(xv).argmax(1).numpy()
-        ort_logits = run_onnx(out / "model.int8.onnx", xv)
-        int8 = {
-            "file": "model.int8.onnx",
-            "bytes": (out / "model.int8.onnx").stat().st_size,
-            "quantized_nodes": info["quantized_nodes"],
-            "top1_agreement_with_pytorch": float(np.mean(ort_logits.argmax(1) == torch_pred)),
-            "accuracy": float(np.mean(ort_logits.argmax(1) == yv.numpy())),
-            "images": int(len(yv)),
-        }
+        int8 = export_int8_checked(final, x1, evaluator.calibration_batches() or act_batches, out / "model.int8.onnx", xv, yv)
         files["int8_onnx"] = "model.int8.onnx"
 
     card = {

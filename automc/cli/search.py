@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", metavar="DIR", help="run directory (default: runs/<name>); running again resumes it")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="evaluate N candidates at once on a local Ray (default 1: in this process)")
     p.add_argument("--address", metavar="ADDR", help="join this Ray cluster instead (e.g. ray://head:10001)")
+    p.add_argument("--no-report", action="store_true", help="skip writing RUN_DIR/report at the end ('automc report RUN_DIR' writes it later)")
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     p.set_defaults(func=run_search)
 
@@ -79,11 +79,23 @@ def run_search(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             os.dup2(saved, 1)
             os.close(saved)
+    paths = None
+    if not args.no_report and summary["finished"]:
+        from automc.report import write_report
+
+        paths = write_report(run_dir)
+        summary["report"] = str(paths["html"])
     if args.json:
         emit_json(summary)
-    else:
-        _print_summary(summary, names)
-        print(f"run directory: {run_dir} (resume with the same command; 'automc status {run_dir}')")
+        return 0
+    _print_summary(summary, names)
+    print(f"run directory: {run_dir} (resume with the same command; 'automc status {run_dir}')")
+    if paths is not None:
+        import json
+
+        from automc.cli.report import print_report_summary
+
+        print_report_summary(json.loads(paths["json"].read_text()), paths)
     return 0
 
 
@@ -100,22 +112,14 @@ def _print_summary(summary: dict[str, Any], names: list[str]) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    import yaml
-
-    from automc.errors import UserError
+    from automc.report import open_run
     from automc.runner import summarize
-    from automc.store import Store, storage_url
 
-    run_dir = Path(args.run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.yaml): pass the --run-dir of an 'automc search'")
-    cfg = yaml.safe_load(cfg_path.read_text())
-    store = Store(storage_url(run_dir, cfg.get("storage")), cfg["name"])
-    summary = summarize(store, top=args.top)
+    rec = open_run(args.run_dir)
+    cfg = rec.config
+    summary = summarize(rec.store, top=args.top)
     if args.json:
         emit_json(summary)
     else:
         _print_summary(summary, [o["metric"] for o in cfg.get("objectives", [])])
-    json.dumps(summary)
     return 0

@@ -1,0 +1,102 @@
+"""Exporting one candidate of a finished run as a deployable model.
+
+The candidate is rebuilt from its stored params exactly as the search built it (same base
+model, calibration images, seed and thread count: see :func:`automc.runner.materialize`),
+then measured again — accuracy on the run's validation subset and every profile of the run,
+latency measured afresh (never read from the run's cache) — and written as
+
+* ``model.onnx`` (and ``model.int8.onnx`` with ``int8``: onnxruntime QDQ, checked against
+  the PyTorch model on the validation images),
+* ``model.pt`` + ``compression.json`` (:mod:`automc.compressed`; rebuilt with
+  :func:`automc.compressed.load_compressed`), the card holding the stored and re-measured
+  figures side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automc.candidate import COMPLETE
+from automc.errors import UserError
+
+
+def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8: bool = False) -> dict[str, Any]:
+    """Rebuild candidate ``number`` of the run in ``run_dir``, re-measure it and write it to
+    ``out``; returns the card (also saved as ``out/compression.json``)."""
+    from automc.compressed import load_compressed, save_compressed
+    from automc.config import parse_config
+    from automc.datasets import get_dataset
+    from automc.evaluator import torch_threads
+    from automc.export import export_int8_checked, export_onnx
+    from automc.pareto import parse_constraints, parse_objectives, pareto_front
+    from automc.profiles import build_profile
+    from automc.report import open_run
+    from automc.runner import build_context, materialize
+
+    rec = open_run(run_dir)
+    cfg = parse_config(rec.config, str(Path(run_dir) / "config.yaml"))
+    cands = rec.store.candidates()
+    by_number = {c.number: c for c in cands}
+    front = pareto_front(cands, parse_objectives(rec.config.get("objectives", [])), parse_constraints(rec.config.get("constraints", [])))
+    members = [cands[i].number for i in front.front_indices()]
+    hint = f"front members: {', '.join(map(str, members))}" if members else "the run has no feasible candidate yet"
+    cand = by_number.get(number)
+    if cand is None:
+        raise UserError(f"--candidate {number}: the run has no candidate {number} (0..{max(by_number) if by_number else -1}); {hint}", field="candidate")
+    if cand.state != COMPLETE:
+        raise UserError(f"--candidate {number} did not finish ({cand.state}: {cand.error}); {hint}", field="candidate")
+
+    ctx = build_context(cfg, Path(run_dir), measure_base=False)
+    threads = int(cand.timings.get("threads", torch.get_num_threads()))
+    with torch_threads(threads):
+        model = materialize(ctx, cand.params)
+        now: dict[str, float] = dict(ctx.evaluator(model, prepared=True))
+    for p in cfg.profiles:  # fresh measurements: no latency cache
+        prof = build_profile(p.name, {k: v for k, v in p.config.items() if k != "cache_file"})
+        now.update({k: float(v) for k, v in prof.measure(model, ctx.example_input).values.items()})
+    comparison = {}
+    for key, value in now.items():
+        stored = cand.metrics.get(key)
+        if stored is None:
+            continue
+        rel = (value - stored) / abs(stored) if stored else (0.0 if value == stored else math.inf)
+        comparison[key] = {"stored": float(stored), "measured": float(value), "relative_difference": rel}
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    x = ctx.example_input
+    files = {"onnx": export_onnx(model, x, out / "model.onnx").name}
+    int8_info = None
+    if int8:
+        xv, yv = ctx.evaluator.data()
+        int8_info = export_int8_checked(model, x, ctx.evaluator.calibration_batches(), out / "model.int8.onnx", xv, yv)
+        files["int8_onnx"] = int8_info["file"]
+    ds = get_dataset(cfg.data.dataset, cfg.data.data_dir, verify=False)
+    weights = cfg.model.weights if cfg.model.weights is not None or cfg.model.train is None else str(Path(run_dir).resolve() / "base_model.pt")
+    card = {
+        "model": {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "num_classes": ds.num_classes, "in_channels": ds.in_channels, "weights": weights},
+        "input_shape": list(x.shape),
+        "dataset": {"name": ds.name, "split": ctx.evaluator.split.name, "validation_images": ctx.evaluator.samples},
+        "space": {"name": cfg.space.name, "config": ctx.space.config()},
+        "params": dict(cand.params),
+        "run": {"run_dir": str(Path(run_dir).resolve()), "name": cfg.name, "candidate": number, "on_front": number in members, "reward": cand.reward, "threads": threads},
+        "stored_metrics": dict(cand.metrics),
+        "measured_metrics": now,
+        "reproduction": {
+            "accuracy_exact": now.get("accuracy") == cand.metrics.get("accuracy"),
+            **{k: v for k, v in comparison.items()},
+        },
+        "int8": int8_info,
+        "files": files,
+    }
+    save_compressed(out, model, card)
+    rebuilt = load_compressed(out)
+    with torch.no_grad():
+        xb = ctx.evaluator.data()[0][:64]
+        card["reload_max_abs_diff"] = float((rebuilt(xb) - model.eval()(xb)).abs().max())
+    save_compressed(out, model, card)
+    return card

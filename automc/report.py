@@ -1,0 +1,276 @@
+"""A run's report: the data (``report.json``, ``candidates.csv``) and the files made from it.
+
+:func:`build_report` reads a run directory (its ``config.yaml`` and store) and returns a plain
+dict in the versioned schema below; the plots (:mod:`automc.plots`) are drawn from that dict
+only, so everything a report shows can be checked without pixels.
+
+Schema ``automc.report/1`` (keys added later will not change the meaning of these):
+
+* ``schema``, ``created`` (ISO 8601, UTC), ``automc_version``;
+* ``run``: ``name``, ``run_dir``, ``config`` (resolved experiment), ``versions``,
+  ``base_metrics`` (the uncompressed model, ``base_<metric>``), ``elapsed_s``, ``counts``
+  (complete, failed, running, interrupted);
+* ``objectives``: ``[{metric, direction, reference, reference_source, scale}]``;
+* ``constraints``: ``[{metric, min, max}]``;
+* ``dimensions``: ``[{name, layer, knob}]`` — the policy's dimensions in network order;
+* ``hypervolume``: ``final``, ``final_normalized``, ``history`` ``[{evaluations, candidate,
+  hypervolume, normalized}]`` (see :mod:`automc.pareto` for the reference point);
+* ``front``: numbers of the front members, ordered by the first objective (best first);
+* ``candidates``: ``[{number, state, params, metrics, reward, feasible, violations, on_front,
+  error, timings}]`` in number order (candidates interrupted by a killed run are left out:
+  their params were evaluated again under a new number).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automc.candidate import Candidate
+from automc.errors import UserError
+from automc.pareto import Objective, hypervolume_history, parse_constraints, parse_objectives, pareto_front, reference_point
+
+SCHEMA = "automc.report/1"
+REPORT_DIR = "report"
+
+
+@dataclass
+class RunRecord:
+    """An opened run directory: its resolved config, store and versions."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    store: Any
+    versions: dict[str, Any]
+
+
+def open_run(run_dir: str | Path) -> RunRecord:
+    """Open the run written by ``automc search`` in ``run_dir`` (one-line error if it is not one)."""
+    from automc.store import Store, storage_url
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.yaml): pass the --run-dir of an 'automc search'")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    versions_path = run_dir / "versions.json"
+    versions = json.loads(versions_path.read_text()) if versions_path.is_file() else {}
+    return RunRecord(run_dir, cfg, Store(storage_url(run_dir, cfg.get("storage")), cfg["name"]), versions)
+
+
+def parse_objective_args(items: Sequence[str]) -> list[dict[str, str]]:
+    """``metric:direction`` strings (``accuracy:max``, ``latency_ms:minimize``) → mappings."""
+    out = []
+    for item in items:
+        metric, _, direction = item.partition(":")
+        d = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}.get(direction.strip().lower())
+        if not metric.strip() or d is None:
+            raise UserError(f"--objective expects METRIC:max or METRIC:min, got {item!r}", field="objective")
+        out.append({"metric": metric.strip(), "direction": d})
+    return out
+
+
+def build_report(
+    run: RunRecord | str | Path,
+    *,
+    objectives: Sequence[Mapping[str, Any]] | None = None,
+    reference: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The report data of a run (schema ``automc.report/1``). ``objectives`` default to the
+    experiment's; ``reference`` overrides reference-point values per metric."""
+    import optuna
+
+    import automc
+
+    rec = run if isinstance(run, RunRecord) else open_run(run)
+    cfg = rec.config
+    objs = parse_objectives(objectives if objectives else cfg.get("objectives", []))
+    cons = parse_constraints(cfg.get("constraints", []))
+    meta = rec.store.meta()
+    base = dict(meta.get("base_metrics", {}))
+    cands = [c for c in rec.store.candidates()]
+    finished = [c for c in cands if c.state == "complete"]
+    known = set().union(*(c.metrics for c in finished)) if finished else set()
+    missing = [o.metric for o in objs if o.metric not in known]
+    if finished and missing:  # most likely a misspelt --objective
+        raise UserError(f"objective metric {', '.join(missing)} was not measured in this run; measured: {', '.join(sorted(known)) or 'nothing'}", field="objective")
+    front = pareto_front(cands, objs, cons)
+    ref = reference_point(objs, cands, constraints=cons, base_metrics=base, overrides=reference)
+    history = hypervolume_history(cands, front, objs, ref)
+    scales = ref.scales(objs)
+    members = front.front_indices()
+    members.sort(key=lambda i: tuple(front.losses[i]))
+    trials = rec.store.study.get_trials(deepcopy=False)
+    dims: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for c in cands:
+        for name in c.params:
+            if name not in seen:
+                seen.add(name)
+                layer, _, knob = name.rpartition(":")
+                dims.append({"name": name, "layer": layer or name, "knob": knob if layer else "value"})
+    return {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "automc_version": automc.__version__,
+        "run": {
+            "name": cfg["name"],
+            "run_dir": str(rec.run_dir),
+            "config": cfg,
+            "versions": rec.versions,
+            "base_metrics": base,
+            "elapsed_s": float(meta.get("elapsed_s", 0.0)),
+            "counts": {
+                "complete": sum(1 for c in cands if c.state == "complete"),
+                "failed": sum(1 for c in cands if c.state == "failed"),
+                "running": sum(1 for t in trials if t.state == optuna.trial.TrialState.RUNNING),
+                "interrupted": sum(1 for t in trials if t.user_attrs.get("interrupted")),
+            },
+        },
+        "objectives": [
+            {"metric": o.metric, "direction": o.direction, "reference": ref.values[o.metric], "reference_source": ref.sources[o.metric], "scale": float(s)}
+            for o, s in zip(objs, scales)
+        ],
+        "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in cons],
+        "dimensions": dims,
+        "hypervolume": {
+            "final": history[-1]["hypervolume"] if history else 0.0,
+            "final_normalized": history[-1]["normalized"] if history else 0.0,
+            "history": history,
+        },
+        "front": [cands[i].number for i in members],
+        "candidates": [
+            {**c.to_dict(), "feasible": front.feasible[i], "violations": front.violations[i], "on_front": front.on_front[i]}
+            for i, c in enumerate(cands)
+        ],
+    }
+
+
+def report_objectives(report: Mapping[str, Any]) -> list[Objective]:
+    return [Objective(o["metric"], o["direction"]) for o in report["objectives"]]
+
+
+def candidates_from_report(report: Mapping[str, Any]) -> list[Candidate]:
+    return [Candidate.from_dict(c) for c in report["candidates"]]
+
+
+def write_csv(report: Mapping[str, Any], path: str | Path) -> Path:
+    """One row per candidate: status columns, then every metric (objectives first), then
+    every param."""
+    path = Path(path)
+    objectives = [o["metric"] for o in report["objectives"]]
+    metrics = objectives + sorted({k for c in report["candidates"] for k in c["metrics"]} - set(objectives))
+    params = [d["name"] for d in report["dimensions"]]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["number", "state", "on_front", "feasible", "reward", *metrics, *params, "violations", "error"])
+        for c in report["candidates"]:
+            w.writerow(
+                [c["number"], c["state"], int(c["on_front"]), int(c["feasible"]), "" if c["reward"] is None else c["reward"]]
+                + [c["metrics"].get(m, "") for m in metrics]
+                + [c["params"].get(p, "") for p in params]
+                + ["; ".join(c["violations"]) if not c["feasible"] and c["state"] == "complete" else "", c["error"] or ""]
+            )
+    return path
+
+
+def write_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    objectives: Sequence[Mapping[str, Any]] | None = None,
+    reference: Mapping[str, float] | None = None,
+    png: bool = True,
+) -> dict[str, Path]:
+    """Write ``report.json``, ``candidates.csv``, ``report.html`` and PNGs for a run into
+    ``out`` (default ``RUN_DIR/report``); returns the written paths by kind."""
+    from automc.plots import write_html_report, write_pngs
+
+    data = build_report(run_dir, objectives=objectives, reference=reference)
+    folder = Path(out) if out is not None else Path(run_dir) / REPORT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {"json": folder / "report.json"}
+    paths["json"].write_text(json.dumps(data, indent=1, default=float) + "\n")
+    paths["csv"] = write_csv(data, folder / "candidates.csv")
+    paths["html"] = write_html_report(data, folder / "report.html")
+    if png:
+        paths.update(write_pngs(data, folder))
+    return paths
+
+
+COMPARISON_SCHEMA = "automc.comparison/1"
+
+
+def build_comparison(
+    run_dirs: Sequence[str | Path],
+    *,
+    objectives: Sequence[Mapping[str, Any]] | None = None,
+    reference: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Reports of several runs under the same objectives (default: the first run's) and one
+    common reference point — per objective the worst of the runs' own reference values — so
+    that their hypervolumes are comparable."""
+    if len(run_dirs) < 2:
+        raise UserError("compare needs at least two run directories", field="runs")
+    recs = [open_run(d) for d in run_dirs]
+    objs = list(objectives) if objectives else list(recs[0].config.get("objectives", []))
+    own = [build_report(r, objectives=objs) for r in recs]
+    common: dict[str, float] = {}
+    for o in own[0]["objectives"]:
+        values = [next(x["reference"] for x in rep["objectives"] if x["metric"] == o["metric"]) for rep in own]
+        common[o["metric"]] = max(values) if o["direction"] == "minimize" else min(values)
+    common.update(reference or {})
+    reports = [build_report(r, objectives=objs, reference=common) for r in recs]
+    labels = [rep["run"]["name"] for rep in reports]
+    if len(set(labels)) < len(labels):  # same experiment name twice: tell them apart by folder
+        labels = [f"{rep['run']['name']} ({Path(rep['run']['run_dir']).name})" for rep in reports]
+    return {
+        "schema": COMPARISON_SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "objectives": reports[0]["objectives"],
+        "summary": [
+            {
+                "label": label,
+                "run_dir": rep["run"]["run_dir"],
+                "agent": rep["run"]["config"].get("agent", {}).get("name", "?"),
+                "space": rep["run"]["config"].get("space", {}).get("name", "?"),
+                "finished": rep["run"]["counts"]["complete"],
+                "failed": rep["run"]["counts"]["failed"],
+                "front": len(rep["front"]),
+                "hypervolume": rep["hypervolume"]["final"],
+                "hypervolume_normalized": rep["hypervolume"]["final_normalized"],
+                "minutes": round(rep["run"]["elapsed_s"] / 60, 2),
+            }
+            for label, rep in zip(labels, reports)
+        ],
+        "runs": [{"label": label, "run_dir": rep["run"]["run_dir"], "report": rep} for label, rep in zip(labels, reports)],
+    }
+
+
+def write_comparison(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    objectives: Sequence[Mapping[str, Any]] | None = None,
+    reference: Mapping[str, float] | None = None,
+    png: bool = True,
+) -> dict[str, Path]:
+    """Write ``compare.json``, ``compare.html`` and PNGs for several runs into ``out``."""
+    from automc.plots import write_comparison_pngs, write_html_comparison
+
+    data = build_comparison(run_dirs, objectives=objectives, reference=reference)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {"json": folder / "compare.json"}
+    paths["json"].write_text(json.dumps(data, indent=1, default=float) + "\n")
+    paths["html"] = write_html_comparison(data, folder / "compare.html")
+    if png:
+        paths.update(write_comparison_pngs(data, folder))
+    return paths
