@@ -47,12 +47,12 @@ class _OptunaAgent(Agent):
 
     def tell(self, candidate: Candidate) -> None:
         values = self._values(candidate) if candidate.ok else None
-        attrs = {"constraints": list(self._constraint_values(candidate))} if candidate.ok else {}
+        constraints = self._constraint_values(candidate) if candidate.ok else {}
         trial = next((t for t in self._pending if dict(t.params) == dict(candidate.params)), None)
         if trial is not None:
             self._pending.remove(trial)
-            if attrs:
-                self.study._storage.set_trial_system_attr(trial._trial_id, "constraints", attrs["constraints"])
+            for key, value in constraints.items():
+                trial.set_constraint(key, value)
             self.study.tell(trial, values, state=None if values else optuna.trial.TrialState.FAIL)
             return
         # a replayed (or foreign) candidate: record it as a finished trial
@@ -60,11 +60,11 @@ class _OptunaAgent(Agent):
         if values is None:
             frozen = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params, distributions={k: self.dists[k] for k in params})
         else:
-            frozen = optuna.trial.create_trial(values=values, params=params, distributions={k: self.dists[k] for k in params}, system_attrs=attrs)
+            frozen = optuna.trial.create_trial(values=values, params=params, distributions={k: self.dists[k] for k in params}, constraints=constraints or None)
         self.study.add_trial(frozen)
 
-    def _constraint_values(self, c: Candidate) -> list[float]:
-        return []
+    def _constraint_values(self, c: Candidate) -> dict[str, float]:
+        return {}
 
 
 class TPEAgent(_OptunaAgent):
@@ -102,10 +102,8 @@ class NSGA2Agent(_OptunaAgent):
         super().__init__(space, objectives, seed=seed)
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
-        def constraints_func(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-            return trial.system_attrs.get("constraints", [])
-
-        return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=self.seed, constraints_func=constraints_func if self.constraints else None)
+        # constrained domination applies to trials that carry constraint values (set in tell)
+        return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=self.seed)
 
     def _directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
@@ -117,12 +115,12 @@ class NSGA2Agent(_OptunaAgent):
             return None
         return vals if all(math.isfinite(v) for v in vals) else None
 
-    def _constraint_values(self, c: Candidate) -> list[float]:
-        out = []
+    def _constraint_values(self, c: Candidate) -> dict[str, float]:
+        out = {}
         for k in self.constraints:  # Optuna: a value <= 0 means satisfied
             v = float(c.metrics.get(k.metric, math.inf))
             if k.max is not None:
-                out.append(v - k.max)
+                out[f"{k.metric}<={k.max:g}"] = v - k.max
             if k.min is not None:
-                out.append(k.min - v)
+                out[f"{k.metric}>={k.min:g}"] = k.min - v if math.isfinite(v) else math.inf
         return out

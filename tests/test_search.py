@@ -108,6 +108,23 @@ def test_random_agent_resumes_the_same_sequence(tiny_space) -> None:
     assert [b.ask() for _ in range(3)] == seq[5:]
 
 
+def test_nsga2_records_constraints_for_constrained_domination(tiny_space) -> None:
+    import warnings
+
+    objectives = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no deprecated Optuna API
+        agent = build_agent("optuna-nsga2", tiny_space, objectives, seed=0, config={"population_size": 4, "constraints": [{"metric": "macs", "max": 7e4}]})
+        live = agent.ask()
+        agent.tell(_fake_eval(0, live))
+        replayed = tiny_space.sample(np.random.default_rng(1))
+        agent.tell(_fake_eval(1, replayed))
+    trials = agent.study.get_trials()
+    for t, params in zip(trials, (live, replayed)):
+        macs = _fake_eval(0, params).metrics["macs"]
+        assert t.constraints == {"macs<=70000": pytest.approx(macs - 7e4)}
+
+
 # --- config errors ---------------------------------------------------------------------------------
 
 
