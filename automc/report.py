@@ -228,6 +228,11 @@ def build_comparison(
         common[o["metric"]] = max(values) if o["direction"] == "minimize" else min(values)
     common.update(reference or {})
     reports = [build_report(r, objectives=objs, reference=common) for r in recs]
+    for rep in reports:  # say where each common value came from, not just "given"
+        for o in rep["objectives"]:
+            if o["metric"] not in (reference or {}):
+                rules = sorted({x["reference_source"] for r in own for x in r["objectives"] if x["metric"] == o["metric"]})
+                o["reference_source"] = f"the worst of the runs' ({', '.join(rules)})"
     labels = [rep["run"]["name"] for rep in reports]
     if len(set(labels)) < len(labels):  # same experiment name twice: tell them apart by folder
         labels = [f"{rep['run']['name']} ({Path(rep['run']['run_dir']).name})" for rep in reports]

@@ -204,6 +204,7 @@ def test_compare_overlays_runs_with_a_common_reference(searched: tuple[Path, dic
     data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert data["schema"] == "automc.comparison/1" and len(data["runs"]) == 2
     assert data["runs"][0]["label"] != data["runs"][1]["label"]  # same experiment name: told apart
+    assert [o["reference_source"] for o in data["objectives"]] == ["the worst of the runs' (constraint)", "the worst of the runs' (uncompressed model)"]
     hv = [s["hypervolume_normalized"] for s in data["summary"]]
     assert hv[0] == hv[1] == pytest.approx(report["hypervolume"]["final_normalized"])
     for name in ("compare.html", "pareto.png", "hypervolume.png"):
