@@ -88,7 +88,7 @@ def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8:
         "measured_metrics": now,
         "reproduction": {
             "accuracy_exact": now.get("accuracy") == cand.metrics.get("accuracy"),
-            **{k: v for k, v in comparison.items()},
+            **comparison,
         },
         "int8": int8_info,
         "files": files,
