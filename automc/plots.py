@@ -80,6 +80,30 @@ def _knobs(report: Mapping[str, Any]) -> dict[str, list[Mapping[str, str]]]:
     return out
 
 
+def _panel(report: Mapping[str, Any], xi: int, yi: int) -> dict[str, Any]:
+    """What one scatter panel (objective ``xi`` on x, ``yi`` on y) shows, for both renderers:
+    feasible non-front candidates, infeasible ones that have both metrics, the front sorted
+    along x, whether to draw it as a staircase, the uncompressed model's point, and the
+    constraint bounds on either axis as ``(axis, bound, label)``."""
+    objs = report["objectives"]
+    mx, my = objs[xi]["metric"], objs[yi]["metric"]
+    lines = []
+    for c in report["constraints"]:
+        for bound, sign in ((c["min"], "≥"), (c["max"], "≤")):
+            if bound is not None and c["metric"] in (mx, my):
+                lines.append(("x" if c["metric"] == mx else "y", bound, f"{c['metric']} {sign} {bound:g}"))
+    return {
+        "mx": mx,
+        "my": my,
+        "rest": [c for c in report["candidates"] if c["feasible"] and not c["on_front"]],
+        "bad": [c for c in report["candidates"] if not c["feasible"] and c["state"] == "complete" and mx in c["metrics"] and my in c["metrics"]],
+        "front": sorted(_front_points(report), key=lambda c: c["metrics"][mx]),
+        "staircase": objs[xi]["direction"] == "minimize" and objs[yi]["direction"] == "maximize" and len(objs) == 2,
+        "base": _base_point(report, mx, my),
+        "constraints": lines,
+    }
+
+
 # ---------------------------------------------------------------- plotly (HTML)
 
 
@@ -97,10 +121,11 @@ def pareto_figure(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> Any:
     for r, (label, report) in enumerate(runs):
         color = COLORS[r % len(COLORS)]
         for p, (xi, yi) in enumerate(pairs):
-            mx, my = objs[xi]["metric"], objs[yi]["metric"]
+            panel = _panel(report, xi, yi)
+            mx, my = panel["mx"], panel["my"]
             groups = [
-                ("feasible", [c for c in report["candidates"] if c["feasible"] and not c["on_front"]], dict(color="#b0b0b0" if single else color, size=7, opacity=0.6 if single else 0.3)),
-                ("infeasible", [c for c in report["candidates"] if not c["feasible"] and c["state"] == "complete" and mx in c["metrics"] and my in c["metrics"]], dict(color="#e8a0a0" if single else color, symbol="x", size=7, opacity=0.6 if single else 0.25)),
+                ("feasible", panel["rest"], dict(color="#b0b0b0" if single else color, size=7, opacity=0.6 if single else 0.3)),
+                ("infeasible", panel["bad"], dict(color="#e8a0a0" if single else color, symbol="x", size=7, opacity=0.6 if single else 0.25)),
             ]
             for name, cs, marker in groups:
                 if not cs:
@@ -113,18 +138,17 @@ def pareto_figure(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> Any:
                     ),
                     row=1, col=p + 1,
                 )
-            front = sorted(_front_points(report), key=lambda c: c["metrics"][mx])
-            staircase = objs[xi]["direction"] == "minimize" and objs[yi]["direction"] == "maximize" and len(objs) == 2
+            front = panel["front"]
             fig.add_trace(
                 go.Scatter(
                     x=[c["metrics"][mx] for c in front], y=[c["metrics"][my] for c in front], mode="lines+markers",
-                    line=dict(color=color, shape="hv" if staircase else "linear", width=2), marker=dict(color=color, size=10, line=dict(color="white", width=1)),
+                    line=dict(color=color, shape="hv" if panel["staircase"] else "linear", width=2), marker=dict(color=color, size=10, line=dict(color="white", width=1)),
                     name="Pareto front" if single else f"{label}: front", legendgroup=f"{label}-front", showlegend=p == 0,
                     hovertext=[_hover(c, report) for c in front], hoverinfo="text",
                 ),
                 row=1, col=p + 1,
             )
-            base = _base_point(report, mx, my)
+            base = panel["base"]
             if base is not None:
                 fig.add_trace(
                     go.Scatter(
@@ -137,14 +161,9 @@ def pareto_figure(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> Any:
             if r == 0:
                 fig.update_xaxes(title_text=_label(objs[xi]), row=1, col=p + 1)
                 fig.update_yaxes(title_text=_label(objs[yi]), row=1, col=p + 1)
-                for c in report["constraints"]:
-                    for bound in (c["min"], c["max"]):
-                        if bound is None:
-                            continue
-                        if c["metric"] == mx:
-                            fig.add_vline(x=bound, line_dash="dash", line_color="#d62728", row=1, col=p + 1, annotation_text=f"{mx} {'≥' if bound == c['min'] else '≤'} {bound:g}")
-                        elif c["metric"] == my:
-                            fig.add_hline(y=bound, line_dash="dash", line_color="#d62728", row=1, col=p + 1, annotation_text=f"{my} {'≥' if bound == c['min'] else '≤'} {bound:g}")
+                for axis, bound, text in panel["constraints"]:
+                    add = fig.add_vline if axis == "x" else fig.add_hline
+                    add(bound, line_dash="dash", line_color="#d62728", row=1, col=p + 1, annotation_text=text)
     fig.update_layout(height=520, margin=dict(t=60, l=60, r=20, b=60), hovermode="closest", template="plotly_white", legend=dict(orientation="h", y=-0.18))
     return fig
 
@@ -343,28 +362,21 @@ def _png_pareto(runs: Sequence[tuple[str, Mapping[str, Any]]], path: Path) -> Pa
     for r, (label, report) in enumerate(runs):
         color = COLORS[r % len(COLORS)]
         for ax, (xi, yi) in zip(axes[0], pairs):
-            mx, my = objs[xi]["metric"], objs[yi]["metric"]
-            rest = [c for c in report["candidates"] if c["feasible"] and not c["on_front"]]
-            bad = [c for c in report["candidates"] if not c["feasible"] and c["state"] == "complete" and mx in c["metrics"] and my in c["metrics"]]
+            panel = _panel(report, xi, yi)
+            mx, my, rest, bad, front = panel["mx"], panel["my"], panel["rest"], panel["bad"], panel["front"]
             ax.scatter([c["metrics"][mx] for c in rest], [c["metrics"][my] for c in rest], s=18, color="#b0b0b0" if single else color, alpha=0.6 if single else 0.3, label="feasible" if single else None)
             if bad:
                 ax.scatter([c["metrics"][mx] for c in bad], [c["metrics"][my] for c in bad], s=18, marker="x", color="#e08080" if single else color, alpha=0.6 if single else 0.25, label="infeasible" if single else None)
-            front = sorted(_front_points(report), key=lambda c: c["metrics"][mx])
-            staircase = objs[xi]["direction"] == "minimize" and objs[yi]["direction"] == "maximize" and len(objs) == 2
-            ax.plot([c["metrics"][mx] for c in front], [c["metrics"][my] for c in front], "-o", drawstyle="steps-post" if staircase else "default", color=color, markersize=6, label="Pareto front" if single else label)
-            base = _base_point(report, mx, my)
+            ax.plot([c["metrics"][mx] for c in front], [c["metrics"][my] for c in front], "-o", drawstyle="steps-post" if panel["staircase"] else "default", color=color, markersize=6, label="Pareto front" if single else label)
+            base = panel["base"]
             if base is not None:
                 ax.scatter([base[0]], [base[1]], marker="*", s=160, color="#333" if single else color, label="uncompressed" if single else None, zorder=3)
             ax.set_xlabel(_label(objs[xi]))
             ax.set_ylabel(_label(objs[yi]))
             ax.grid(alpha=0.3)
             if r == 0:
-                for c in report["constraints"]:
-                    for bound in (c["min"], c["max"]):
-                        if bound is not None and c["metric"] == mx:
-                            ax.axvline(bound, ls="--", color="#d62728", lw=1)
-                        elif bound is not None and c["metric"] == my:
-                            ax.axhline(bound, ls="--", color="#d62728", lw=1)
+                for axis, bound, _text in panel["constraints"]:
+                    (ax.axvline if axis == "x" else ax.axhline)(bound, ls="--", color="#d62728", lw=1)
     axes[0][0].legend(loc="best", fontsize=8)
     fig.suptitle("Pareto front" + ("" if single else "s") + f": {first['run']['name']}" * single)
     fig.tight_layout()

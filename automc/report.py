@@ -95,7 +95,7 @@ def build_report(
     cons = parse_constraints(cfg.get("constraints", []))
     meta = rec.store.meta()
     base = dict(meta.get("base_metrics", {}))
-    cands = [c for c in rec.store.candidates()]
+    cands = rec.store.candidates()
     finished = [c for c in cands if c.state == "complete"]
     known = set().union(*(c.metrics for c in finished)) if finished else set()
     missing = [o.metric for o in objs if o.metric not in known]

@@ -107,7 +107,7 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"candidate #{args.candidate} of {card['run']['name']}" + (" (on the front)" if card["run"]["on_front"] else " (not on the front)"))
     print(f"{'metric':24}{'stored':>14}{'measured now':>14}{'difference':>12}")
     for key, v in card["reproduction"].items():
-        if key == "accuracy_exact" or key in ("samples",):
+        if key in ("accuracy_exact", "samples"):
             continue
         print(f"{key:24}{v['stored']:>14.6g}{v['measured']:>14.6g}{100 * v['relative_difference']:>11.2f}%")
     print("accuracy reproduced exactly" if card["reproduction"]["accuracy_exact"] else "accuracy DIFFERS from the stored value (different thread count or library versions?)")
