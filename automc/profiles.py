@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from automc.errors import UserError
+from automc.int8 import cpu_features
 from automc.registry import registry
 
 PROFILES = registry("automc.device_profiles")
@@ -83,7 +84,7 @@ def build_profile(name: str, config: Mapping[str, Any] | None = None) -> DeviceP
 
 
 def machine_description() -> dict[str, Any]:
-    """CPU model, core count and platform of this machine."""
+    """CPU model, its int8-relevant instruction sets, core count and platform of this machine."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -95,7 +96,8 @@ def machine_description() -> dict[str, Any]:
         pass
     import os
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
+    features = cpu_features().summary()
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "vnni": features["vnni"], "cpu_flags": features["int8_flags"]}
 
 
 def structural_hash(model: nn.Module, example_input: torch.Tensor, extra: Mapping[str, Any] | None = None) -> str:
@@ -103,7 +105,7 @@ def structural_hash(model: nn.Module, example_input: torch.Tensor, extra: Mappin
     bit-widths and the input shape — not weight values. Equal hashes = same architecture."""
     parts: list[Any] = [list(example_input.shape), dict(extra or {})]
     for name, m in model.named_modules():
-        attrs = {k: getattr(m, k) for k in ("stride", "padding", "dilation", "groups", "kernel_size", "w_bits", "a_bits", "weight_quantizer") if hasattr(m, k)}
+        attrs = {k: getattr(m, k) for k in ("stride", "padding", "dilation", "groups", "kernel_size", "w_bits", "a_bits", "weight_quantizer", "int8_scheme") if hasattr(m, k)}
         shapes = {k: list(v.shape) for k, v in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))}
         parts.append([name, type(m).__qualname__, {k: str(v) for k, v in attrs.items()}, shapes])
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]

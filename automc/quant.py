@@ -3,9 +3,10 @@
 Weights (quantised once, when a policy is applied):
 
 * ``linear``: symmetric, per output channel, integers in [-(2^(b-1)-1), 2^(b-1)-1]. At 8
-  bits the scale is max|w|/127 — onnxruntime's symmetric int8 grid, so 8-bit layers export to
-  a real int8 QDQ graph with identical integer weights; below 8 bits each channel's clipping
-  range is chosen to minimise the squared error (max-scaling wastes most levels there);
+  bits the grid is the int8 scheme's (:mod:`automc.int8`): scale max|w|/127, or max|w|/64
+  with ``reduce_range`` on x86 without VNNI — exactly onnxruntime's grid, so 8-bit layers
+  export to a real int8 QDQ graph with identical integer weights; below 8 bits each channel's
+  clipping range is chosen to minimise the squared error (max-scaling wastes most levels there);
 * 1 bit: binarisation, ``sign(w) × mean|w|`` per output channel (XNOR-Net);
 * ``kmeans``: weight sharing with a 2^b-entry codebook per layer (Deep Compression), Lloyd's
   algorithm in 1-D from a linear initialisation, deterministic.
@@ -27,12 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from automc.int8 import resolve_scheme
+
 FLOAT_BITS = 32
 WEIGHT_QUANTIZERS = ("linear", "kmeans")
 
 
-def quantize_weight_linear(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric per-output-channel fake quantisation (binarisation for 1 bit)."""
+def quantize_weight_linear(w: torch.Tensor, bits: int, int8_qmax: int = 127) -> torch.Tensor:
+    """Symmetric per-output-channel fake quantisation (binarisation for 1 bit).
+
+    ``int8_qmax`` is the largest integer of an 8-bit grid: 127, or 64 for onnxruntime's
+    ``reduce_range`` (see :class:`automc.int8.Int8Scheme`).
+    """
     if bits >= FLOAT_BITS:
         return w.clone()
     flat = w.reshape(w.shape[0], -1)
@@ -40,10 +47,10 @@ def quantize_weight_linear(w: torch.Tensor, bits: int) -> torch.Tensor:
     if bits == 1:
         scale = flat.abs().mean(1).view(shape)
         return torch.where(w >= 0, scale, -scale).to(w.dtype)
-    qmax = 2 ** (bits - 1) - 1
+    qmax = 2 ** (bits - 1) - 1 if bits != 8 else int(int8_qmax)
     absmax = flat.abs().amax(1).clamp_min(1e-12)
     if bits >= 8:
-        scale = absmax / qmax  # exactly onnxruntime's symmetric int8 scale
+        scale = absmax / qmax  # exactly onnxruntime's symmetric int8 scale (reduced or not)
     else:
         # Below 8 bits clipping pays: per channel, the range minimising the squared error.
         alphas = torch.linspace(0.2, 1.0, 33, dtype=flat.dtype)
@@ -77,10 +84,10 @@ def quantize_weight_kmeans(w: torch.Tensor, bits: int, iterations: int = 25) -> 
     return centroids[torch.bucketize(flat, mids)].reshape(w.shape).to(w.dtype)
 
 
-def quantize_weight(w: torch.Tensor, bits: int, quantizer: str = "linear") -> torch.Tensor:
+def quantize_weight(w: torch.Tensor, bits: int, quantizer: str = "linear", int8_qmax: int = 127) -> torch.Tensor:
     if quantizer == "kmeans" and 1 < bits < FLOAT_BITS:
         return quantize_weight_kmeans(w, bits)
-    return quantize_weight_linear(w, bits)
+    return quantize_weight_linear(w, bits, int8_qmax)
 
 
 def activation_qparams(lo: float, hi: float, bits: int) -> tuple[float, float]:
@@ -104,14 +111,16 @@ class QuantMixin:
     w_bits: int
     a_bits: int
     weight_quantizer: str
+    int8_scheme: str
     act_quant_enabled: bool
     a_scale: torch.Tensor
     a_zero_point: torch.Tensor
 
-    def _init_quant(self, w_bits: int, a_bits: int, quantizer: str) -> None:
+    def _init_quant(self, w_bits: int, a_bits: int, quantizer: str, int8_scheme: str) -> None:
         self.w_bits = int(w_bits)
         self.a_bits = int(a_bits)
         self.weight_quantizer = quantizer if w_bits < FLOAT_BITS else "float"
+        self.int8_scheme = int8_scheme
         self.act_quant_enabled = True
         self.register_buffer("a_scale", torch.tensor(1.0))  # type: ignore[attr-defined]
         self.register_buffer("a_zero_point", torch.tensor(0.0))  # type: ignore[attr-defined]
@@ -123,7 +132,7 @@ class QuantMixin:
 
     def extra_repr(self) -> str:  # type: ignore[override]
         base = super().extra_repr()  # type: ignore[misc]
-        return f"{base}, w_bits={self.w_bits}, a_bits={self.a_bits}, quantizer={self.weight_quantizer}"
+        return f"{base}, w_bits={self.w_bits}, a_bits={self.a_bits}, quantizer={self.weight_quantizer}, int8={self.int8_scheme}"
 
 
 class QuantConv2d(QuantMixin, nn.Conv2d):
@@ -136,8 +145,13 @@ class QuantLinear(QuantMixin, nn.Linear):
         return F.linear(self.quantize_input(x), self.weight, self.bias)
 
 
-def quantize_layer(layer: nn.Module, w_bits: int, a_bits: int, quantizer: str = "linear") -> nn.Module:
-    """A quantised copy of a Conv2d/Linear (weights quantised now, activations at calibration)."""
+def quantize_layer(layer: nn.Module, w_bits: int, a_bits: int, quantizer: str = "linear", int8_scheme: str = "auto") -> nn.Module:
+    """A quantised copy of a Conv2d/Linear (weights quantised now, activations at calibration).
+
+    ``int8_scheme`` (``auto`` or a name from :data:`automc.int8.SCHEMES`) sets the grid of
+    8-bit weights and tells the exporter how onnxruntime must run the layer.
+    """
+    scheme = resolve_scheme(int8_scheme)
     if quantizer not in WEIGHT_QUANTIZERS:
         raise ValueError(f"unknown weight quantizer {quantizer!r}; valid: {', '.join(WEIGHT_QUANTIZERS)}")
     if isinstance(layer, QuantMixin):
@@ -150,9 +164,9 @@ def quantize_layer(layer: nn.Module, w_bits: int, a_bits: int, quantizer: str = 
     else:
         raise TypeError(f"cannot quantise {type(layer).__name__}")
     new.__dict__ = copy.deepcopy(layer.__dict__)  # same hyper-parameters, parameters and hooks
-    new._init_quant(w_bits, a_bits, quantizer)  # type: ignore[attr-defined]
+    new._init_quant(w_bits, a_bits, quantizer, scheme.name)  # type: ignore[attr-defined]
     with torch.no_grad():
-        new.weight.copy_(quantize_weight(layer.weight.detach(), w_bits, quantizer))  # type: ignore[operator]
+        new.weight.copy_(quantize_weight(layer.weight.detach(), w_bits, quantizer, scheme.weight_qmax))  # type: ignore[operator]
     return new
 
 

@@ -123,7 +123,7 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
             gen = torch.Generator().manual_seed(0)
             calib = [torch.randn(x.shape, generator=gen) for _ in range(2)]  # scales do not affect speed
             info = export_int8(float_model, x, calib, path)
-            return {"format": "int8-qdq", "quantized_nodes": info["quantized_nodes"]}
+            return {"format": "int8-qdq", "quantized_nodes": info["quantized_nodes"], "int8_scheme": info["scheme"]}
         export_onnx(float_model, x, path)
         return {"format": "float"}
 

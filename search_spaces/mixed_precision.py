@@ -7,6 +7,11 @@ transformer-style MLP blocks are searched too), each a choice from ``bits`` (def
 per tensor, with ranges calibrated on the space's calibration batches. The first and last
 layers follow ``first_last``: ``"search"`` (ordinary dimensions), an integer (fixed at that
 many bits, the common choice being 8), or ``"fp32"`` (left in float).
+
+``int8_scheme`` says which onnxruntime int8 kernels the 8-bit layers are meant for
+(:mod:`automc.int8`): ``auto`` resolves, once, to the scheme of the CPU the space is built on
+(7-bit ``reduce_range`` weights on x86 without VNNI), and the resolved name is what
+:meth:`config` records, so a saved model rebuilds with the same grid on any machine.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch import nn
 
 from automc.analysis import analyze
 from automc.errors import UserError
+from automc.int8 import resolve_scheme
 from automc.quant import FLOAT_BITS, WEIGHT_QUANTIZERS, calibrate_activations, quantize_layer
 from automc.spaces import Choice, SearchSpace
 from search_spaces.common import check_layer_names, execution_order, layer_info, set_module
@@ -57,6 +63,7 @@ class MixedPrecisionSpace(SearchSpace):
         weight_quantizer: str = "linear",
         first_last: int | str = 8,
         keep_layers: Sequence[str] = (),
+        int8_scheme: str = "auto",
     ) -> None:
         super().__init__(model, example_input, calibration=calibration)
         if weight_quantizer not in WEIGHT_QUANTIZERS:
@@ -68,6 +75,7 @@ class MixedPrecisionSpace(SearchSpace):
         self.a_choices = _bits(a_bits, "a_bits") if a_bits is not None else self.bits
         self.quantize_activations = bool(quantize_activations)
         self.weight_quantizer = weight_quantizer
+        self.int8_scheme = resolve_scheme(int8_scheme).name
         self.first_last = first_last
         self.keep_layers = tuple(check_layer_names(model, keep_layers, "keep_layers"))
         order = [n for n in execution_order(model, example_input) if n not in self.keep_layers]
@@ -99,6 +107,7 @@ class MixedPrecisionSpace(SearchSpace):
             "weight_quantizer": self.weight_quantizer,
             "first_last": self.first_last,
             "keep_layers": list(self.keep_layers),
+            "int8_scheme": self.int8_scheme,
         }
 
     def layer_bits(self, params: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
@@ -120,7 +129,7 @@ class MixedPrecisionSpace(SearchSpace):
         for name, (wb, ab) in self.layer_bits(params).items():
             if wb >= FLOAT_BITS and ab >= FLOAT_BITS:
                 continue
-            set_module(out, name, quantize_layer(out.get_submodule(name), wb, ab, self.weight_quantizer))
+            set_module(out, name, quantize_layer(out.get_submodule(name), wb, ab, self.weight_quantizer, self.int8_scheme))
             any_act = any_act or ab < FLOAT_BITS
         if any_act:
             batches = self.calibration

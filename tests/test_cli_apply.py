@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from automc.compressed import load_compressed
+from automc.int8 import cpu_features, recommended_scheme
 from tests.conftest import assert_user_error, run_cli
 
 
@@ -78,6 +79,10 @@ def test_int8_export_agrees_with_fake_quant_model(shared_data: Path, tmp_path: P
     assert r["int8"]["images"] == 1000
     assert r["int8"]["quantized_nodes"] == 20
     assert r["int8"]["top1_agreement_with_pytorch"] >= 0.99
+    # the scheme onnxruntime documents for this CPU, and the CPU, are recorded on the card
+    card = json.loads((tmp_path / "compression.json").read_text())
+    assert card["int8"]["scheme"] == recommended_scheme().name == card["space"]["config"]["int8_scheme"]
+    assert card["int8"]["exported_on"]["vnni"] == cpu_features().vnni
     assert r["int8"]["bytes"] < 0.4 * r["before"]["onnx_bytes"]
     assert abs(r["after"]["accuracy"] - 0.915) < 0.01
     import onnx

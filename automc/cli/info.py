@@ -1,4 +1,5 @@
-"""``automc models``, ``automc datasets``, ``automc plugins``: what is installed."""
+"""``automc models``, ``automc datasets``, ``automc plugins``, ``automc cpu``: what is installed,
+and how this CPU runs int8."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plugins", help="list every registered plugin by entry-point group")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_plugins)
+
+    p = sub.add_parser("cpu", help="this CPU's int8 features, the int8 scheme 'auto' picks, and a live saturation probe of every scheme")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_cpu)
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -106,4 +111,24 @@ def run_plugins(args: argparse.Namespace) -> int:
             print("  (none installed)")
         for name, ref in entries.items():
             print(f"  {name:<16} {ref}")
+    return 0
+
+
+def run_cpu(args: argparse.Namespace) -> int:
+    from automc.int8 import SCHEMES, cpu_features, recommended_scheme, saturation_probe
+
+    features = cpu_features()
+    auto = recommended_scheme(features)
+    probes = {name: saturation_probe(scheme) for name, scheme in SCHEMES.items()}
+    result = {**features.summary(), "auto_scheme": auto.name, "why": auto.why, "probe_error_steps": probes}
+    if args.json:
+        emit_json(result)
+        return 0
+    flags = ", ".join(result["int8_flags"]) or "none"
+    print(f"CPU: {features.model} ({features.arch}); int8-relevant flags: {flags}; VNNI: {'yes' if features.vnni else 'no'}")
+    print(f"int8_scheme auto -> {auto.name}: {auto.why}")
+    print("saturation probe (adversarial int8 conv in onnxruntime; error in output steps, <= 1 is exact):")
+    for name, err in probes.items():
+        verdict = "exact" if err <= 1 else "SATURATES on this CPU"
+        print(f"  {name:<14} {err:10.2f}  {verdict}{'  <- auto' if name == auto.name else ''}")
     return 0
