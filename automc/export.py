@@ -1,7 +1,9 @@
 """ONNX export of (compressed) models, and real int8 QDQ graphs via onnxruntime.
 
 ``export_onnx`` uses PyTorch's TorchScript-based exporter (0.2 s for a ResNet-20, and node
-names that carry module paths), falling back to the dynamo exporter where that fails.
+names that carry module paths), falling back to the dynamo exporter where that fails (e.g. a
+fused transformer-encoder op). It prints nothing on success; when both fail, one line names
+the op and what to do.
 
 ``export_int8`` hands the float graph to ``onnxruntime.quantization.quantize_static`` (QDQ
 format, per-channel symmetric int8 weights, asymmetric activations, MinMax calibration on the
@@ -20,6 +22,9 @@ import contextlib
 import copy
 import io
 import logging
+import os
+import re
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -30,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from automc.errors import UserError
 from automc.int8 import Int8Scheme, cpu_features, resolve_scheme, scheme_note
 from automc.quant import quant_layers
 
@@ -39,14 +45,34 @@ OUTPUT_NAME = "logits"
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    """Silence the exporters: Python warnings and logging, and everything written to file
+    descriptors 1 and 2 (the TorchScript exporter prints whole IR graphs from C++ there)."""
+    with warnings.catch_warnings(), tempfile.TemporaryFile() as sink:
         warnings.simplefilter("ignore")
         previous = logging.root.manager.disable
         logging.disable(logging.WARNING)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
         finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
             logging.disable(previous)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # the dynamo exporter colours its messages
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *, opset: int = 17) -> Path:
@@ -63,10 +89,23 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
     with _quiet(), torch.no_grad():
         try:
             torch.onnx.export(model, (example_input,), str(path), dynamo=False, **kwargs)
-        except Exception:  # noqa: BLE001 - the TorchScript exporter is deprecated upstream
+        except Exception as first:  # noqa: BLE001 - the TorchScript exporter is deprecated upstream
             kwargs.pop("dynamic_axes")
             kwargs["opset_version"] = max(opset, 18)
-            torch.onnx.export(model, (example_input,), str(path), dynamo=True, **kwargs)
+            try:
+                try:  # the dynamo exporter names the batch axis through dynamic_shapes; a size-1
+                    # example dimension would be specialised, so it traces a batch of two
+                    batch = {0: torch.export.Dim("batch")}
+                    two = example_input if len(example_input) > 1 else torch.cat([example_input, example_input])
+                    torch.onnx.export(model, (two,), str(path), dynamo=True, dynamic_shapes=(batch,), **kwargs)
+                except Exception:  # noqa: BLE001 - a model whose shapes cannot be symbolic: fixed batch
+                    torch.onnx.export(model, (example_input,), str(path), dynamo=True, **kwargs)
+            except Exception as second:  # noqa: BLE001 - both exporters refused this model
+                raise UserError(
+                    f"ONNX export of {type(model).__name__} failed: {_first_line(first)} (dynamo exporter: {_first_line(second)}); "
+                    "replace or wrap that op with ONNX-exportable ones, or keep the layer out of compression (keep_layers)",
+                    field="model",
+                ) from None
     return path
 
 

@@ -126,6 +126,7 @@ def build_report(
             "config": cfg,
             "versions": rec.versions,
             "base_metrics": base,
+            "locked_groups": list(meta.get("locked_groups", [])),
             "elapsed_s": float(meta.get("elapsed_s", 0.0)),
             "counts": {
                 "complete": sum(1 for c in cands if c.state == "complete"),

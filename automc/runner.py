@@ -189,6 +189,7 @@ def run_experiment(
     store = Store(storage_url(run_dir, cfg.storage), cfg.name)
     store.set_meta("config", cfg.model_dump(mode="json"))
     store.set_meta("base_metrics", ctx.base_metrics)
+    store.set_meta("locked_groups", ctx.space.locked_notes())
     agent_config = dict(cfg.agent.config)
     agent = build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, config=_with_constraints(cfg, agent_config))
     retry = store.mark_interrupted()  # params of candidates a killed run left unfinished
@@ -279,6 +280,7 @@ def summarize(store: Store, top: int = 5) -> dict[str, Any]:
         "budget": cfg.get("budget", {}),
         "elapsed_s": meta.get("elapsed_s", 0.0),
         "base_metrics": meta.get("base_metrics", {}),
+        "locked_groups": meta.get("locked_groups", []),
         "best": [c.to_dict() for c in best],
     }
 

@@ -252,6 +252,11 @@ class SearchSpace(ABC):
         """Per-dimension facts (layer type, channels, kernel, stride, MACs…) for agents' state."""
         return [{"name": k, **d.to_json(), **dict(d.info)} for k, d in self._dims.items()]
 
+    def locked_notes(self) -> list[str]:
+        """One line per part of the model this space leaves uncompressed because it cannot
+        compress it safely (e.g. channel groups tied by a shuffle); empty when none."""
+        return []
+
 
 def build_space(
     name: str,

@@ -35,6 +35,22 @@ def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
 
 
+# float32 outputs computed with different kernels or thread counts differ by rounding only:
+# measured ≤ 6e-7 of the largest |logit| (ResNet-20, 1 vs 2 threads, AVX2 vs AVX-512). 1e-5 of
+# that scale leaves 15× headroom, while a wrongly pruned live channel moves logits by ≥ 1e-2
+# of it (tests/test_spaces.py shows both sides).
+OUTPUT_RTOL = 1e-5
+
+
+def outputs_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = OUTPUT_RTOL) -> bool:
+    """Whether two model outputs agree up to float rounding: max |difference| within ``rtol``
+    of the largest |expected| value (a tolerance scaled to the logits, not an absolute one)."""
+    if actual.shape != expected.shape:
+        return False
+    scale = float(expected.detach().abs().max()) if expected.numel() else 0.0
+    return float((actual.detach() - expected.detach()).abs().max()) <= rtol * max(scale, 1e-12)
+
+
 def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
@@ -98,13 +114,13 @@ def check_search_space(space: SearchSpace, model: nn.Module, example_input: torc
         "apply() structure depends on weight values, so a saved model cannot be rebuilt from its policy"
     )
     rebuilt.load_state_dict(s1, strict=True)
-    assert torch.allclose(_forward(rebuilt, example_input), y1, atol=1e-5), "rebuilt model + saved state_dict differs"
+    assert outputs_close(_forward(rebuilt, example_input), y1), "rebuilt model + saved state_dict differs"
 
     # default policy compresses nothing (ratio-only spaces are exact)
     default = space.default_params()
     if all(isinstance(d, Float) and d.default == d.high for d in dims.values()):
         y0 = _forward(space.apply(model, default), example_input)
-        assert torch.allclose(y0, reference, atol=1e-5), "the default policy changed the model's outputs"
+        assert outputs_close(y0, reference), "the default policy changed the model's outputs"
 
     # monotonicity
     x1 = example_input[:1]

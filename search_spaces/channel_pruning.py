@@ -17,13 +17,19 @@ for it.
 
 ``mode="inner_only"`` keeps only groups with a single producing layer — the channels inside a
 residual block (AMC's choice for ResNets) — so residual stage widths stay intact.
+
+Models nobody wrote for automc: a group that passes through anything but convolutions,
+BatchNorm, concatenation and channel-preserving element-wise ops (a split, a channel shuffle,
+a reshape, a slice, a custom op) is proved on a copy before it becomes a dimension (see
+:mod:`search_spaces.pruning_graph`); one that fails is **locked** — left unpruned, listed in
+:attr:`ChannelPruningSpace.locked` with the reason — so pruning never crashes and never
+removes the wrong channels.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +43,7 @@ from automc.errors import UserError
 from automc.models.resnet_cifar import ChannelMapShortcut, PadShortcut
 from automc.spaces import Float, SearchSpace
 from search_spaces.common import check_layer_names, layer_info, output_layers, set_module
+from search_spaces.pruning_graph import build_graph, group_risks, verify_group
 
 CRITERIA = ("l1", "l2", "fpgm", "bn_scale")
 MODES = ("all", "inner_only")
@@ -156,6 +163,7 @@ class ChannelPruningSpace(SearchSpace):
         self.keep_layers = tuple(check_layer_names(model, keep_layers, "keep_layers"))
         self.min_channels = max(1, int(min_channels))
         self.classifier = tuple(output_layers(model, example_input))
+        self.locked: list[dict[str, Any]] = []
         self._importance = _importance(criterion)
 
         work = copy.deepcopy(model)
@@ -184,6 +192,12 @@ class ChannelPruningSpace(SearchSpace):
                 continue
             if mode == "inner_only" and len(producers) != 1:
                 continue
+            risks = group_risks(group, self._opaque)
+            if risks:
+                why = verify_group(model, self.example_input, root, self._graph_and_opaque, _finalize)
+                if why is not None:
+                    self.locked.append({"group": root, "channels": channels, "through": risks, "reason": why})
+                    continue
             members = sorted(set(producers + consumers), key=lambda n: order.get(n, 0))
             info = {
                 **layer_info(stats[root]),
@@ -213,22 +227,20 @@ class ChannelPruningSpace(SearchSpace):
     def _ignored(self, model: nn.Module) -> list[nn.Module]:
         return [model.get_submodule(n) for n in (*self.classifier, *self.keep_layers)]
 
-    def _graph(self, model: nn.Module) -> tp.DependencyGraph:
+    def _graph_and_opaque(self, model: nn.Module) -> tuple[tp.DependencyGraph, set[Any]]:
+        """Prepare ``model`` (in place) and trace it; kept layers are traced too, they are only
+        never a pruned *output*."""
         _prepare(model)
-        flags = [p.requires_grad for p in model.parameters()]
-        for p in model.parameters():
-            p.requires_grad_(True)  # tracing follows autograd
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dg = tp.DependencyGraph().build_dependency(
-                model,
-                example_inputs=self.example_input,
-                customized_pruners={ShortcutConv: _ShortcutConvPruner()},
-                verbose=False,  # kept layers are traced; they are only never a pruned *output*
-            )
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
+        return build_graph(model, self.example_input, {ShortcutConv: _ShortcutConvPruner()})
+
+    def _graph(self, model: nn.Module) -> tp.DependencyGraph:
+        dg, opaque = self._graph_and_opaque(model)
+        self._opaque = opaque
         return dg
+
+    def locked_notes(self) -> list[str]:
+        """One line per locked group: which, how many channels, through what, and why."""
+        return [f"{g['group']} ({g['channels']} ch) via {', '.join(g['through'])}: {g['reason']}" for g in self.locked]
 
     def _groups(self, model: nn.Module, dg: tp.DependencyGraph) -> list[tuple[str, Any]]:
         """Coupled groups rooted at the first conv/linear of each, in network order.
@@ -247,7 +259,12 @@ class ChannelPruningSpace(SearchSpace):
             channels = pruner.get_out_channels(m) if pruner is not None else None
             if not channels:
                 continue
-            group = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(channels)))
+            try:
+                group = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(channels)))
+            except Exception as exc:  # noqa: BLE001 - torch-pruning cannot follow this group's channels
+                self.locked.append({"group": name, "channels": int(channels), "through": ["?"], "reason": f"torch-pruning cannot form the group ({type(exc).__name__})"})
+                visited.add(m)
+                continue
             prunable = True
             for dep, _ in group:
                 if dg.is_out_channel_pruning_fn(dep.handler):

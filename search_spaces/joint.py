@@ -41,6 +41,9 @@ class JointSpace(SearchSpace):
         self.layer_macs = self.pruning.layer_macs
         self.keep_count = self.pruning.keep_count
 
+    def locked_notes(self) -> list[str]:
+        return self.pruning.locked_notes() + self.precision.locked_notes()
+
     def config(self) -> dict[str, Any]:
         return {"pruning": self.pruning.config(), "precision": self.precision.config()}
 

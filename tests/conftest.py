@@ -8,6 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# scripts/test.sh runs the suite with torch on 1 thread and on 2 (AUTOMC_TEST_THREADS), so an
+# assertion that only holds for one summation order fails in CI. OMP_NUM_THREADS carries the
+# count to the CLI subprocesses, whose torch reads it at start.
+TEST_THREADS = os.environ.get("AUTOMC_TEST_THREADS")
+if TEST_THREADS:
+    torch.set_num_threads(int(TEST_THREADS))
+    os.environ["OMP_NUM_THREADS"] = TEST_THREADS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AUTOMC_SHARED_DATA", REPO.parent / "shared" / "data"))

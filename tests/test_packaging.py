@@ -40,6 +40,7 @@ def _readme_commands() -> list[str]:
 def test_readme_opens_with_two_commands_and_ci_runs_the_test_one() -> None:
     commands = _readme_commands()
     assert len(commands) == 2, commands
-    assert "pytest" in commands[1]
+    assert "scripts/test.sh" in commands[1]
+    assert "pytest" in (REPO / "scripts" / "test.sh").read_text()
     ci = (REPO / ".ci" / "run").read_text()
     assert commands[1] in ci

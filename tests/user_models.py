@@ -51,3 +51,50 @@ def concat_cnn(num_classes: int = 10, in_channels: int = 3) -> ConcatDepthwiseCN
 
 def mlp_net(num_classes: int = 10, in_channels: int = 1) -> MLPBlockNet:
     return MLPBlockNet(num_classes, in_channels)
+
+
+class ShuffleBlockNet(nn.Module):
+    """A ShuffleNetV2-style net written independently of the zoo: channel split (``chunk``),
+    a branch, concat and a channel shuffle (``view`` + ``transpose``)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 32) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        half = width // 2
+        self.branch = nn.Sequential(
+            nn.Conv2d(half, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(),
+            nn.Conv2d(half, half, 3, padding=1, groups=half, bias=False), nn.BatchNorm2d(half),
+            nn.Conv2d(half, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a, self.branch(b)], dim=1)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.head(x.mean((2, 3)))
+
+
+class TinyViT(nn.Module):
+    """A small vision transformer: conv patch embedding, one ``nn.TransformerEncoderLayer``
+    (multi-head attention + MLP), mean pooling and a linear head."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, dim: int = 32, heads: int = 4, patch: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        self.encoder = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        return self.head(self.encoder(tokens).mean(1))
+
+
+def shuffle_block_net(num_classes: int = 10, in_channels: int = 3) -> ShuffleBlockNet:
+    return ShuffleBlockNet(num_classes, in_channels)
+
+
+def tiny_vit(num_classes: int = 10, in_channels: int = 3) -> TinyViT:
+    return TinyViT(num_classes, in_channels)

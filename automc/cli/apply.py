@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         "model": {"name": args.model, "kwargs": model_kwargs, "num_classes": ds.num_classes, "in_channels": ds.in_channels, "weights": str(weights) if weights else None},
         "input_shape": list(x1.shape),
         "dataset": {"name": ds.name, "split": split.name, "calibration_split": cal_name, "validation_images": evaluator.samples},
-        "space": {"name": args.space, "config": space.config()},
+        "space": {"name": args.space, "config": space.config(), "locked_groups": space.locked_notes()},
         "params": params,
         "before": before,
         "after": after,
@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model,
         "space": args.space,
         "dimensions": len(space.dimensions),
+        "locked_groups": space.locked_notes(),
         "before": before,
         "after": after,
         "ratios": ratios,
@@ -129,6 +130,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_locked(notes: list[str]) -> None:
+    """How many groups the space left unpruned, and why (one line each)."""
+    if notes:
+        print(f"{len(notes)} channel groups locked (left unpruned: they cannot be pruned safely):")
+        for note in notes:
+            print(f"  {note}")
+
+
 def _human(v: float) -> str:
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(v) >= div:
@@ -139,6 +148,7 @@ def _human(v: float) -> str:
 def _print_table(r: dict[str, Any], split: str, bn: int) -> None:
     b, a = r["before"], r["after"]
     print(f"{r['model']} compressed with {r['space']} ({r['dimensions']} dimensions)")
+    _print_locked(r["locked_groups"])
     print(f"{'':24}{'before':>12}{'after':>12}{'ratio':>8}")
     for key, label in (("macs", "MACs"), ("effective_macs", "MACs (non-zero)"), ("params", "params"), ("nonzero_params", "params (non-zero)"), ("size_bytes", "size (bytes)"), ("onnx_bytes", "ONNX file (bytes)"), ("peak_activation_bytes", "peak activations (B)")):
         ratio = a[key] / b[key] if b[key] else float("nan")

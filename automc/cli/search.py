@@ -89,6 +89,9 @@ def run_search(args: argparse.Namespace) -> int:
         emit_json(summary)
         return 0
     _print_summary(summary, names)
+    from automc.cli.apply import _print_locked
+
+    _print_locked(summary.get("locked_groups", []))
     print(f"run directory: {run_dir} (resume with the same command; 'automc status {run_dir}')")
     if paths is not None:
         import json

@@ -1,7 +1,9 @@
 """Model zoo, user model factories and checkpoint loading.
 
 Models are found through the ``automc.models`` entry-point group (built-ins: ``resnet20``,
-``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``, ``mobilenetv2``, ``small_cnn``) or
+``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``, ``mobilenetv2``, ``small_cnn``, and the
+lightweight families ``mobilenetv1``, ``squeezenet``, ``shufflenetv2``, ``ghostnet``,
+``densenet_bc``) or
 given as ``package.module:function`` — a factory the user wrote that returns an
 ``nn.Module``. Weights are read with ``torch.load(..., weights_only=True)`` only.
 """
@@ -32,6 +34,11 @@ DEFAULT_DATASETS = {
     "resnet110": "cifar10",
     "mobilenetv2": "cifar10",
     "small_cnn": "digits",
+    "mobilenetv1": "cifar10",
+    "squeezenet": "cifar10",
+    "shufflenetv2": "cifar10",
+    "ghostnet": "cifar10",
+    "densenet_bc": "cifar10",
 }
 
 
