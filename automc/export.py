@@ -142,9 +142,8 @@ def model_int8_scheme(model: nn.Module, explicit: str | None = None) -> Int8Sche
     quantised for, else this CPU's (float models)."""
     if explicit is not None:
         return resolve_scheme(explicit)
-    names = int8_layer_names(model) or []
     layers = quant_layers(model)
-    found = {getattr(layers[n], "int8_scheme", "u8s8") for n in names}
+    found = {getattr(layers[n], "int8_scheme", "u8s8") for n in int8_layer_names(model) or []}
     if len(found) > 1:
         raise ValueError(f"the model's 8-bit layers were quantised for different int8 schemes: {sorted(found)}")
     return resolve_scheme(found.pop() if found else "auto")

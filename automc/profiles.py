@@ -85,19 +85,11 @@ def build_profile(name: str, config: Mapping[str, Any] | None = None) -> DeviceP
 
 def machine_description() -> dict[str, Any]:
     """CPU model, its int8-relevant instruction sets, core count and platform of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import os
 
-    features = cpu_features().summary()
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "vnni": features["vnni"], "cpu_flags": features["int8_flags"]}
+    features = cpu_features()
+    cpu = features.model if features.model != "unknown" else platform.machine()
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "vnni": features.vnni, "cpu_flags": features.summary()["int8_flags"]}
 
 
 def structural_hash(model: nn.Module, example_input: torch.Tensor, extra: Mapping[str, Any] | None = None) -> str:

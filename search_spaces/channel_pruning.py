@@ -167,7 +167,7 @@ class ChannelPruningSpace(SearchSpace):
         self._importance = _importance(criterion)
 
         work = copy.deepcopy(model)
-        dg = self._graph(work)
+        dg, opaque = self._graph_and_opaque(work)
         names = {m: n for n, m in work.named_modules()}
         order = {n: i for i, (n, _) in enumerate(work.named_modules())}
         stats = {layer.name: layer for layer in analyze(model, example_input).layers}
@@ -192,7 +192,7 @@ class ChannelPruningSpace(SearchSpace):
                 continue
             if mode == "inner_only" and len(producers) != 1:
                 continue
-            risks = group_risks(group, self._opaque)
+            risks = group_risks(group, opaque)
             if risks:
                 why = verify_group(model, self.example_input, root, self._graph_and_opaque, _finalize)
                 if why is not None:
@@ -234,9 +234,7 @@ class ChannelPruningSpace(SearchSpace):
         return build_graph(model, self.example_input, {ShortcutConv: _ShortcutConvPruner()})
 
     def _graph(self, model: nn.Module) -> tp.DependencyGraph:
-        dg, opaque = self._graph_and_opaque(model)
-        self._opaque = opaque
-        return dg
+        return self._graph_and_opaque(model)[0]
 
     def locked_notes(self) -> list[str]:
         """One line per locked group: which, how many channels, through what, and why."""

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv
+from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv, print_locked
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -130,14 +130,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_locked(notes: list[str]) -> None:
-    """How many groups the space left unpruned, and why (one line each)."""
-    if notes:
-        print(f"{len(notes)} channel groups locked (left unpruned: they cannot be pruned safely):")
-        for note in notes:
-            print(f"  {note}")
-
-
 def _human(v: float) -> str:
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(v) >= div:
@@ -148,7 +140,7 @@ def _human(v: float) -> str:
 def _print_table(r: dict[str, Any], split: str, bn: int) -> None:
     b, a = r["before"], r["after"]
     print(f"{r['model']} compressed with {r['space']} ({r['dimensions']} dimensions)")
-    _print_locked(r["locked_groups"])
+    print_locked(r["locked_groups"])
     print(f"{'':24}{'before':>12}{'after':>12}{'ratio':>8}")
     for key, label in (("macs", "MACs"), ("effective_macs", "MACs (non-zero)"), ("params", "params"), ("nonzero_params", "params (non-zero)"), ("size_bytes", "size (bytes)"), ("onnx_bytes", "ONNX file (bytes)"), ("peak_activation_bytes", "peak activations (B)")):
         ratio = a[key] / b[key] if b[key] else float("nan")

@@ -55,3 +55,11 @@ def emit_json(obj: Any) -> None:
 
 def progress_enabled() -> bool:
     return sys.stderr.isatty()
+
+
+def print_locked(notes: list[str]) -> None:
+    """How many channel groups a space left unpruned, and why (one line each)."""
+    if notes:
+        print(f"{len(notes)} channel groups locked (left unpruned: they cannot be pruned safely):")
+        for note in notes:
+            print(f"  {note}")

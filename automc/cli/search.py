@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import emit_json, progress_enabled
+from automc.cli.common import emit_json, print_locked, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,9 +89,7 @@ def run_search(args: argparse.Namespace) -> int:
         emit_json(summary)
         return 0
     _print_summary(summary, names)
-    from automc.cli.apply import _print_locked
-
-    _print_locked(summary.get("locked_groups", []))
+    print_locked(summary.get("locked_groups", []))
     print(f"run directory: {run_dir} (resume with the same command; 'automc status {run_dir}')")
     if paths is not None:
         import json
