@@ -66,14 +66,30 @@ class Store:
         return int(self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
 
     def mark_interrupted(self) -> list[dict[str, Any]]:
-        """Fail trials left RUNNING by a stopped run; returns their params (to propose again)."""
-        params = []
+        """Fail trials a stopped run left unfinished; returns their params (to propose again).
+
+        That is RUNNING trials (killed mid-evaluation) and WAITING ones: :meth:`begin`
+        enqueues, then asks, and a kill between the two leaves a WAITING trial that the next
+        ``ask`` would otherwise pop — pairing its params with a different candidate.
+        """
+        unfinished: dict[int, dict[str, Any]] = {}
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            popped = self.study.ask()  # Optuna pops the oldest WAITING trial: this one
+            assert popped.number == t.number, (popped.number, t.number)
+            fixed = dict(t.system_attrs.get("fixed_params", {}))
+            self.study._storage.set_trial_user_attr(popped._trial_id, "automc_params", fixed)
+            self._fail_interrupted(popped._trial_id, popped.number)
+            unfinished[t.number] = fixed
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            self.study._storage.set_trial_user_attr(t._trial_id, "error", INTERRUPTED)
-            self.study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            params.append(dict(t.params))
-        return params
+            if t.number not in unfinished:
+                self._fail_interrupted(t._trial_id, t.number)
+                unfinished[t.number] = dict(t.params)
+        return [unfinished[n] for n in sorted(unfinished)]
+
+    def _fail_interrupted(self, trial_id: int, number: int) -> None:
+        self.study._storage.set_trial_user_attr(trial_id, "error", INTERRUPTED)
+        self.study._storage.set_trial_user_attr(trial_id, "interrupted", True)
+        self.study.tell(number, state=optuna.trial.TrialState.FAIL)
 
     def candidates(self, *, include_interrupted: bool = False) -> list[Candidate]:
         """Every finished candidate, in number order."""

@@ -192,6 +192,29 @@ def test_custom_reward_by_name_and_failing_reward(tmp_path: Path) -> None:
     assert "reward raised ValueError: too big for me (my_rewards.py:" in failed[0].error
 
 
+def test_a_kill_between_enqueue_and_ask_leaves_no_waiting_trial_to_mismatch(tmp_path: Path) -> None:
+    """Store.begin enqueues then asks; a kill in between leaves a WAITING trial. On resume it
+    is failed as interrupted and its params proposed again, so the next candidate's trial
+    holds the next candidate's params (Optuna would otherwise hand it the stale one)."""
+    import optuna
+
+    from automc.store import Store
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    store = Store(url, "s")
+    first = store.begin({"x": 0.1}, dists)
+    store.finish(Candidate(first, {"x": 0.1}, metrics={"accuracy": 0.5}, reward=0.5, state=COMPLETE))
+    store.study.enqueue_trial({"x": 0.2}, skip_if_exists=False)  # killed before the ask
+    resumed = Store(url, "s")
+    assert resumed.mark_interrupted() == [{"x": 0.2}]
+    waiting = resumed.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert waiting == []
+    number = resumed.begin({"x": 0.3}, dists)
+    assert resumed.study.trials[number].params == {"x": 0.3}
+    assert [c.params for c in resumed.candidates(include_interrupted=True) if c.state == FAILED] == [{"x": 0.2}]
+
+
 def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
     cfg = {**TINY, "budget": {"candidates": 30}, "agent": {"name": "optuna-tpe", "config": {"n_startup_trials": 5}}}
     path = _write(tmp_path, cfg)
