@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from automc.atomic import atomic_path
     from automc.datasets import get_dataset
     from automc.evaluator import Evaluator, EvaluatorConfig
     from automc.models import load_model
@@ -68,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     history = train_classifier(model, train_split, config=cfg, on_epoch=on_epoch)
     metrics = Evaluator(eval_split, config=EvaluatorConfig(threads=args.threads))(model)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out)
+    with atomic_path(out) as tmp:  # a killed run never leaves a truncated checkpoint
+        torch.save(model.state_dict(), tmp)
     result = {
         "model": args.model,
         "dataset": args.dataset,
