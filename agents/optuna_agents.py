@@ -15,11 +15,11 @@ from typing import Any
 
 import optuna
 
-from automc.agent import Agent
-from automc.candidate import Candidate
+from automc.search.agent import Agent
+from automc.search.candidate import Candidate
 from automc.config import Constraint, Objective
-from automc.runner import space_distributions
-from automc.spaces import SearchSpace
+from automc.search.loop import space_distributions
+from automc.compress.spaces import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

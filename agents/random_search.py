@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from automc.agent import Agent
-from automc.candidate import Candidate
+from automc.search.agent import Agent
+from automc.search.candidate import Candidate
 from automc.config import Objective
-from automc.spaces import SearchSpace
+from automc.compress.spaces import SearchSpace
 
 
 class RandomAgent(Agent):

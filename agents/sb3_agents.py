@@ -1,4 +1,4 @@
-"""stable-baselines3 DDPG and PPO as ask/tell agents over :class:`automc.gym_env.CompressionEnv`.
+"""stable-baselines3 DDPG and PPO as ask/tell agents over :class:`automc.search.gym_env.CompressionEnv`.
 
 Design: SB3's ``learn()`` owns its loop, the runner owns ask/tell. ``learn()`` therefore runs
 in a learner thread on the env; the env's last ``step`` of an episode hands the finished
@@ -24,12 +24,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from automc.agent import Agent
-from automc.candidate import Candidate
+from automc.search.agent import Agent
+from automc.search.candidate import Candidate
 from automc.config import Objective
 from automc.errors import UserError
-from automc.gym_env import CompressionEnv
-from automc.spaces import SearchSpace
+from automc.search.gym_env import CompressionEnv
+from automc.compress.spaces import SearchSpace
 
 _STOP = object()
 

@@ -2,11 +2,11 @@
 
 Pretrained ResNet-20, every layer at 8/8 bits (``mixed_precision --uniform 8``), BN and
 activation ranges calibrated on 16×64 training images, exported to an onnxruntime QDQ graph
-with each scheme of :mod:`automc.int8` (the PyTorch fake quantisation built for the same
+with each scheme of :mod:`automc.compress.int8` (the PyTorch fake quantisation built for the same
 scheme), evaluated on the 1,000 pixel-exact CIFAR-10 test images. Latency: batch 1, one
 thread, fastest run per session, median of 3 sessions (the ``onnxruntime-cpu`` profile's
 statistic), float ONNX of the same model for reference. The last column is the adversarial
-saturation probe (:func:`automc.int8.saturation_probe`, error in output steps; ≤ 1 = exact).
+saturation probe (:func:`automc.compress.int8.saturation_probe`, error in output steps; ≤ 1 = exact).
 Prints which scheme ``auto`` chose for this CPU and the CPU's int8-relevant flags.
 
     AUTOMC_DATA_DIR=../shared/data .venv/bin/python benchmarks/int8_schemes.py [--out results.json]
@@ -24,13 +24,13 @@ import torch
 
 from automc.datasets import get_dataset
 from automc.datasets.base import calibration_and_validation
-from automc.evaluator import Evaluator, EvaluatorConfig
-from automc.export import INPUT_NAME, export_int8_checked, export_onnx, onnx_session
-from automc.int8 import SCHEMES, cpu_features, recommended_scheme, saturation_probe
+from automc.measure.evaluator import Evaluator, EvaluatorConfig
+from automc.results.onnx import INPUT_NAME, export_int8_checked, export_onnx, onnx_session
+from automc.compress.int8 import SCHEMES, cpu_features, recommended_scheme, saturation_probe
 from automc.models import load_model
-from automc.profiles import time_call
+from automc.measure.profiles import time_call
 from automc.settings import resolve_data_dir
-from search_spaces.mixed_precision import MixedPrecisionSpace
+from automc.search_spaces.mixed_precision import MixedPrecisionSpace
 
 
 def latency_ms(path: Path, sessions: int = 3) -> float:

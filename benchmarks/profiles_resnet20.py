@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from automc.analysis import analyze
+from automc.compress.analysis import analyze
 from automc.models import build_model
-from automc.profiles import build_profile
-from device_profiles.lut import LookupTableProfile, build_lut, fidelity
-from search_spaces.channel_pruning import ChannelPruningSpace
+from automc.measure.profiles import build_profile
+from automc.device_profiles.lut import LookupTableProfile, build_lut, fidelity
+from automc.search_spaces.channel_pruning import ChannelPruningSpace
 
 
 def uniform_ratio_for(space: ChannelPruningSpace, model: torch.nn.Module, x: torch.Tensor, fraction: float) -> float:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from automc.config import parse_config
-from automc.runner import run_experiment
+from automc.search.loop import run_experiment
 
 
 def main() -> None:

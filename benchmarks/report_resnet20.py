@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from automc.config import load_config
-from automc.deploy import export_candidate
-from automc.report import write_report
-from automc.runner import run_experiment
+from automc.results.export import export_candidate
+from automc.results.report import write_report
+from automc.search.loop import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 

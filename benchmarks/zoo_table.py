@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from automc.atomic import atomic_write_text  # noqa: E402
-from automc.int8 import cpu_features  # noqa: E402
+from automc.compress.int8 import cpu_features  # noqa: E402
 from scripts.train_zoo import RECIPES, is_built  # noqa: E402
 
 SPACES = {"channel_pruning": "0.5", "mixed_precision": "8"}

@@ -7,7 +7,7 @@ count as ``max_bits``). Per conv/linear layer with ``M`` MACs:
 
     compute_s = M × ceil(w/2) × ceil(a/2) / (bitbricks × f)   (M = non-zero MACs only
                                                                 if skip_zero_weights)
-    bytes     = weights × w/8  (sparse weights: bitmask + non-zeros, as in automc.analysis)
+    bytes     = weights × w/8  (sparse weights: bitmask + non-zeros, as in automc.compress.analysis)
               + input activations × a/8 + output activations × a/8
     memory_s  = bytes / dram_bandwidth
     latency   = Σ_layers max(compute_s, memory_s) + per_layer_overhead      (a roofline)
@@ -30,10 +30,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from automc.analysis import analyze, weight_storage_bytes
+from automc.compress.analysis import analyze, weight_storage_bytes
 from automc.errors import UserError
-from automc.profiles import DeviceProfile, Measurement
-from automc.quant import FLOAT_BITS
+from automc.measure.profiles import DeviceProfile, Measurement
+from automc.compress.quant import FLOAT_BITS
 
 DEFAULT_DEVICE = Path(__file__).parent / "devices" / "bitfusion.yaml"
 

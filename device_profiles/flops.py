@@ -1,13 +1,13 @@
 """``flops``: static proxy costs — MACs, parameters, storage size and peak activation memory,
-honouring per-layer bit-widths and sparsity (see :mod:`automc.analysis`)."""
+honouring per-layer bit-widths and sparsity (see :mod:`automc.compress.analysis`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from automc.analysis import analyze
-from automc.profiles import DeviceProfile, Measurement
+from automc.compress.analysis import analyze
+from automc.measure.profiles import DeviceProfile, Measurement
 
 
 class FlopsProfile(DeviceProfile):

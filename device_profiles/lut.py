@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from automc.analysis import COUNTED, analyze
+from automc.compress.analysis import COUNTED, analyze
 from automc.errors import UserError
-from automc.profiles import DeviceProfile, Measurement
-from automc.quant import FLOAT_BITS, quantize_layer
-from automc.spaces import Float, SearchSpace
+from automc.measure.profiles import DeviceProfile, Measurement
+from automc.compress.quant import FLOAT_BITS, quantize_layer
+from automc.compress.spaces import Float, SearchSpace
 
 FORMAT = "automc.lut/1"
 INTERPOLATIONS = ("ceil", "linear")

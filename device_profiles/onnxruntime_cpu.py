@@ -4,7 +4,7 @@ The candidate is exported to ONNX in its deployable form — fake quantisation r
 with ``int8="auto"`` its layers of at most 8 bits executed as real int8 (QDQ, quantised by
 onnxruntime) because that is what this runtime can run faster; other bit-widths run in float.
 A session with a fixed intra-op thread count and full graph optimisation runs a fixed input;
-after warm-up, runs repeat until the median is stable (:func:`automc.profiles.time_call`).
+after warm-up, runs repeat until the median is stable (:func:`automc.measure.profiles.time_call`).
 This is done in ``sessions`` fresh sessions (on a shared, virtualised CPU one session's
 latency depends on where its buffers land, and differs from the next session's by up to
 ~10%, so a single session is not a reproducible figure).
@@ -39,9 +39,9 @@ import torch
 from torch import nn
 
 from automc.errors import UserError
-from automc.export import INPUT_NAME, export_int8, export_onnx, onnx_session
-from automc.profiles import DeviceProfile, Measurement, machine_description, structural_hash, time_call
-from automc.quant import FLOAT_BITS, quant_layers
+from automc.results.onnx import INPUT_NAME, export_int8, export_onnx, onnx_session
+from automc.measure.profiles import DeviceProfile, Measurement, machine_description, structural_hash, time_call
+from automc.compress.quant import FLOAT_BITS, quant_layers
 
 INT8_MODES = ("auto", "never")
 STATISTICS = ("min", "median")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from automc.atomic import atomic_write_text  # noqa: E402
 from automc.hashing import file_digest  # noqa: E402
-from automc.int8 import cpu_features  # noqa: E402
+from automc.compress.int8 import cpu_features  # noqa: E402
 
 COMMON = {"dataset": "cifar10", "split": "train-jpeg", "eval_split": "test-exact", "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4}
 # Epochs sized from measured training speed on 2 cores (batch 128): MobileNetV1-0.5 727 img/s,

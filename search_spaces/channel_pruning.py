@@ -21,7 +21,7 @@ residual block (AMC's choice for ResNets) — so residual stage widths stay inta
 Models nobody wrote for automc: a group that passes through anything but convolutions,
 BatchNorm, concatenation and channel-preserving element-wise ops (a split, a channel shuffle,
 a reshape, a slice, a custom op) is proved on a copy before it becomes a dimension (see
-:mod:`search_spaces.pruning_graph`); one that fails is **locked** — left unpruned, listed in
+:mod:`automc.search_spaces.pruning_graph`); one that fails is **locked** — left unpruned, listed in
 :attr:`ChannelPruningSpace.locked` with the reason — so pruning never crashes and never
 removes the wrong channels.
 """
@@ -38,12 +38,12 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from automc.analysis import analyze
+from automc.compress.analysis import analyze
 from automc.errors import UserError
 from automc.models.resnet_cifar import ChannelMapShortcut, PadShortcut
-from automc.spaces import Float, SearchSpace
-from search_spaces.common import check_layer_names, layer_info, output_layers, set_module
-from search_spaces.pruning_graph import build_graph, group_risks, verify_group
+from automc.compress.spaces import Float, SearchSpace
+from automc.search_spaces.common import check_layer_names, layer_info, output_layers, set_module
+from automc.search_spaces.pruning_graph import build_graph, group_risks, verify_group
 
 CRITERIA = ("l1", "l2", "fpgm", "bn_scale")
 MODES = ("all", "inner_only")

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.analysis import LayerStats, forward_with_hooks
+from automc.compress.analysis import LayerStats, forward_with_hooks
 from automc.errors import UserError
 
 QUANTIZABLE = (nn.Conv2d, nn.Linear)

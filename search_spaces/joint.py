@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from automc.errors import UserError
-from automc.spaces import SearchSpace
-from search_spaces.channel_pruning import ChannelPruningSpace
-from search_spaces.mixed_precision import MixedPrecisionSpace
+from automc.compress.spaces import SearchSpace
+from automc.search_spaces.channel_pruning import ChannelPruningSpace
+from automc.search_spaces.mixed_precision import MixedPrecisionSpace
 
 
 class JointSpace(SearchSpace):

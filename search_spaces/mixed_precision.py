@@ -9,7 +9,7 @@ layers follow ``first_last``: ``"search"`` (ordinary dimensions), an integer (fi
 many bits, the common choice being 8), or ``"fp32"`` (left in float).
 
 ``int8_scheme`` says which onnxruntime int8 kernels the 8-bit layers are meant for
-(:mod:`automc.int8`): ``auto`` resolves, once, to the scheme of the CPU the space is built on
+(:mod:`automc.compress.int8`): ``auto`` resolves, once, to the scheme of the CPU the space is built on
 (7-bit ``reduce_range`` weights on x86 without VNNI), and the resolved name is what
 :meth:`config` records, so a saved model rebuilds with the same grid on any machine.
 """
@@ -24,12 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.analysis import analyze
+from automc.compress.analysis import analyze
 from automc.errors import UserError
-from automc.int8 import resolve_scheme
-from automc.quant import FLOAT_BITS, WEIGHT_QUANTIZERS, calibrate_activations, quantize_layer
-from automc.spaces import Choice, SearchSpace
-from search_spaces.common import check_layer_names, execution_order, layer_info, set_module
+from automc.compress.int8 import resolve_scheme
+from automc.compress.quant import FLOAT_BITS, WEIGHT_QUANTIZERS, calibrate_activations, quantize_layer
+from automc.compress.spaces import Choice, SearchSpace
+from automc.search_spaces.common import check_layer_names, execution_order, layer_info, set_module
 
 DEFAULT_BITS = (2, 3, 4, 5, 6, 7, 8)
 

@@ -28,7 +28,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from automc.testing import outputs_close
+from automc.compress.analysis import outputs_close
 
 # Element-wise ops that keep every channel where it is (grad_fn names, lower case, without
 # the "backward<N>" suffix). Reductions (mean, sum) are absent: over dim 1 they mix channels.

@@ -3,7 +3,7 @@
 One dimension per conv/linear layer: its **density** (fraction of weights kept) in
 [lbound, 1.0]. ``apply`` zeroes the smallest-magnitude weights of each layer. The tensors keep
 their shapes — the saving shows up as non-zero parameters, effective MACs and the sparse
-storage size in :func:`automc.analysis.analyze`, and is real only on runtimes with sparse
+storage size in :func:`automc.compress.analysis.analyze`, and is real only on runtimes with sparse
 kernels; device profiles decide how much of it they credit.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.analysis import analyze
+from automc.compress.analysis import analyze
 from automc.errors import UserError
-from automc.spaces import Float, SearchSpace
-from search_spaces.common import check_layer_names, execution_order, layer_info, output_layers
+from automc.compress.spaces import Float, SearchSpace
+from automc.search_spaces.common import check_layer_names, execution_order, layer_info, output_layers
 
 
 def magnitude_prune_(weight: torch.Tensor, density: float) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from automc.compressed import load_compressed
-from automc.int8 import cpu_features, recommended_scheme
+from automc.compress.saved import load_compressed
+from automc.compress.int8 import cpu_features, recommended_scheme
 from tests.conftest import assert_user_error, run_cli
 
 
@@ -35,7 +35,7 @@ def test_apply_writes_a_rebuildable_smaller_model(tmp_path: Path, digits_cnn: Pa
     card = json.loads((out / "compression.json").read_text())
     assert card["dataset"]["split"] == "test" and card["space"]["name"] == "channel_pruning"
     from automc.datasets import load_split
-    from automc.evaluator import Evaluator
+    from automc.measure.evaluator import Evaluator
 
     assert Evaluator(load_split("digits", "test"))(model)["accuracy"] == pytest.approx(r["after"]["accuracy"])
 

@@ -8,9 +8,9 @@ import torch
 
 from automc.datasets import get_dataset
 from automc.errors import UserError
-from automc.evaluator import Evaluator, EvaluatorConfig, recalibrate_batchnorm
+from automc.measure.evaluator import Evaluator, EvaluatorConfig, recalibrate_batchnorm
 from automc.models import build_model
-from automc.training import TrainConfig, train_classifier
+from automc.train.training import TrainConfig, train_classifier
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from automc.errors import UserError
-from automc.export import export_int8_checked
-from automc.int8 import SCHEMES, CpuFeatures, cpu_features, recommended_scheme, resolve_scheme, saturation_probe, scheme_note
-from automc.quant import quantize_weight_linear
+from automc.results.onnx import export_int8_checked
+from automc.compress.int8 import SCHEMES, CpuFeatures, cpu_features, recommended_scheme, resolve_scheme, saturation_probe, scheme_note
+from automc.compress.quant import quantize_weight_linear
 from tests.conftest import run_cli
 
 
@@ -69,7 +69,7 @@ def test_8bit_weight_grid_follows_the_scheme() -> None:
 
 def test_mixed_precision_records_the_resolved_scheme_and_quantises_on_its_grid() -> None:
     from automc.models import build_model
-    from search_spaces.mixed_precision import MixedPrecisionSpace
+    from automc.search_spaces.mixed_precision import MixedPrecisionSpace
 
     torch.manual_seed(0)
     model, x = build_model("small_cnn", num_classes=10, in_channels=1).eval(), torch.randn(4, 1, 8, 8)
@@ -93,10 +93,10 @@ def test_int8_export_of_a_digits_cnn_agrees_with_pytorch_for_every_exact_scheme(
     if saturation_probe(SCHEMES[scheme]) > 1.0:
         pytest.skip(f"{scheme} saturates on this CPU ({cpu_features().model}); covered by the probe test")
     from automc.datasets import load_split
-    from automc.evaluator import Evaluator
+    from automc.measure.evaluator import Evaluator
     from automc.models import build_model
-    from automc.training import TrainConfig, train_classifier
-    from search_spaces.mixed_precision import MixedPrecisionSpace
+    from automc.train.training import TrainConfig, train_classifier
+    from automc.search_spaces.mixed_precision import MixedPrecisionSpace
 
     train, test = load_split("digits", "train"), load_split("digits", "test")
     torch.manual_seed(0)

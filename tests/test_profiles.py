@@ -10,17 +10,17 @@ import pytest
 import torch
 from torch import nn
 
-from automc.analysis import analyze
+from automc.compress.analysis import analyze
 from automc.errors import UserError
 from automc.models import build_model
-from automc.profiles import Measurement, build_profile, structural_hash, time_call
+from automc.measure.profiles import Measurement, build_profile, structural_hash, time_call
 from automc.registry import refresh
 from automc.testing import check_device_profile
-from device_profiles.accelerator import AcceleratorProfile
-from device_profiles.lut import LookupTableProfile, build_lut, fidelity
-from search_spaces.channel_pruning import ChannelPruningSpace
-from search_spaces.mixed_precision import MixedPrecisionSpace
-from search_spaces.sparsity import SparsitySpace
+from automc.device_profiles.accelerator import AcceleratorProfile
+from automc.device_profiles.lut import LookupTableProfile, build_lut, fidelity
+from automc.search_spaces.channel_pruning import ChannelPruningSpace
+from automc.search_spaces.mixed_precision import MixedPrecisionSpace
+from automc.search_spaces.sparsity import SparsitySpace
 from tests.conftest import assert_user_error, run_cli
 from tests.user_models import concat_cnn
 
@@ -134,8 +134,8 @@ def test_lut_covers_concat_and_depthwise_and_reports_missing_layers(tmp_path: Pa
 # --- a third-party profile, registered through an entry point --------------------------------
 
 REMOTE_PROFILE = '''
-from automc.profiles import DeviceProfile, Measurement
-from automc.analysis import analyze
+from automc.measure.profiles import DeviceProfile, Measurement
+from automc.compress.analysis import analyze
 
 
 class CallbackProfile(DeviceProfile):

@@ -16,11 +16,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from automc.candidate import COMPLETE, FAILED, Candidate
+from automc.search.candidate import COMPLETE, FAILED, Candidate
 from automc.errors import UserError
-from automc.pareto import Constraint, Objective, hypervolume, non_dominated, pareto_front, reference_point
-from automc.report import build_report, open_run, write_report
-from automc.store import Store, storage_url
+from automc.results.pareto import Constraint, Objective, hypervolume, non_dominated, pareto_front, reference_point
+from automc.results.report import build_report, open_run, write_report
+from automc.search.store import Store, storage_url
 from tests.conftest import assert_user_error, run_cli
 
 OBJECTIVES = [{"metric": "accuracy", "direction": "maximize"}, {"metric": "latency_ms", "direction": "minimize"}]

@@ -15,13 +15,13 @@ import pytest
 import torch
 import yaml
 
-from automc.agent import build_agent
-from automc.candidate import COMPLETE, FAILED, Candidate
+from automc.search.agent import build_agent
+from automc.search.candidate import COMPLETE, FAILED, Candidate
 from automc.config import Objective, parse_config
 from automc.errors import UserError
 from automc.models import build_model
-from automc.rewards import amc, haq, mnas, resolve_reward, weighted
-from search_spaces.channel_pruning import ChannelPruningSpace
+from automc.search.rewards import amc, haq, mnas, resolve_reward, weighted
+from automc.search_spaces.channel_pruning import ChannelPruningSpace
 from tests.conftest import REPO, assert_user_error, run_cli
 
 TINY = {
@@ -186,7 +186,7 @@ def test_custom_reward_by_name_and_failing_reward(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["failed"] >= 1 and summary["finished"] >= 1 and summary["finished"] + summary["failed"] == 8
-    from automc.store import Store, storage_url
+    from automc.search.store import Store, storage_url
 
     failed = [c for c in Store(storage_url(tmp_path / "b", None), "tiny").candidates() if c.state == FAILED]
     assert "reward raised ValueError: too big for me (my_rewards.py:" in failed[0].error
@@ -198,7 +198,7 @@ def test_a_kill_between_enqueue_and_ask_leaves_no_waiting_trial_to_mismatch(tmp_
     holds the next candidate's params (Optuna would otherwise hand it the stale one)."""
     import optuna
 
-    from automc.store import Store
+    from automc.search.store import Store
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
@@ -252,7 +252,7 @@ def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
 def test_rl_env_passes_check_env_and_clamps_to_budget(tiny_space) -> None:
     from stable_baselines3.common.env_checker import check_env
 
-    from automc.gym_env import CompressionEnv, CostModel
+    from automc.search.gym_env import CompressionEnv, CostModel
 
     env = CompressionEnv(tiny_space, budget=0.4)
     check_env(env)
@@ -276,7 +276,7 @@ def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> Non
     assert out.returncode == 0, out.stderr
     second = json.loads(out.stdout)
     assert second["evaluated_now"] == 3 and second["finished"] == 8
-    from automc.store import Store, storage_url
+    from automc.search.store import Store, storage_url
 
     for c in Store(storage_url(run_dir, None), "tiny").candidates():
         assert c.metrics["macs"] <= 0.5 * c.metrics["base_macs"] * 1.01, c.number
@@ -284,11 +284,11 @@ def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_experiments_are_valid(path: Path) -> None:
-    from automc.agent import AGENTS
+    from automc.search.agent import AGENTS
     from automc.config import load_config
-    from automc.profiles import PROFILES
-    from automc.rewards import REWARDS
-    from automc.spaces import SPACES
+    from automc.measure.profiles import PROFILES
+    from automc.search.rewards import REWARDS
+    from automc.compress.spaces import SPACES
 
     cfg = load_config(path)
     assert cfg.name == path.stem
@@ -312,8 +312,8 @@ def test_amc_experiment_runs_on_real_data(shared_data: Path, tmp_path: Path) -> 
 
 KILLER = """
 import os
-from automc.analysis import analyze
-from automc.profiles import DeviceProfile, Measurement
+from automc.compress.analysis import analyze
+from automc.measure.profiles import DeviceProfile, Measurement
 
 
 class Killer(DeviceProfile):
@@ -345,7 +345,7 @@ def test_ray_workers_survive_a_candidate_that_kills_its_worker(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["finished"] + summary["failed"] == 10 and summary["failed"] >= 1 and summary["finished"] >= 1
-    from automc.store import Store, storage_url
+    from automc.search.store import Store, storage_url
 
     errors = [c.error for c in Store(storage_url(run_dir, None), "tiny").candidates() if c.state == FAILED]
     assert all("worker died" in e for e in errors)

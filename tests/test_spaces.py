@@ -8,17 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from automc.analysis import analyze
-from automc.compressed import load_compressed, save_compressed
+from automc.compress.analysis import analyze
+from automc.compress.saved import load_compressed, save_compressed
 from automc.errors import UserError
 from automc.models import build_model
 from automc.models.resnet_cifar import ChannelMapShortcut, PadShortcut
-from automc.quant import QuantConv2d, QuantLinear
-from automc.spaces import build_space
+from automc.compress.quant import QuantConv2d, QuantLinear
+from automc.compress.spaces import build_space
 from automc.testing import check_search_space, outputs_close
-from search_spaces.channel_pruning import ChannelPruningSpace
-from search_spaces.mixed_precision import MixedPrecisionSpace
-from search_spaces.sparsity import SparsitySpace
+from automc.search_spaces.channel_pruning import ChannelPruningSpace
+from automc.search_spaces.mixed_precision import MixedPrecisionSpace
+from automc.search_spaces.sparsity import SparsitySpace
 from tests.user_models import concat_cnn, mlp_net
 
 MODELS = {

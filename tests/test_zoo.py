@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from automc.errors import UserError
-from automc.export import export_int8, export_onnx, run_onnx
+from automc.results.onnx import export_int8, export_onnx, run_onnx
 from automc.models import build_model, model_names
-from automc.spaces import build_space
+from automc.compress.spaces import build_space
 from automc.testing import check_search_space, outputs_close
-from search_spaces.channel_pruning import ChannelPruningSpace
+from automc.search_spaces.channel_pruning import ChannelPruningSpace
 from tests.conftest import run_cli
 from tests.user_models import shuffle_block_net, tiny_vit
 

@@ -35,15 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automc.analysis import analyze
-    from automc.compressed import save_compressed
+    from automc.compress.analysis import analyze
+    from automc.compress.saved import save_compressed
     from automc.datasets import get_dataset
     from automc.datasets.base import calibration_and_validation
     from automc.errors import UserError
-    from automc.evaluator import Evaluator, EvaluatorConfig, torch_threads
-    from automc.export import export_int8_checked, export_onnx
+    from automc.measure.evaluator import Evaluator, EvaluatorConfig, torch_threads
+    from automc.results.onnx import export_int8_checked, export_onnx
     from automc.models import default_dataset, load_model, resolve_weights
-    from automc.spaces import build_space, load_policy
+    from automc.compress.spaces import build_space, load_policy
 
     started = time.perf_counter()
     ds = get_dataset(args.dataset or default_dataset(args.model), args.data_dir, verify=not args.no_verify)

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from automc.datasets import get_dataset
     from automc.datasets.base import calibration_and_validation
     from automc.errors import UserError
-    from automc.evaluator import Evaluator, EvaluatorConfig
+    from automc.measure.evaluator import Evaluator, EvaluatorConfig
     from automc.models import load_model, resolve_weights
 
     started = time.perf_counter()

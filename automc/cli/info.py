@@ -115,7 +115,7 @@ def run_plugins(args: argparse.Namespace) -> int:
 
 
 def run_cpu(args: argparse.Namespace) -> int:
-    from automc.int8 import SCHEMES, cpu_features, recommended_scheme, saturation_probe
+    from automc.compress.int8 import SCHEMES, cpu_features, recommended_scheme, saturation_probe
 
     features = cpu_features()
     auto = recommended_scheme(features)

@@ -70,7 +70,7 @@ def _model_and_input(args: argparse.Namespace) -> tuple[Any, Any]:
     from automc.models import default_dataset, load_model
 
     if getattr(args, "compressed", None):
-        from automc.compressed import CARD, load_compressed
+        from automc.compress.saved import CARD, load_compressed
 
         card = json.loads((Path(args.compressed) / CARD).read_text()) if (Path(args.compressed) / CARD).is_file() else None
         model = load_compressed(args.compressed)
@@ -92,7 +92,7 @@ def _model_and_input(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _profile(args: argparse.Namespace) -> Any:
-    from automc.profiles import build_profile
+    from automc.measure.profiles import build_profile
 
     return build_profile(args.device, parse_kv(args.device_arg, "--device-arg", collections=True))
 
@@ -125,8 +125,8 @@ def run_measure(args: argparse.Namespace) -> int:
 
 
 def run_build_lut(args: argparse.Namespace) -> int:
-    from automc.spaces import build_space
-    from device_profiles.lut import build_lut
+    from automc.compress.spaces import build_space
+    from automc.device_profiles.lut import build_lut
 
     started = time.perf_counter()
     model, x = _model_and_input(args)
@@ -150,8 +150,8 @@ def run_build_lut(args: argparse.Namespace) -> int:
 
 
 def run_fidelity(args: argparse.Namespace) -> int:
-    from automc.spaces import build_space
-    from device_profiles.lut import LookupTableProfile, fidelity
+    from automc.compress.spaces import build_space
+    from automc.device_profiles.lut import LookupTableProfile, fidelity
 
     model, x = _model_and_input(args)
     space = build_space(args.space, model, x, calibration=[x], config=parse_kv(args.space_arg, "--space-arg", collections=True))

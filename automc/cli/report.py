@@ -57,7 +57,7 @@ def _references(args: argparse.Namespace) -> dict[str, float]:
 def run_report(args: argparse.Namespace) -> int:
     import json
 
-    from automc.report import parse_objective_args, write_report
+    from automc.results.report import parse_objective_args, write_report
 
     paths = write_report(args.run_dir, args.out, objectives=parse_objective_args(args.objective) or None, reference=_references(args), png=not args.no_png)
     data = json.loads(paths["json"].read_text())
@@ -83,7 +83,7 @@ def print_report_summary(data: dict[str, Any], paths: dict[str, Path]) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     import json
 
-    from automc.report import parse_objective_args, write_comparison
+    from automc.results.report import parse_objective_args, write_comparison
 
     paths = write_comparison(args.run_dirs, args.out, objectives=parse_objective_args(args.objective) or None, reference=_references(args), png=not args.no_png)
     data = json.loads(paths["json"].read_text())
@@ -98,7 +98,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from automc.deploy import export_candidate
+    from automc.results.export import export_candidate
 
     card = export_candidate(args.run_dir, args.candidate, args.out, int8=args.int8)
     if args.json:

@@ -37,7 +37,7 @@ def _metric_line(metrics: dict[str, float], names: list[str]) -> str:
 
 def run_search(args: argparse.Namespace) -> int:
     from automc.config import load_config
-    from automc.runner import run_experiment
+    from automc.search.loop import run_experiment
 
     cfg = load_config(args.config)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
@@ -81,7 +81,7 @@ def run_search(args: argparse.Namespace) -> int:
             os.close(saved)
     paths = None
     if not args.no_report and summary["finished"]:
-        from automc.report import write_report
+        from automc.results.report import write_report
 
         paths = write_report(run_dir)
         summary["report"] = str(paths["html"])
@@ -113,8 +113,8 @@ def _print_summary(summary: dict[str, Any], names: list[str]) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from automc.report import open_run
-    from automc.runner import summarize
+    from automc.results.report import open_run
+    from automc.search.loop import summarize
 
     rec = open_run(args.run_dir)
     cfg = rec.config

@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     from automc.atomic import atomic_path
     from automc.datasets import get_dataset
-    from automc.evaluator import Evaluator, EvaluatorConfig
+    from automc.measure.evaluator import Evaluator, EvaluatorConfig
     from automc.models import load_model
-    from automc.training import TrainConfig, train_classifier
+    from automc.train.training import TrainConfig, train_classifier
 
     started = time.perf_counter()
     ds = get_dataset(args.dataset, args.data_dir, verify=not args.no_verify)

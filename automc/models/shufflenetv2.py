@@ -6,7 +6,7 @@ and 4 pixels. ``width_mult`` picks the paper's stage widths (0.5, 1.0, 1.5, 2.0)
 
 The split (``chunk``) and the shuffle (``view``/``transpose``) tie channels across branches in
 a way dependency-graph pruners cannot express; channel pruning locks those groups (see
-``search_spaces.channel_pruning``) and prunes the branch-internal ones.
+``automc.search_spaces.channel_pruning``) and prunes the branch-internal ones.
 """
 
 from __future__ import annotations

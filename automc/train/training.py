@@ -17,7 +17,7 @@ from torch import nn
 
 from automc.datasets.base import Split
 from automc.errors import UserError
-from automc.evaluator import torch_threads
+from automc.measure.evaluator import torch_threads
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from automc.candidate import COMPLETE, Candidate
+from automc.search.candidate import COMPLETE, Candidate
 from automc.errors import UserError
 
 Direction = Literal["maximize", "minimize"]

@@ -1,14 +1,14 @@
 """Exporting one candidate of a finished run as a deployable model.
 
 The candidate is rebuilt from its stored params exactly as the search built it (same base
-model, calibration images, seed and thread count: see :func:`automc.runner.materialize`),
+model, calibration images, seed and thread count: see :func:`automc.search.loop.materialize`),
 then measured again — accuracy on the run's validation subset and every profile of the run,
 latency measured afresh (never read from the run's cache) — and written as
 
 * ``model.onnx`` (and ``model.int8.onnx`` with ``int8``: onnxruntime QDQ, checked against
   the PyTorch model on the validation images),
-* ``model.pt`` + ``compression.json`` (:mod:`automc.compressed`; rebuilt with
-  :func:`automc.compressed.load_compressed`), the card holding the stored and re-measured
+* ``model.pt`` + ``compression.json`` (:mod:`automc.compress.saved`; rebuilt with
+  :func:`automc.compress.saved.load_compressed`), the card holding the stored and re-measured
   figures side by side.
 """
 
@@ -21,22 +21,22 @@ from typing import Any
 
 import torch
 
-from automc.candidate import COMPLETE
+from automc.search.candidate import COMPLETE
 from automc.errors import UserError
 
 
 def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8: bool = False) -> dict[str, Any]:
     """Rebuild candidate ``number`` of the run in ``run_dir``, re-measure it and write it to
     ``out``; returns the card (also saved as ``out/compression.json``)."""
-    from automc.compressed import load_compressed, save_compressed
+    from automc.compress.saved import load_compressed, save_compressed
     from automc.config import parse_config
     from automc.datasets import get_dataset
-    from automc.evaluator import torch_threads
-    from automc.export import export_int8_checked, export_onnx
-    from automc.pareto import parse_constraints, parse_objectives, pareto_front
-    from automc.profiles import build_profile
-    from automc.report import open_run
-    from automc.runner import build_context, materialize
+    from automc.measure.evaluator import torch_threads
+    from automc.results.onnx import export_int8_checked, export_onnx
+    from automc.results.pareto import parse_constraints, parse_objectives, pareto_front
+    from automc.measure.profiles import build_profile
+    from automc.results.report import open_run
+    from automc.search.loop import build_context, materialize
 
     rec = open_run(run_dir)
     cfg = parse_config(rec.config, str(Path(run_dir) / "config.yaml"))

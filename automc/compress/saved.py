@@ -59,7 +59,7 @@ def save_compressed(out_dir: str | Path, model: nn.Module, card: Mapping[str, An
 def load_compressed(folder: str | Path) -> nn.Module:
     """Rebuild a compressed model saved by :func:`save_compressed` (eval mode)."""
     from automc.models import build_model
-    from automc.spaces import build_space
+    from automc.compress.spaces import build_space
 
     folder = Path(folder)
     card_path = folder / CARD

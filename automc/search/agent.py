@@ -13,11 +13,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from automc.candidate import Candidate
+from automc.search.candidate import Candidate
 from automc.config import Objective
 from automc.errors import UserError
 from automc.registry import registry
-from automc.spaces import SearchSpace
+from automc.compress.spaces import SearchSpace
 
 AGENTS = registry("automc.agents")
 
@@ -58,7 +58,7 @@ class Agent(ABC):
 def build_agent(name: str, space: SearchSpace, objectives: Sequence[Objective], *, seed: int, config: Mapping[str, Any] | None = None) -> Agent:
     cls = AGENTS.get(name)
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
-        raise UserError(f"agent {name!r} resolves to {cls!r}, which is not an automc.agent.Agent subclass", field="agent")
+        raise UserError(f"agent {name!r} resolves to {cls!r}, which is not an automc.search.agent.Agent subclass", field="agent")
     try:
         return cls(space, objectives, seed=seed, **dict(config or {}))
     except TypeError as exc:

@@ -1,6 +1,6 @@
 """Drawing a report (or a comparison of runs): one self-contained HTML page and PNGs.
 
-Everything here reads the report dicts of :mod:`automc.report` and nothing else. The HTML
+Everything here reads the report dicts of :mod:`automc.results.report` and nothing else. The HTML
 inlines plotly.js (works offline, from a file:// URL, with no network), holds the Pareto
 scatter with hover details, the hypervolume curve, the per-layer policy bars of the front
 members and a sortable table; the PNGs (matplotlib) show the same plots for documents and

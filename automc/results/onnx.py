@@ -8,7 +8,7 @@ the op and what to do.
 ``export_int8`` hands the float graph to ``onnxruntime.quantization.quantize_static`` (QDQ
 format, per-channel symmetric int8 weights, asymmetric activations, MinMax calibration on the
 given batches; conv/linear outputs are not re-quantised, matching the fake-quantised PyTorch
-model). The data types and weight range are the int8 scheme's (:mod:`automc.int8`): the one
+model). The data types and weight range are the int8 scheme's (:mod:`automc.compress.int8`): the one
 the model's 8-bit layers were quantised for, or this CPU's for a float model. Only layers that
 are 8-bit in the model (``w_bits == a_bits == 8``, linear grid) are quantised by onnxruntime —
 or every Conv/Gemm when the model holds no quantised layer; layers at other bit-widths (and
@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from automc.errors import UserError
-from automc.int8 import Int8Scheme, cpu_features, resolve_scheme, scheme_note
-from automc.quant import quant_layers
+from automc.compress.int8 import Int8Scheme, cpu_features, resolve_scheme, scheme_note
+from automc.compress.quant import quant_layers
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"

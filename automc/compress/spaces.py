@@ -269,7 +269,7 @@ def build_space(
     """Instantiate the search space registered as ``name`` (or ``module:Class``)."""
     cls = SPACES.get(name)
     if not (isinstance(cls, type) and issubclass(cls, SearchSpace)):
-        raise UserError(f"search space {name!r} resolves to {cls!r}, which is not an automc.spaces.SearchSpace subclass")
+        raise UserError(f"search space {name!r} resolves to {cls!r}, which is not an automc.compress.spaces.SearchSpace subclass")
     try:
         return cls(model, example_input, calibration=calibration, **dict(config or {}))
     except TypeError as exc:

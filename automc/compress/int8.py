@@ -7,7 +7,7 @@ weights are clipped (:func:`saturation_probe` shows it: 51 output steps off on a
 with AVX2 only, exact with 7-bit weights). VNNI (``VPDPBUSD``, AVX512-VNNI or AVX-VNNI)
 accumulates in int32 and ARM's dot-product instructions do not saturate either. (ResNet-20's
 drop from 99.8% to 95.8% agreement on that EPYC came mostly from the export's shared Q/DQ on
-residual inputs, fixed in :mod:`automc.export`; the scheme guards against the rest.)
+residual inputs, fixed in :mod:`automc.results.onnx`; the scheme guards against the rest.)
 
 The schemes follow onnxruntime's own guidance for CPU inference (``quantize_static``'s
 docstring, "Choosing parameters for CPU inference"):

@@ -1,7 +1,7 @@
 """A run's report: the data (``report.json``, ``candidates.csv``) and the files made from it.
 
 :func:`build_report` reads a run directory (its ``config.yaml`` and store) and returns a plain
-dict in the versioned schema below; the plots (:mod:`automc.plots`) are drawn from that dict
+dict in the versioned schema below; the plots (:mod:`automc.results.plots`) are drawn from that dict
 only, so everything a report shows can be checked without pixels.
 
 Schema ``automc.report/1`` (keys added later will not change the meaning of these):
@@ -14,7 +14,7 @@ Schema ``automc.report/1`` (keys added later will not change the meaning of thes
 * ``constraints``: ``[{metric, min, max}]``;
 * ``dimensions``: ``[{name, layer, knob}]`` — the policy's dimensions in network order;
 * ``hypervolume``: ``final``, ``final_normalized``, ``history`` ``[{evaluations, candidate,
-  hypervolume, normalized}]`` (see :mod:`automc.pareto` for the reference point);
+  hypervolume, normalized}]`` (see :mod:`automc.results.pareto` for the reference point);
 * ``front``: numbers of the front members, ordered by the first objective (best first);
 * ``candidates``: ``[{number, state, params, metrics, reward, feasible, violations, on_front,
   error, timings}]`` in number order (candidates interrupted by a killed run are left out:
@@ -33,9 +33,9 @@ from typing import Any
 
 import yaml
 
-from automc.candidate import Candidate
+from automc.search.candidate import Candidate
 from automc.errors import UserError
-from automc.pareto import Objective, hypervolume_history, parse_constraints, parse_objectives, pareto_front, reference_point
+from automc.results.pareto import Objective, hypervolume_history, parse_constraints, parse_objectives, pareto_front, reference_point
 
 SCHEMA = "automc.report/1"
 REPORT_DIR = "report"
@@ -53,7 +53,7 @@ class RunRecord:
 
 def open_run(run_dir: str | Path) -> RunRecord:
     """Open the run written by ``automc search`` in ``run_dir`` (one-line error if it is not one)."""
-    from automc.store import Store, storage_url
+    from automc.search.store import Store, storage_url
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -192,7 +192,7 @@ def write_report(
 ) -> dict[str, Path]:
     """Write ``report.json``, ``candidates.csv``, ``report.html`` and PNGs for a run into
     ``out`` (default ``RUN_DIR/report``); returns the written paths by kind."""
-    from automc.plots import write_html_report, write_pngs
+    from automc.results.plots import write_html_report, write_pngs
 
     data = build_report(run_dir, objectives=objectives, reference=reference)
     folder = Path(out) if out is not None else Path(run_dir) / REPORT_DIR
@@ -269,7 +269,7 @@ def write_comparison(
     png: bool = True,
 ) -> dict[str, Path]:
     """Write ``compare.json``, ``compare.html`` and PNGs for several runs into ``out``."""
-    from automc.plots import write_comparison_pngs, write_html_comparison
+    from automc.results.plots import write_comparison_pngs, write_html_comparison
 
     data = build_comparison(run_dirs, objectives=objectives, reference=reference)
     folder = Path(out)

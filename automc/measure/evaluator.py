@@ -20,7 +20,7 @@ from torch import nn
 
 from automc.datasets.base import Split
 from automc.errors import UserError
-from automc.quant import FLOAT_BITS, calibrate_activations, quant_layers
+from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
 
 
 @contextlib.contextmanager

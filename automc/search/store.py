@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from automc.candidate import COMPLETE, FAILED, RUNNING, Candidate
+from automc.search.candidate import COMPLETE, FAILED, RUNNING, Candidate
 from automc.errors import UserError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from automc.spaces import SearchSpace, split_name
+from automc.compress.spaces import SearchSpace, split_name
 
 KNOBS = ("ratio", "density", "w_bits", "a_bits")
 OBS_SIZE = 10 + len(KNOBS)

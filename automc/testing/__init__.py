@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from automc.analysis import analyze
+from automc.compress.analysis import OUTPUT_RTOL, analyze, outputs_close  # noqa: F401 - re-exported for plugin tests
 from automc.errors import UserError
-from automc.spaces import Choice, Float, Int, SearchSpace, split_name
+from automc.compress.spaces import Choice, Float, Int, SearchSpace, split_name
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -33,22 +33,6 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
-
-
-# float32 outputs computed with different kernels or thread counts differ by rounding only:
-# measured ≤ 6e-7 of the largest |logit| (ResNet-20, 1 vs 2 threads, AVX2 vs AVX-512). 1e-5 of
-# that scale leaves 15× headroom, while a wrongly pruned live channel moves logits by ≥ 1e-2
-# of it (tests/test_spaces.py shows both sides).
-OUTPUT_RTOL = 1e-5
-
-
-def outputs_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = OUTPUT_RTOL) -> bool:
-    """Whether two model outputs agree up to float rounding: max |difference| within ``rtol``
-    of the largest |expected| value (a tolerance scaled to the logits, not an absolute one)."""
-    if actual.shape != expected.shape:
-        return False
-    scale = float(expected.detach().abs().max()) if expected.numel() else 0.0
-    return float((actual.detach() - expected.detach()).abs().max()) <= rtol * max(scale, 1e-12)
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -175,9 +159,9 @@ def check_device_profile(profile: Any, model: nn.Module, example_input: torch.Te
     JSON-serialisable; the model is not modified; analytic profiles (``deterministic``, or
     ``provenance["analytic"]``) return identical values twice.
     """
-    from automc.profiles import DeviceProfile, Measurement
+    from automc.measure.profiles import DeviceProfile, Measurement
 
-    assert isinstance(profile, DeviceProfile), f"{type(profile).__name__} does not subclass automc.profiles.DeviceProfile"
+    assert isinstance(profile, DeviceProfile), f"{type(profile).__name__} does not subclass automc.measure.profiles.DeviceProfile"
     assert isinstance(profile.name, str) and profile.name, "profile.name must be a non-empty string"
     assert profile.metrics and all(isinstance(m, str) for m in profile.metrics), "profile.metrics must name the metrics"
     json.dumps(profile.config())
@@ -211,8 +195,8 @@ def check_agent(make_agent: Any, space: SearchSpace, *, candidates: int = 12, se
     """
     import io
 
-    from automc.agent import Agent
-    from automc.candidate import FAILED, Candidate
+    from automc.search.agent import Agent
+    from automc.search.candidate import FAILED, Candidate
 
     def outcome(i: int, params: dict[str, Any]) -> Candidate:
         if i % 5 == 4:
@@ -223,7 +207,7 @@ def check_agent(make_agent: Any, space: SearchSpace, *, candidates: int = 12, se
 
     def run(history: list[Candidate]) -> tuple[list[dict[str, Any]], list[Candidate]]:
         agent = make_agent()
-        assert isinstance(agent, Agent), f"{type(agent).__name__} does not subclass automc.agent.Agent"
+        assert isinstance(agent, Agent), f"{type(agent).__name__} does not subclass automc.search.agent.Agent"
         for c in history:
             agent.tell(c)
         proposals, told = [], []

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from automc.errors import UserError
-from automc.int8 import cpu_features
+from automc.compress.int8 import cpu_features
 from automc.registry import registry
 
 PROFILES = registry("automc.device_profiles")
@@ -76,7 +76,7 @@ def build_profile(name: str, config: Mapping[str, Any] | None = None) -> DeviceP
     """Instantiate the profile registered as ``name`` (or ``module:Class``) with ``config``."""
     cls = PROFILES.get(name)
     if not (isinstance(cls, type) and issubclass(cls, DeviceProfile)):
-        raise UserError(f"device profile {name!r} resolves to {cls!r}, which is not an automc.profiles.DeviceProfile subclass")
+        raise UserError(f"device profile {name!r} resolves to {cls!r}, which is not an automc.measure.profiles.DeviceProfile subclass")
     try:
         return cls(**dict(config or {}))
     except TypeError as exc:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from automc.candidate import FAILED, Candidate
+from automc.search.candidate import FAILED, Candidate
 from automc.errors import UserError
 
 
@@ -38,7 +38,7 @@ class SequentialExecutor:
         return len(self._queue)
 
     def next_done(self) -> Candidate:
-        from automc.runner import evaluate_candidate
+        from automc.search.loop import evaluate_candidate
 
         number, params = self._queue.pop(0)
         return evaluate_candidate(self.ctx, number, params)
@@ -54,13 +54,13 @@ class _Worker:
         import torch
 
         from automc.config import parse_config
-        from automc.runner import build_context
+        from automc.search.loop import build_context
 
         torch.set_num_threads(threads)
         self.ctx = build_context(parse_config(config), Path(run_dir), measure_base=False)
 
     def evaluate(self, number: int, params: dict[str, Any], base_metrics: dict[str, float]) -> dict[str, Any]:
-        from automc.runner import evaluate_candidate
+        from automc.search.loop import evaluate_candidate
 
         self.ctx.base_metrics = base_metrics
         return evaluate_candidate(self.ctx, number, params).to_dict()

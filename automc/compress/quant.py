@@ -3,7 +3,7 @@
 Weights (quantised once, when a policy is applied):
 
 * ``linear``: symmetric, per output channel, integers in [-(2^(b-1)-1), 2^(b-1)-1]. At 8
-  bits the grid is the int8 scheme's (:mod:`automc.int8`): scale max|w|/127, or max|w|/64
+  bits the grid is the int8 scheme's (:mod:`automc.compress.int8`): scale max|w|/127, or max|w|/64
   with ``reduce_range`` on x86 without VNNI — exactly onnxruntime's grid, so 8-bit layers
   export to a real int8 QDQ graph with identical integer weights; below 8 bits each channel's
   clipping range is chosen to minimise the squared error (max-scaling wastes most levels there);
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automc.int8 import resolve_scheme
+from automc.compress.int8 import resolve_scheme
 
 FLOAT_BITS = 32
 WEIGHT_QUANTIZERS = ("linear", "kmeans")
@@ -38,7 +38,7 @@ def quantize_weight_linear(w: torch.Tensor, bits: int, int8_qmax: int = 127) -> 
     """Symmetric per-output-channel fake quantisation (binarisation for 1 bit).
 
     ``int8_qmax`` is the largest integer of an 8-bit grid: 127, or 64 for onnxruntime's
-    ``reduce_range`` (see :class:`automc.int8.Int8Scheme`).
+    ``reduce_range`` (see :class:`automc.compress.int8.Int8Scheme`).
     """
     if bits >= FLOAT_BITS:
         return w.clone()
@@ -148,7 +148,7 @@ class QuantLinear(QuantMixin, nn.Linear):
 def quantize_layer(layer: nn.Module, w_bits: int, a_bits: int, quantizer: str = "linear", int8_scheme: str = "auto") -> nn.Module:
     """A quantised copy of a Conv2d/Linear (weights quantised now, activations at calibration).
 
-    ``int8_scheme`` (``auto`` or a name from :data:`automc.int8.SCHEMES`) sets the grid of
+    ``int8_scheme`` (``auto`` or a name from :data:`automc.compress.int8.SCHEMES`) sets the grid of
     8-bit weights and tells the exporter how onnxruntime must run the layer.
     """
     scheme = resolve_scheme(int8_scheme)

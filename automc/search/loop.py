@@ -31,20 +31,20 @@ import torch
 import yaml
 from torch import nn
 
-from automc.agent import build_agent
-from automc.candidate import COMPLETE, FAILED, Candidate
-from automc.compressed import package_versions
+from automc.search.agent import build_agent
+from automc.search.candidate import COMPLETE, FAILED, Candidate
+from automc.compress.saved import package_versions
 from automc.config import ExperimentConfig
 from automc.datasets import get_dataset
 from automc.datasets.base import calibration_and_validation
 from automc.errors import UserError
-from automc.evaluator import Evaluator, EvaluatorConfig
+from automc.measure.evaluator import Evaluator, EvaluatorConfig
 from automc.models import load_model
-from automc.profiles import DeviceProfile, build_profile
-from automc.rewards import resolve_reward
-from automc.spaces import SearchSpace, build_space
-from automc.store import Store, storage_url
-from automc.training import TrainConfig, train_classifier
+from automc.measure.profiles import DeviceProfile, build_profile
+from automc.search.rewards import resolve_reward
+from automc.compress.spaces import SearchSpace, build_space
+from automc.search.store import Store, storage_url
+from automc.train.training import TrainConfig, train_classifier
 
 STATE_FILE = "agent_state.pt"
 
@@ -180,7 +180,7 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Run (or resume) ``cfg`` in ``run_dir`` until its budget is spent; returns a summary.
 
-    ``workers > 1`` or an ``address`` evaluates candidates on Ray (see :mod:`automc.executors`);
+    ``workers > 1`` or an ``address`` evaluates candidates on Ray (see :mod:`automc.search.executors`);
     ``use_ray`` forces the choice (benchmarks compare 1 Ray worker with 2).
     """
     run_dir = Path(run_dir)
@@ -203,7 +203,7 @@ def run_experiment(
     done = len(history)
     target = cfg.budget.candidates
     resumed = done
-    from automc.executors import RayExecutor, SequentialExecutor
+    from automc.search.executors import RayExecutor, SequentialExecutor
 
     executor: Any = (
         RayExecutor(ctx, cfg.model_dump(mode="json"), run_dir, workers=workers, address=address)
@@ -289,7 +289,7 @@ def space_distributions(space: SearchSpace) -> dict[str, Any]:
     """Optuna distributions of a space's dimensions (how the store records params)."""
     import optuna
 
-    from automc.spaces import Choice, Float, Int
+    from automc.compress.spaces import Choice, Float, Int
 
     out: dict[str, Any] = {}
     for name, d in space.dimensions.items():
@@ -306,7 +306,7 @@ def _with_constraints(cfg: ExperimentConfig, agent_config: dict[str, Any]) -> di
     """Hand the experiment's constraints to agents that take them (NSGA-II)."""
     import inspect
 
-    from automc.agent import AGENTS
+    from automc.search.agent import AGENTS
 
     cls = AGENTS.get(cfg.agent.name)
     if cfg.constraints and "constraints" in inspect.signature(cls.__init__).parameters and "constraints" not in agent_config:

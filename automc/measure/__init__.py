@@ -1,0 +1,2 @@
+"""Measurement: the evaluator (accuracy, loss, BN recalibration), the device-profile contract
+and the timing loop measured profiles share."""
