@@ -18,18 +18,18 @@ import optuna
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
 from automc.config import Constraint, Objective
-from automc.search.loop import space_distributions
+from automc.search.store import space_distributions
 from automc.compress.spaces import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class _OptunaAgent(Agent):
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0) -> None:
-        super().__init__(space, objectives, seed=seed)
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, constraints: Sequence[Constraint] = ()) -> None:
+        super().__init__(space, objectives, seed=seed, constraints=constraints)
         self.dists = space_distributions(space)
         self.study = optuna.create_study(sampler=self._sampler(), directions=self._directions())
-        self._pending: list[optuna.trial.Trial] = []
+        self._pending: dict[int, optuna.trial.Trial] = {}  # candidate number → its sampler trial
 
     def _sampler(self) -> optuna.samplers.BaseSampler:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -40,17 +40,16 @@ class _OptunaAgent(Agent):
     def _values(self, c: Candidate) -> list[float] | None:
         return None if c.reward is None or not math.isfinite(c.reward) else [float(c.reward)]
 
-    def ask(self) -> dict[str, Any] | None:
+    def ask(self, number: int) -> dict[str, Any] | None:
         trial = self.study.ask(self.dists)
-        self._pending.append(trial)
+        self._pending[number] = trial
         return dict(trial.params)
 
     def tell(self, candidate: Candidate) -> None:
         values = self._values(candidate) if candidate.ok else None
         constraints = self._constraint_values(candidate) if candidate.ok else {}
-        trial = next((t for t in self._pending if dict(t.params) == dict(candidate.params)), None)
+        trial = self._pending.pop(candidate.number, None)
         if trial is not None:
-            self._pending.remove(trial)
             for key, value in constraints.items():
                 trial.set_constraint(key, value)
             self.study.tell(trial, values, state=None if values else optuna.trial.TrialState.FAIL)
@@ -72,10 +71,19 @@ class TPEAgent(_OptunaAgent):
 
     name = "optuna-tpe"
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, n_startup_trials: int = 10, multivariate: bool = True) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        *,
+        seed: int = 0,
+        constraints: Sequence[Constraint] = (),
+        n_startup_trials: int = 10,
+        multivariate: bool = True,
+    ) -> None:
         self.n_startup_trials = int(n_startup_trials)
         self.multivariate = bool(multivariate)
-        super().__init__(space, objectives, seed=seed)
+        super().__init__(space, objectives, seed=seed, constraints=constraints)
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.n_startup_trials, multivariate=self.multivariate)
@@ -94,12 +102,11 @@ class NSGA2Agent(_OptunaAgent):
         objectives: Sequence[Objective],
         *,
         seed: int = 0,
+        constraints: Sequence[Constraint] = (),
         population_size: int = 20,
-        constraints: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.population_size = int(population_size)
-        self.constraints = [Constraint.model_validate(c) for c in constraints]
-        super().__init__(space, objectives, seed=seed)
+        super().__init__(space, objectives, seed=seed, constraints=constraints)
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
         # constrained domination applies to trials that carry constraint values (set in tell)

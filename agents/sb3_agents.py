@@ -16,6 +16,7 @@ the stored candidates (each is a deterministic episode) and the networks are res
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ import torch
 
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
-from automc.config import Objective
+from automc.config import Constraint, Objective
 from automc.errors import UserError
 from automc.search.gym_env import CompressionEnv
 from automc.compress.spaces import SearchSpace
@@ -41,6 +42,8 @@ class _Stop(Exception):
 class _SB3Agent(Agent):
     algorithm: ClassVar[str] = ""
     max_outstanding: ClassVar[int] = 1  # one episode at a time: the learner waits for its reward
+    # SB3 arguments the agent derives itself (from its own settings), never passed through
+    derived: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -48,26 +51,28 @@ class _SB3Agent(Agent):
         objectives: Sequence[Objective],
         *,
         seed: int = 0,
+        constraints: Sequence[Constraint] = (),
         budget: float | None = None,
         failure_reward: float = -1.0,
         learning_rate: float = 1e-3,
         net_arch: Sequence[int] = (64, 64),
         **algo_kwargs: Any,
     ) -> None:
-        super().__init__(space, objectives, seed=seed)
+        super().__init__(space, objectives, seed=seed, constraints=constraints)
         if budget is not None and not 0 < float(budget) <= 1:
             raise UserError(f"budget must be a fraction of the uncompressed cost in (0, 1], got {budget}", field="agent.config.budget")
         self.budget = budget
         self.failure_reward = float(failure_reward)
         self._params_q: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._reward_q: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._outstanding: dict[str, Any] | None = None
+        self._outstanding: int | None = None  # the candidate number whose reward the learner awaits
         self._ready: dict[str, Any] | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.episodes = 0
         self.env = CompressionEnv(space, budget=budget, on_episode=self._on_episode)
         self.steps_per_episode = len(self.env.names)
+        self._check_algo_kwargs(algo_kwargs)
         self.model = self._build(float(learning_rate), list(net_arch), algo_kwargs)
 
     # -- learner side ---------------------------------------------------------------------------
@@ -102,15 +107,15 @@ class _SB3Agent(Agent):
         return item
 
     # -- ask / tell -------------------------------------------------------------------------------
-    def ask(self) -> dict[str, Any] | None:
+    def ask(self, number: int) -> dict[str, Any] | None:
         if self._ready is None:
             self._ready = self._next_params()
-        self._outstanding, self._ready = self._ready, None
-        return dict(self._outstanding)
+        params, self._ready, self._outstanding = self._ready, None, number
+        return dict(params)
 
     def tell(self, candidate: Candidate) -> None:
         reward = candidate.reward if candidate.ok and candidate.reward is not None else self.failure_reward
-        if self._outstanding is not None and dict(candidate.params) == self._outstanding:
+        if self._outstanding is not None and candidate.number == self._outstanding:
             self._outstanding = None
             self._reward_q.put(reward)
             self._ready = self._next_params()  # the learner is idle again: state_dict is consistent
@@ -148,12 +153,27 @@ class _SB3Agent(Agent):
     def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:  # pragma: no cover - abstract
+        """The SB3 class, its policy name and extra policy settings (with defaults)."""
+        raise NotImplementedError
+
+    def _check_algo_kwargs(self, kwargs: Mapping[str, Any]) -> None:
+        """Extra settings go to the SB3 algorithm: reject one it does not take, in one line
+        listing those it does (automc sets env, policy, seed, device and verbose itself)."""
+        algo, _, extra = self._algorithm()
+        fixed = {"self", "policy", "env", "seed", "device", "verbose", "policy_kwargs", "learning_rate", "_init_setup_model", *self.derived}
+        valid = sorted((set(inspect.signature(algo.__init__).parameters) - fixed) | set(extra))
+        for key in kwargs:
+            if key not in valid:
+                raise UserError(f"agent {self.name!r} has no setting {key!r}; besides its own it takes {algo.__name__}'s: {', '.join(valid)}", field=f"agent.config.{key}")
+
 
 class DDPGAgent(_SB3Agent):
     """AMC's agent: DDPG with warm-up, decaying Gaussian noise and the budget clamp."""
 
     name = "ddpg"
     algorithm = "DDPG"
+    derived = frozenset({"buffer_size", "learning_starts", "batch_size", "action_noise"})
 
     def __init__(
         self,
@@ -180,6 +200,11 @@ class DDPGAgent(_SB3Agent):
 
         sigma = self.noise_sigma * self.noise_decay ** max(0, self.episodes - self.warmup_episodes)
         return NormalActionNoise(mean=np.zeros(1), sigma=np.full(1, sigma))
+
+    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
+        from stable_baselines3 import DDPG
+
+        return DDPG, "MlpPolicy", {}
 
     def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
         from stable_baselines3 import DDPG
@@ -219,13 +244,13 @@ class PPOAgent(_SB3Agent):
 
     name = "ppo"
     algorithm = "PPO"
+    derived = frozenset({"n_steps"})
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, episodes_per_update: int = 4, **kwargs: Any) -> None:
         self.episodes_per_update = int(episodes_per_update)
         super().__init__(space, objectives, seed=seed, **kwargs)
 
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
-        """The SB3 class, its policy name and extra policy settings."""
         from stable_baselines3 import PPO
 
         return PPO, "MlpPolicy", {}

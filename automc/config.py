@@ -6,6 +6,8 @@ what is allowed — one line, never a traceback (see :func:`load_config`).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,14 +53,24 @@ class PluginConfig(_Strict):
     config: dict[str, Any] = {}
 
 
+class ProfileConfig(PluginConfig):
+    cache: bool | None = Field(None, description="serve equal architectures from the run's measurement cache (default: the profile's `cacheable`)")
+
+
 class RewardConfig(_Strict):
     name: str
     kwargs: dict[str, Any] = {}
 
 
 class Objective(_Strict):
+    """One axis of the front: a metric and whether it is maximised or minimised."""
+
     metric: str
     direction: Literal["maximize", "minimize"]
+
+    def sign(self) -> float:
+        """+1 for minimised metrics, -1 for maximised ones (loss = sign × value)."""
+        return 1.0 if self.direction == "minimize" else -1.0
 
 
 class Constraint(_Strict):
@@ -71,6 +83,17 @@ class Constraint(_Strict):
         if self.max is None and self.min is None:
             raise ValueError("a constraint needs max or min")
         return self
+
+    def violation(self, metrics: Mapping[str, float]) -> str | None:
+        """A short description of how ``metrics`` breaks this constraint, or None."""
+        v = metrics.get(self.metric)
+        if v is None or not math.isfinite(float(v)):
+            return f"{self.metric} missing"
+        if self.min is not None and v < self.min:
+            return f"{self.metric} {v:.6g} < min {self.min:.6g}"
+        if self.max is not None and v > self.max:
+            return f"{self.metric} {v:.6g} > max {self.max:.6g}"
+        return None
 
 
 class BudgetConfig(_Strict):
@@ -90,7 +113,7 @@ class ExperimentConfig(_Strict):
     model: ModelConfig
     data: DataConfig
     space: PluginConfig
-    profiles: list[PluginConfig] = [PluginConfig(name="flops")]
+    profiles: list[ProfileConfig] = [ProfileConfig(name="flops")]
     reward: RewardConfig = RewardConfig(name="accuracy")
     objectives: list[Objective] = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
     constraints: list[Constraint] = []

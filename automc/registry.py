@@ -9,11 +9,20 @@ Names are resolved lazily (nothing is imported until used). A name that contains
 explicit ``module:attribute`` reference to the user's own code and is imported directly; it is
 the only way user code is reached besides entry points. Objects can also be registered in
 process with :meth:`Registry.register` (handy in notebooks and tests).
+
+Every plugin is made by :func:`create`: resolve the name, check the object against the group's
+contract (a base class, or "callable" for function plugins such as rewards and models), bind
+the user's settings to its signature — an unknown or missing key is one line listing the valid
+keys, taken from the signature — and call it. Errors raised *inside* a constructor are bugs
+of the plugin (or input it validates itself with :class:`UserError`) and pass through.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -70,6 +79,12 @@ class Registry:
         self.group = group
         self.kind = kind or GROUPS.get(group, group)
         self._local: dict[str, Any] = {}
+        self.contract: type | None = None  # set by the module that defines the contract
+
+    def set_contract(self, contract: type) -> Registry:
+        """Plugins of this group must be subclasses of ``contract`` (function groups set none)."""
+        self.contract = contract
+        return self
 
     def register(self, name: str, obj: Any, *, overwrite: bool = False) -> None:
         """Register ``obj`` under ``name`` for this process only."""
@@ -142,6 +157,84 @@ def registry(group: str) -> Registry:
     if group not in _REGISTRIES:
         _REGISTRIES[group] = Registry(group)
     return _REGISTRIES[group]
+
+
+def create(
+    group: str,
+    name: str,
+    *inputs: Any,
+    config: Mapping[str, Any] | None = None,
+    optional: Mapping[str, Any] | None = None,
+    partial: bool = False,
+    **named: Any,
+) -> Any:
+    """Resolve ``name`` in ``group``, check it against the contract and build it.
+
+    ``inputs`` / ``named`` are what automc itself passes (a space's model, an agent's
+    objectives and constraints, …); ``config`` is the user's settings for the plugin. An
+    ``optional`` input is passed only when the signature accepts it and ``config`` does not set
+    it (a model factory's ``num_classes``). With ``partial`` (function plugins called later
+    with leading arguments, like a reward's metrics) the bound function is returned instead of
+    being called. Key mistakes are one :class:`UserError` naming the valid keys; an exception
+    raised while constructing propagates unchanged (a bug, with its traceback).
+    """
+    reg = registry(group)
+    obj = reg.get(name)
+    if reg.contract is not None:
+        if not (isinstance(obj, type) and issubclass(obj, reg.contract)):
+            where = f"{reg.contract.__module__}.{reg.contract.__qualname__}"
+            raise UserError(f"{reg.kind} {name!r} resolves to {obj!r}, which is not a {where} subclass: point the name at one", field=reg.kind)
+    elif not callable(obj):
+        raise UserError(f"{reg.kind} {name!r} resolves to {type(obj).__name__}, which is not callable: point the name at a function", field=reg.kind)
+    settings = dict(config or {})
+    taken = sorted(set(settings) & set(named))
+    if taken:
+        raise UserError(f"{reg.kind} {name!r}: {', '.join(taken)} is set by automc, not in the {reg.kind}'s settings: remove it", field=taken[0])
+    kwargs = {**named, **settings}
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):  # some builtins have no signature: call and let it decide
+        sig = None
+    if sig is not None:
+        params = sig.parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        for key, value in (optional or {}).items():
+            if value is not None and key not in kwargs and (takes_any or key in params):
+                kwargs[key] = value
+        leading = (None,) if partial else ()  # stands for the argument given at call time
+        try:
+            sig.bind(*leading, *inputs, **kwargs)
+        except TypeError as exc:
+            raise UserError(_binding_message(reg.kind, name, sig, len(leading) + len(inputs), set(named), settings, exc), field=reg.kind) from None
+    if partial:
+        bound = functools.partial(obj, *inputs, **kwargs)
+        functools.update_wrapper(bound, obj)
+        return bound
+    return obj(*inputs, **kwargs)
+
+
+def settings_of(sig: inspect.Signature, positional: int, automc_keys: set[str]) -> list[str]:
+    """The keys a user may set: keyword parameters after the ``positional`` ones automc fills."""
+    out = []
+    for i, (key, p) in enumerate(sig.parameters.items()):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or key in automc_keys or key == "self":
+            continue
+        if p.kind is p.POSITIONAL_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and i < positional):
+            continue
+        out.append(key)
+    return out
+
+
+def _binding_message(kind: str, name: str, sig: inspect.Signature, positional: int, automc_keys: set[str], settings: Mapping[str, Any], exc: TypeError) -> str:
+    valid = settings_of(sig, positional, automc_keys)
+    listed = ", ".join(valid) or "(none)"
+    unknown = [k for k in settings if k not in sig.parameters]
+    if unknown:
+        return f"{kind} {name!r} has no setting {unknown[0]!r}; valid settings: {listed}"
+    missing = [k for k, p in sig.parameters.items() if p.default is p.empty and p.kind is p.KEYWORD_ONLY and k not in settings and k not in automc_keys]
+    if missing:
+        return f"{kind} {name!r} needs setting {missing[0]!r}; valid settings: {listed}"
+    return f"{kind} {name!r} cannot take its settings {sorted(settings)} ({exc}); valid settings: {listed}"
 
 
 def refresh() -> None:

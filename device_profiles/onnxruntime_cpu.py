@@ -19,17 +19,15 @@ measurements of one pruned ResNet-20 spread 15.5% by median and 2.0% by minimum
 (docs/device_profiles.md). Choose ``median`` on a dedicated, quiet device when typical
 latency under the device's own load is what matters.
 
-Results are cached by a structural hash of the model (types, shapes, bit-widths, input shape,
-settings), so an identical architecture is never measured twice; with ``cache_file`` the cache
-survives restarts (a resumed search does not re-measure).
+The profile is ``cacheable``: latency depends on the architecture, not on weight values, so a
+search serves an identical structure (types, shapes, bit-widths, input shape, settings) from
+the run's measurement cache instead of measuring it again (:mod:`automc.measure.cache`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
-import threading
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ from torch import nn
 
 from automc.errors import UserError
 from automc.results.onnx import INPUT_NAME, export_int8, export_onnx, onnx_session
-from automc.measure.profiles import DeviceProfile, Measurement, machine_description, structural_hash, time_call
+from automc.measure.profiles import DeviceProfile, Measurement, machine_description, time_call
 from automc.compress.quant import FLOAT_BITS, quant_layers
 
 INT8_MODES = ("auto", "never")
@@ -61,6 +59,7 @@ def deployable(model: nn.Module) -> tuple[nn.Module, bool]:
 class OnnxRuntimeCPUProfile(DeviceProfile):
     name = "onnxruntime-cpu"
     metrics = ("latency_ms", "latency_ms_median")
+    cacheable = True
 
     def __init__(
         self,
@@ -75,8 +74,6 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
         max_repeats: int = 5000,
         max_seconds: float = 2.0,
         rel_tol: float = 0.005,
-        cache: bool = True,
-        cache_file: str | None = None,
     ) -> None:
         if int(threads) < 1:
             raise UserError(f"threads must be >= 1, got {threads}", field="threads")
@@ -95,15 +92,6 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
         self.sessions = int(sessions)
         self.statistic = statistic
         self.timing = {"warmup": int(warmup), "min_repeats": int(min_repeats), "max_repeats": int(max_repeats), "max_seconds": float(max_seconds), "rel_tol": float(rel_tol)}
-        self.cache_enabled = bool(cache)
-        self.cache_file = Path(cache_file) if cache_file else None
-        self._cache: dict[str, Measurement] = {}
-        self._lock = threading.Lock()
-        if self.cache_file and self.cache_file.exists():
-            for line in self.cache_file.read_text().splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    self._cache[entry["key"]] = Measurement.from_dict(entry["measurement"])
 
     def config(self) -> dict[str, Any]:
         return {"threads": self.threads, "batch_size": self.batch_size, "input_shape": self.input_shape, "int8": self.int8, "sessions": self.sessions, "statistic": self.statistic, **self.timing}
@@ -129,10 +117,6 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
 
     def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
         x = self._input(example_input)
-        key = structural_hash(model, x, self.config())
-        if self.cache_enabled and key in self._cache:
-            cached = self._cache[key]
-            return Measurement(cached.values, cached.spread, cached.repeats, {**cached.provenance, "cached": True})
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
             export_info = self.export(model, example_input, path)
@@ -145,17 +129,9 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
         medians = [t.median_ms for t in timings]
         per_session = [t.min_ms for t in timings] if self.statistic == "min" else medians
         iqr = float(np.median([t.iqr_ms for t in timings]))
-        result = Measurement(
+        return Measurement(
             {"latency_ms": float(np.median(per_session)), "latency_ms_median": float(np.median(medians))},
             {"latency_ms": iqr, "latency_ms_median": iqr, "latency_ms_sessions": float(max(per_session) - min(per_session))},
             sum(t.repeats for t in timings),
-            {**self.describe(), **export_info, "batch_size": self.batch_size, "structural_hash": key, "cached": False},
+            {**self.describe(), **export_info, "batch_size": self.batch_size},
         )
-        if self.cache_enabled:
-            with self._lock:
-                self._cache[key] = result
-                if self.cache_file:
-                    self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-                    with open(self.cache_file, "a") as f:
-                        f.write(json.dumps({"key": key, "measurement": result.to_dict()}) + "\n")
-        return result

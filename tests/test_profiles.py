@@ -61,17 +61,27 @@ def test_flops_profile_honours_bits_and_sparsity(r20) -> None:
     assert dense["peak_activation_bytes"] == 2 * 16 * 32 * 32 * 4  # largest in+out: 16x32x32 float maps
 
 
-def test_onnxruntime_measures_and_caches(r20, tmp_path: Path) -> None:
+def test_onnxruntime_measures_and_the_run_cache_serves_equal_structures(r20, tmp_path: Path) -> None:
+    from automc.measure.cache import CachedProfile
+
     model, x = r20
-    cache = tmp_path / "lat.jsonl"
-    prof = build_profile("onnxruntime-cpu", {**FAST_ORT, "cache_file": str(cache)})
-    m1 = prof.measure(model, x)
+    cache = tmp_path / "measure_cache.jsonl"
+    prof = build_profile("onnxruntime-cpu", FAST_ORT)
+    assert prof.cacheable and not build_profile("flops").cacheable  # flops counts non-zero weights
+    m1 = CachedProfile(prof, cache).measure(model, x)
     assert m1.values["latency_ms"] > 0 and m1.repeats >= 20 and m1.provenance["cached"] is False
     assert m1.provenance["threads"] == 1 and "onnxruntime" in m1.provenance
-    # same architecture, different weights: served from cache, also by a new profile (resume)
+    # same architecture, different weights: served from the file by a new wrapper (a resumed run)
     other = build_model("resnet20").eval()
-    again = build_profile("onnxruntime-cpu", {**FAST_ORT, "cache_file": str(cache)}).measure(other, x)
+    again = CachedProfile(build_profile("onnxruntime-cpu", FAST_ORT), cache).measure(other, x)
     assert again.provenance["cached"] is True and again.values == m1.values
+    # a line cut short by a kill is skipped, not fatal: the next measurement is simply redone
+    with open(cache, "a") as f:
+        f.write('{"key": "abc", "measu')
+    assert CachedProfile(prof, cache).measure(other, x).provenance["cached"] is True
+    # other settings are another key: measured afresh
+    slow = CachedProfile(build_profile("onnxruntime-cpu", {**FAST_ORT, "sessions": 2}), cache).measure(model, x)
+    assert slow.provenance["cached"] is False
     pruned = ChannelPruningSpace(model, x).apply(model, {"layer1.0.conv1:ratio": 0.5})
     assert structural_hash(pruned, x) != structural_hash(model, x)
     assert structural_hash(other, x) == structural_hash(model, x)

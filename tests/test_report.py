@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 
 from automc.search.candidate import COMPLETE, FAILED, Candidate
 from automc.errors import UserError
-from automc.results.pareto import Constraint, Objective, hypervolume, non_dominated, pareto_front, reference_point
+from automc.config import Constraint, Objective
+from automc.results.pareto import hypervolume, non_dominated, pareto_front, reference_point
 from automc.results.report import build_report, open_run, write_report
-from automc.search.store import Store, storage_url
+from automc.run import RunDir
+from automc.search.store import Store
 from tests.conftest import assert_user_error, run_cli
 
 OBJECTIVES = [{"metric": "accuracy", "direction": "maximize"}, {"metric": "latency_ms", "direction": "minimize"}]
@@ -41,9 +43,9 @@ def test_hypervolume_matches_hand_computed_volumes() -> None:
 
 
 def test_reference_point_rules_and_overrides() -> None:
-    objs = [Objective("accuracy", "maximize"), Objective("latency_ms", "minimize"), Objective("size_bytes", "minimize")]
+    objs = [Objective(metric="accuracy", direction="maximize"), Objective(metric="latency_ms", direction="minimize"), Objective(metric="size_bytes", direction="minimize")]
     cands = [Candidate(0, {}, {"accuracy": 0.8, "latency_ms": 2.0, "size_bytes": 50.0}), Candidate(1, {}, {"accuracy": 0.7, "latency_ms": 1.0, "size_bytes": 70.0})]
-    ref = reference_point(objs, cands, constraints=[Constraint("accuracy", min=0.6)], base_metrics={"base_latency_ms": 3.0})
+    ref = reference_point(objs, cands, constraints=[Constraint(metric="accuracy", min=0.6)], base_metrics={"base_latency_ms": 3.0})
     assert ref.values == {"accuracy": 0.6, "latency_ms": 3.0, "size_bytes": 70.0}
     assert ref.sources == {"accuracy": "constraint", "latency_ms": "uncompressed model", "size_bytes": "worst candidate"}
     assert list(ref.scales(objs)) == [1.0, 3.0, 70.0]
@@ -91,12 +93,13 @@ def _make_run(tmp: Path, rows: list[tuple], constraints: list[dict], objectives:
     run_dir.mkdir()
     cfg = {"name": "prop", "objectives": objectives, "constraints": constraints, "storage": None}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    store = Store(storage_url(run_dir, None), "prop")
+    store = Store(RunDir(run_dir).storage_url(None), "prop")
     for state, acc, lat, size, drop in rows:
         metrics = {"accuracy": acc, "latency_ms": lat, "size_bytes": size}
         if drop:
             metrics.pop("latency_ms")
-        number = store.begin({}, {})
+        number = store.next_number()
+        store.begin(number, {}, {})
         store.finish(Candidate(number, {"layer1:ratio": acc, "layer2:ratio": lat}, metrics if state == COMPLETE else {}, acc if state == COMPLETE else None, state, None if state == COMPLETE else "boom"))
     return run_dir
 
@@ -127,7 +130,7 @@ def test_report_front_is_exactly_the_non_dominated_feasible_candidates(tmp_path_
 def test_non_dominated_keeps_duplicates_and_drops_dominated() -> None:
     pts = np.array([[1.0, 1.0], [1.0, 1.0], [2.0, 2.0], [0.5, 3.0]])
     assert list(non_dominated(pts)) == [True, True, False, True]
-    res = pareto_front([Candidate(0, {}, {"a": 1.0, "b": 1.0}), Candidate(1, {}, {"a": 1.0}), Candidate(2, {}, {}, state=FAILED)], [Objective("a", "maximize"), Objective("b", "minimize")])
+    res = pareto_front([Candidate(0, {}, {"a": 1.0, "b": 1.0}), Candidate(1, {}, {"a": 1.0}), Candidate(2, {}, {}, state=FAILED)], [Objective(metric="a", direction="maximize"), Objective(metric="b", direction="minimize")])
     assert res.on_front == [True, False, False] and res.violations[1] == ["b missing"] and res.violations[2] == [FAILED]
 
 

@@ -186,9 +186,10 @@ def test_custom_reward_by_name_and_failing_reward(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["failed"] >= 1 and summary["finished"] >= 1 and summary["finished"] + summary["failed"] == 8
-    from automc.search.store import Store, storage_url
+    from automc.run import RunDir
+    from automc.search.store import Store
 
-    failed = [c for c in Store(storage_url(tmp_path / "b", None), "tiny").candidates() if c.state == FAILED]
+    failed = [c for c in Store(RunDir(tmp_path / "b").storage_url(None), "tiny").candidates() if c.state == FAILED]
     assert "reward raised ValueError: too big for me (my_rewards.py:" in failed[0].error
 
 
@@ -203,14 +204,16 @@ def test_a_kill_between_enqueue_and_ask_leaves_no_waiting_trial_to_mismatch(tmp_
     url = f"sqlite:///{tmp_path / 'study.db'}"
     dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
     store = Store(url, "s")
-    first = store.begin({"x": 0.1}, dists)
+    first = store.next_number()
+    store.begin(first, {"x": 0.1}, dists)
     store.finish(Candidate(first, {"x": 0.1}, metrics={"accuracy": 0.5}, reward=0.5, state=COMPLETE))
     store.study.enqueue_trial({"x": 0.2}, skip_if_exists=False)  # killed before the ask
     resumed = Store(url, "s")
-    assert resumed.mark_interrupted() == [{"x": 0.2}]
+    assert resumed.mark_interrupted(dists) == [{"x": 0.2}]
     waiting = resumed.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert waiting == []
-    number = resumed.begin({"x": 0.3}, dists)
+    number = resumed.next_number()
+    resumed.begin(number, {"x": 0.3}, dists)
     assert resumed.study.trials[number].params == {"x": 0.3}
     assert [c.params for c in resumed.candidates(include_interrupted=True) if c.state == FAILED] == [{"x": 0.2}]
 
@@ -276,9 +279,10 @@ def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> Non
     assert out.returncode == 0, out.stderr
     second = json.loads(out.stdout)
     assert second["evaluated_now"] == 3 and second["finished"] == 8
-    from automc.search.store import Store, storage_url
+    from automc.run import RunDir
+    from automc.search.store import Store
 
-    for c in Store(storage_url(run_dir, None), "tiny").candidates():
+    for c in Store(RunDir(run_dir).storage_url(None), "tiny").candidates():
         assert c.metrics["macs"] <= 0.5 * c.metrics["base_macs"] * 1.01, c.number
 
 
@@ -345,9 +349,10 @@ def test_ray_workers_survive_a_candidate_that_kills_its_worker(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["finished"] + summary["failed"] == 10 and summary["failed"] >= 1 and summary["finished"] >= 1
-    from automc.search.store import Store, storage_url
+    from automc.run import RunDir
+    from automc.search.store import Store
 
-    errors = [c.error for c in Store(storage_url(run_dir, None), "tiny").candidates() if c.state == FAILED]
+    errors = [c.error for c in Store(RunDir(run_dir).storage_url(None), "tiny").candidates() if c.state == FAILED]
     assert all("worker died" in e for e in errors)
 
 

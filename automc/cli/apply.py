@@ -35,43 +35,45 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from automc.build import open_data
     from automc.compress.analysis import analyze
-    from automc.compress.saved import save_compressed
-    from automc.datasets import get_dataset
-    from automc.datasets.base import calibration_and_validation
+    from automc.compress.saved import make_card, save_compressed
+    from automc.compress.spaces import load_policy
     from automc.errors import UserError
-    from automc.measure.evaluator import Evaluator, EvaluatorConfig, torch_threads
+    from automc.measure.evaluator import torch_threads
+    from automc.models import default_dataset, resolve_weights
     from automc.results.onnx import export_int8_checked, export_onnx
-    from automc.models import default_dataset, load_model, resolve_weights
-    from automc.compress.spaces import build_space, load_policy
 
     started = time.perf_counter()
-    ds = get_dataset(args.dataset or default_dataset(args.model), args.data_dir, verify=not args.no_verify)
-    split = ds.load(args.split or ds.eval_split())
-    cal_name = args.calibration_split or ds.calibration_split()
-    cal_split = ds.load(cal_name)
     if args.bn_calibration < 0:
         raise UserError(f"--bn-calibration must be >= 0, got {args.bn_calibration}", field="bn_calibration")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}", field="limit")
-    cal_idx, val_idx = calibration_and_validation(split, cal_split, calibration=max(args.bn_calibration, 8) * 64, validation=args.limit, seed=args.seed)
-
+    data = open_data(
+        args.dataset or default_dataset(args.model),
+        args.data_dir,
+        verify=not args.no_verify,
+        split=args.split,
+        calibration_split=args.calibration_split,
+        calibration_images=max(args.bn_calibration, 8) * 64,
+        validation=args.limit,
+        seed=args.seed,
+    )
+    ds, split = data.dataset, data.split
     model_kwargs = parse_kv(args.model_arg, "--model-arg")
     weights = resolve_weights(args.weights, args.model, ds.data_dir)
-    base = load_model(args.model, weights=weights, data_dir=ds.data_dir, num_classes=ds.num_classes, in_channels=ds.in_channels, kwargs=model_kwargs)
-    x1 = split.example_input(1)
-    xc, _ = cal_split.tensors(cal_idx[: 8 * 64])
-    act_batches = [xc[i : i + 64] for i in range(0, len(xc), 64)]
+    base = data.model(args.model, weights, model_kwargs)
+    x1 = data.example_input()
+    act_batches = data.calibration_batches(8)
     space_config = parse_kv(args.space_arg, "--space-arg", collections=True)
 
     with torch_threads(args.threads):
-        space = build_space(args.space, base, x1, calibration=act_batches, config=space_config)
+        space = data.space(args.space, base, space_config, batches=8)
         params = space.uniform(args.uniform) if args.uniform is not None else space.validate(load_policy(args.policy), partial=True)
         compressed = space.apply(base, params)
 
-    cfg = EvaluatorConfig(threads=args.threads, bn_calibration_batches=args.bn_calibration, seed=args.seed)
-    evaluator = Evaluator(split, val_idx, calibration=(cal_split, cal_idx) if args.bn_calibration else None, config=cfg)
-    plain = Evaluator(split, val_idx, config=EvaluatorConfig(threads=args.threads))
+    evaluator = data.evaluator(bn_calibration_batches=args.bn_calibration, threads=args.threads)
+    plain = data.evaluator(bn_calibration_batches=0, threads=args.threads)
     acc_before = plain(base)
     acc_raw = plain(compressed)
     final = evaluator.prepare(compressed)
@@ -97,17 +99,18 @@ def run(args: argparse.Namespace) -> int:
         int8 = export_int8_checked(final, x1, evaluator.calibration_batches() or act_batches, out / "model.int8.onnx", xv, yv)
         files["int8_onnx"] = "model.int8.onnx"
 
-    card = {
-        "model": {"name": args.model, "kwargs": model_kwargs, "num_classes": ds.num_classes, "in_channels": ds.in_channels, "weights": str(weights) if weights else None},
-        "input_shape": list(x1.shape),
-        "dataset": {"name": ds.name, "split": split.name, "calibration_split": cal_name, "validation_images": evaluator.samples},
-        "space": {"name": args.space, "config": space.config(), "locked_groups": space.locked_notes()},
-        "params": params,
-        "before": before,
-        "after": after,
-        "int8": int8,
-        "files": files,
-    }
+    card = make_card(
+        model={"name": args.model, "kwargs": model_kwargs, "num_classes": ds.num_classes, "in_channels": ds.in_channels, "weights": str(weights) if weights else None},
+        input_shape=list(x1.shape),
+        dataset={"name": ds.name, "split": split.name, "calibration_split": data.calibration_split.name, "validation_images": evaluator.samples},
+        space=space,
+        space_name=args.space,
+        params=params,
+        before=before,
+        after=after,
+        int8=int8,
+        files=files,
+    )
     card_path = save_compressed(out, final, card)
     ratios = {k: (after[k] / before[k] if before[k] else None) for k in ("macs", "effective_macs", "params", "nonzero_params", "size_bytes", "onnx_bytes")}
     result = {

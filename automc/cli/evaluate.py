@@ -26,34 +26,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automc.datasets import get_dataset
-    from automc.datasets.base import calibration_and_validation
+    from automc.build import open_data
     from automc.errors import UserError
-    from automc.measure.evaluator import Evaluator, EvaluatorConfig
-    from automc.models import load_model, resolve_weights
+    from automc.models import resolve_weights
 
     started = time.perf_counter()
-    ds = get_dataset(args.dataset, args.data_dir, verify=not args.no_verify)
-    split_name = args.split or ds.eval_split()
-    split = ds.load(split_name)
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}", field="limit")
-    weights = resolve_weights(args.weights, args.model, ds.data_dir)
-    model = load_model(
-        args.model,
-        weights=weights,
-        data_dir=ds.data_dir,
-        num_classes=ds.num_classes,
-        in_channels=ds.in_channels,
-        kwargs=parse_kv(args.model_arg, "--model-arg"),
+    if args.bn_calibration < 0:
+        raise UserError(f"--bn-calibration must be >= 0, got {args.bn_calibration}", field="bn_calibration")
+    data = open_data(
+        args.dataset,
+        args.data_dir,
+        verify=not args.no_verify,
+        split=args.split,
+        calibration_split=args.calibration_split,
+        calibration_images=args.bn_calibration * 64,
+        validation=args.limit,
+        seed=args.seed,
+        separate_calibration=args.bn_calibration > 0,  # no training split is read otherwise
     )
-    config = EvaluatorConfig(batch_size=args.batch_size, threads=args.threads, bn_calibration_batches=args.bn_calibration)
-    cal_split = ds.load(args.calibration_split or ds.calibration_split()) if args.bn_calibration else split
-    cal_idx, indices = calibration_and_validation(
-        split, cal_split, calibration=args.bn_calibration * config.calibration_batch_size, validation=args.limit, seed=args.seed
-    )
-    calibration = (cal_split, cal_idx) if args.bn_calibration else None
-    evaluator = Evaluator(split, indices, calibration=calibration, config=config)
+    split, split_name = data.split, data.split.name
+    weights = resolve_weights(args.weights, args.model, data.dataset.data_dir)
+    model = data.model(args.model, weights, parse_kv(args.model_arg, "--model-arg"))
+    evaluator = data.evaluator(bn_calibration_batches=args.bn_calibration, threads=args.threads, batch_size=args.batch_size)
     metrics = _run_with_progress(evaluator, model, enabled=progress_enabled() and not args.json)
     result = {
         "model": args.model,

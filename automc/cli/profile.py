@@ -65,16 +65,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _model_and_input(args: argparse.Namespace) -> tuple[Any, Any]:
     import torch
 
+    from automc.build import dataset_model
     from automc.datasets import get_dataset
     from automc.errors import UserError
     from automc.models import default_dataset, load_model
 
     if getattr(args, "compressed", None):
-        from automc.compress.saved import CARD, load_compressed
+        from automc.compress.saved import load_compressed, read_card
 
-        card = json.loads((Path(args.compressed) / CARD).read_text()) if (Path(args.compressed) / CARD).is_file() else None
-        model = load_compressed(args.compressed)
-        return model, torch.zeros(*card["input_shape"])  # type: ignore[index]
+        card = read_card(args.compressed)
+        return load_compressed(args.compressed), torch.zeros(*card["input_shape"])
     if not args.model:
         raise UserError("give --model NAME (or --compressed DIR)", field="model")
     if args.input_shape:
@@ -82,13 +82,11 @@ def _model_and_input(args: argparse.Namespace) -> tuple[Any, Any]:
             shape = [int(v) for v in args.input_shape.split(",")]
         except ValueError:
             raise UserError(f"--input-shape must look like 3,32,32, got {args.input_shape!r}", field="input_shape") from None
-        num_classes, in_channels = None, shape[0]
-    else:
-        ds = get_dataset(args.dataset or default_dataset(args.model), args.data_dir, verify=False)
-        h, w, c = ds.image_shape
-        shape, num_classes, in_channels = [c, h, w], ds.num_classes, c
-    model = load_model(args.model, weights=args.weights, num_classes=num_classes, in_channels=in_channels, kwargs=parse_kv(args.model_arg, "--model-arg"))
-    return model, torch.zeros(1, *shape)
+        model = load_model(args.model, weights=args.weights, in_channels=shape[0], kwargs=parse_kv(args.model_arg, "--model-arg"))
+        return model, torch.zeros(1, *shape)
+    ds = get_dataset(args.dataset or default_dataset(args.model), args.data_dir, verify=False)
+    h, w, c = ds.image_shape
+    return dataset_model(ds, args.model, args.weights, parse_kv(args.model_arg, "--model-arg")), torch.zeros(1, c, h, w)
 
 
 def _profile(args: argparse.Namespace) -> Any:
@@ -126,7 +124,7 @@ def run_measure(args: argparse.Namespace) -> int:
 
 def run_build_lut(args: argparse.Namespace) -> int:
     from automc.compress.spaces import build_space
-    from automc.device_profiles.lut import build_lut
+    from automc.measure.profiles import PROFILES
 
     started = time.perf_counter()
     model, x = _model_and_input(args)
@@ -134,7 +132,7 @@ def run_build_lut(args: argparse.Namespace) -> int:
     profile = _profile(args)
     bar, cb = _progress("measuring layers", progress_enabled() and not args.json)
     try:
-        table = build_lut(model, space, profile, x, step=args.step, n_fit=args.fit, seed=args.seed, provenance={"model": args.model}, progress=cb)
+        table = PROFILES.get("lut").build_table(model, space, profile, x, step=args.step, n_fit=args.fit, seed=args.seed, provenance={"model": args.model}, progress=cb)
     finally:
         if bar:
             bar.stop()
@@ -151,14 +149,14 @@ def run_build_lut(args: argparse.Namespace) -> int:
 
 def run_fidelity(args: argparse.Namespace) -> int:
     from automc.compress.spaces import build_space
-    from automc.device_profiles.lut import LookupTableProfile, fidelity
+    from automc.measure.profiles import build_profile
 
     model, x = _model_and_input(args)
     space = build_space(args.space, model, x, calibration=[x], config=parse_kv(args.space_arg, "--space-arg", collections=True))
-    lut = LookupTableProfile(args.lut, interpolation=args.interpolation)
+    lut = build_profile("lut", {"table": args.lut, "interpolation": args.interpolation})
     bar, cb = _progress("measuring candidates", progress_enabled() and not args.json)
     try:
-        r = fidelity(lut, _profile(args), model, space, x, n=args.n, seed=args.seed, sampler=args.sampler, progress=cb)
+        r = lut.fidelity(_profile(args), model, space, x, n=args.n, seed=args.seed, sampler=args.sampler, progress=cb)
     finally:
         if bar:
             bar.stop()

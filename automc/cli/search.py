@@ -114,7 +114,7 @@ def _print_summary(summary: dict[str, Any], names: list[str]) -> None:
 
 def run_status(args: argparse.Namespace) -> int:
     from automc.results.report import open_run
-    from automc.search.loop import summarize
+    from automc.search.summary import summarize
 
     rec = open_run(args.run_dir)
     cfg = rec.config

@@ -33,24 +33,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from automc.atomic import atomic_path
-    from automc.datasets import get_dataset
-    from automc.measure.evaluator import Evaluator, EvaluatorConfig
-    from automc.models import load_model
+    from automc.build import open_data
     from automc.train.training import TrainConfig, train_classifier
 
     started = time.perf_counter()
-    ds = get_dataset(args.dataset, args.data_dir, verify=not args.no_verify)
+    data = open_data(args.dataset, args.data_dir, verify=not args.no_verify, split=args.eval_split, calibration_images=0, separate_calibration=False)
+    ds, eval_split = data.dataset, data.split
     train_split = ds.load(args.split or ds.default_train_split)
-    eval_split = ds.load(args.eval_split or ds.eval_split())
     torch.manual_seed(args.seed)
-    model = load_model(
-        args.model,
-        weights=args.weights,
-        data_dir=ds.data_dir,
-        num_classes=ds.num_classes,
-        in_channels=ds.in_channels,
-        kwargs=parse_kv(args.model_arg, "--model-arg"),
-    )
+    model = data.model(args.model, args.weights, parse_kv(args.model_arg, "--model-arg"))
     cfg = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -67,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"epoch {epoch + 1}/{cfg.epochs}  loss {loss:.4f}", flush=True)
 
     history = train_classifier(model, train_split, config=cfg, on_epoch=on_epoch)
-    metrics = Evaluator(eval_split, config=EvaluatorConfig(threads=args.threads))(model)
+    metrics = data.evaluator(bn_calibration_batches=0, threads=args.threads)(model)
     out = Path(args.out)
     with atomic_path(out) as tmp:  # a killed run never leaves a truncated checkpoint
         torch.save(model.state_dict(), tmp)

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from automc.atomic import atomic_path, atomic_write_text
+from automc.compress.spaces import SearchSpace
 from automc.errors import UserError
 
 CARD = "compression.json"
@@ -44,30 +46,71 @@ def package_versions(names: tuple[str, ...] = ("automc", "torch", "torch-pruning
     return out
 
 
+def make_card(
+    *,
+    model: Mapping[str, Any],
+    input_shape: list[int],
+    dataset: Mapping[str, Any],
+    space: SearchSpace,
+    space_name: str,
+    params: Mapping[str, Any],
+    **sections: Any,
+) -> dict[str, Any]:
+    """The card of a compressed model: what rebuilds it (``model``: name, kwargs, num_classes,
+    in_channels, weights; ``input_shape``; the space's name and settings; the policy), where it
+    was measured (``dataset``) and any further ``sections`` (figures, int8, files, run)."""
+    return {
+        "model": dict(model),
+        "input_shape": list(input_shape),
+        "dataset": dict(dataset),
+        "space": {"name": space_name, "config": space.config(), "locked_groups": space.locked_notes()},
+        "params": dict(params),
+        **sections,
+    }
+
+
 def save_compressed(out_dir: str | Path, model: nn.Module, card: Mapping[str, Any]) -> Path:
-    """Write ``model.pt`` and ``compression.json`` into ``out_dir``; returns the card path."""
+    """Write ``model.pt`` and ``compression.json`` into ``out_dir`` (each atomically);
+    returns the card path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / STATE)
+    with atomic_path(out / STATE) as tmp:
+        torch.save(model.state_dict(), tmp)
     full = {"format": FORMAT, **card, "versions": package_versions()}
     full.setdefault("files", {})["state_dict"] = STATE
     path = out / CARD
-    path.write_text(json.dumps(full, indent=2, default=str) + "\n")
+    atomic_write_text(path, json.dumps(full, indent=2, default=str) + "\n")
     return path
+
+
+def read_card(folder: str | Path) -> dict[str, Any]:
+    """The card of a folder written by ``automc apply`` / ``automc export`` (one line if not)."""
+    card_path = Path(folder) / CARD
+    if not card_path.is_file():
+        raise UserError(f"{folder} holds no {CARD}: point at a folder written by 'automc apply' or 'automc export'")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{card_path} is not valid JSON ({exc.msg}): write the model again with 'automc apply' or 'automc export'") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise UserError(f"{card_path} has format {card.get('format') if isinstance(card, dict) else None!r}; this automc reads {FORMAT!r}")
+    return card
+
+
+def update_card(folder: str | Path, **fields: Any) -> None:
+    """Add ``fields`` to a written card (atomically)."""
+    card = read_card(folder)
+    card.update(fields)
+    atomic_write_text(Path(folder) / CARD, json.dumps(card, indent=2, default=str) + "\n")
 
 
 def load_compressed(folder: str | Path) -> nn.Module:
     """Rebuild a compressed model saved by :func:`save_compressed` (eval mode)."""
-    from automc.models import build_model
     from automc.compress.spaces import build_space
+    from automc.models import build_model
 
     folder = Path(folder)
-    card_path = folder / CARD
-    if not card_path.is_file():
-        raise UserError(f"{folder} holds no {CARD}: point at a folder written by 'automc apply' or 'automc export'")
-    card = json.loads(card_path.read_text())
-    if card.get("format") != FORMAT:
-        raise UserError(f"{card_path} has format {card.get('format')!r}; this automc reads {FORMAT!r}")
+    card = read_card(folder)
     m = card["model"]
     base = build_model(m["name"], num_classes=m.get("num_classes"), in_channels=m.get("in_channels"), kwargs=m.get("kwargs"))
     x = torch.zeros(*card["input_shape"])

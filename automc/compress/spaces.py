@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from automc.errors import UserError
-from automc.registry import registry
+from automc.registry import create, registry
 
 SPACES = registry("automc.search_spaces")
 
@@ -258,6 +258,9 @@ class SearchSpace(ABC):
         return []
 
 
+SPACES.set_contract(SearchSpace)
+
+
 def build_space(
     name: str,
     model: nn.Module,
@@ -267,13 +270,8 @@ def build_space(
     config: Mapping[str, Any] | None = None,
 ) -> SearchSpace:
     """Instantiate the search space registered as ``name`` (or ``module:Class``)."""
-    cls = SPACES.get(name)
-    if not (isinstance(cls, type) and issubclass(cls, SearchSpace)):
-        raise UserError(f"search space {name!r} resolves to {cls!r}, which is not an automc.compress.spaces.SearchSpace subclass")
-    try:
-        return cls(model, example_input, calibration=calibration, **dict(config or {}))
-    except TypeError as exc:
-        raise UserError(f"search space {name!r} rejects its settings {sorted(dict(config or {}))}: {exc}") from None
+    space: SearchSpace = create(SPACES.group, name, model, example_input, calibration=calibration, config=config)
+    return space
 
 
 def load_policy(path: str | Path) -> dict[str, Any]:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from automc.datasets.base import ImageDataset, Split, draw_subsets
-from automc.errors import UserError
-from automc.registry import registry
+from automc.registry import create, registry
 
-DATASETS = registry("automc.datasets")
+DATASETS = registry("automc.datasets").set_contract(ImageDataset)
 
 
 def dataset_names() -> list[str]:
@@ -21,10 +20,8 @@ def dataset_names() -> list[str]:
 
 def get_dataset(name: str, data_dir: str | Path | None = None, *, verify: bool = True) -> ImageDataset:
     """Instantiate the dataset plugin ``name`` rooted at ``data_dir``."""
-    cls = DATASETS.get(name)
-    if not (isinstance(cls, type) and issubclass(cls, ImageDataset)):
-        raise UserError(f"dataset {name!r} resolves to {cls!r}, which is not an automc.datasets.ImageDataset subclass")
-    return cls(data_dir, verify=verify)
+    dataset: ImageDataset = create(DATASETS.group, name, data_dir, verify=verify)
+    return dataset
 
 
 def load_split(name: str, split: str, data_dir: str | Path | None = None, *, verify: bool = True) -> Split:

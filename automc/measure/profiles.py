@@ -28,9 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from automc.errors import UserError
 from automc.compress.int8 import cpu_features
-from automc.registry import registry
+from automc.registry import create, registry
 
 PROFILES = registry("automc.device_profiles")
 
@@ -58,6 +57,9 @@ class DeviceProfile(ABC):
 
     name: ClassVar[str] = ""
     metrics: ClassVar[tuple[str, ...]] = ()
+    # True when measurements depend on the architecture only (not weight values), so a run may
+    # serve equal structures from its cache (automc.measure.cache) instead of measuring again.
+    cacheable: ClassVar[bool] = False
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable settings (stored with every run that uses the profile)."""
@@ -72,15 +74,13 @@ class DeviceProfile(ABC):
         """Cost of ``model`` for inputs shaped like ``example_input``; must not modify it."""
 
 
+PROFILES.set_contract(DeviceProfile)
+
+
 def build_profile(name: str, config: Mapping[str, Any] | None = None) -> DeviceProfile:
     """Instantiate the profile registered as ``name`` (or ``module:Class``) with ``config``."""
-    cls = PROFILES.get(name)
-    if not (isinstance(cls, type) and issubclass(cls, DeviceProfile)):
-        raise UserError(f"device profile {name!r} resolves to {cls!r}, which is not an automc.measure.profiles.DeviceProfile subclass")
-    try:
-        return cls(**dict(config or {}))
-    except TypeError as exc:
-        raise UserError(f"device profile {name!r} rejects its settings {sorted(dict(config or {}))}: {exc}") from None
+    profile: DeviceProfile = create(PROFILES.group, name, config=config)
+    return profile
 
 
 def machine_description() -> dict[str, Any]:

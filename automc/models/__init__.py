@@ -10,7 +10,6 @@ given as ``package.module:function`` — a factory the user wrote that returns a
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from automc.errors import UserError
-from automc.registry import registry
+from automc.registry import create, registry
 
 MODELS = registry("automc.models")
 
@@ -66,27 +65,7 @@ def build_model(
     ``num_classes`` and ``in_channels`` (usually taken from the dataset) are passed only if
     the factory accepts them and ``kwargs`` does not already set them.
     """
-    factory = MODELS.get(name)
-    if not callable(factory):
-        raise UserError(f"model {name!r} resolves to {type(factory).__name__}, not a callable factory returning nn.Module")
-    call = dict(kwargs or {})
-    try:
-        sig = inspect.signature(factory)
-    except (TypeError, ValueError):
-        sig = None
-    if sig is not None:
-        accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-        for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-            if value is not None and key not in call and (accepts_any or key in sig.parameters):
-                call[key] = value
-        try:
-            sig.bind(**call)
-        except TypeError as exc:
-            named = [p for p, v in sig.parameters.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
-            bad = sorted(k for k in call if k not in named) if not accepts_any else []
-            what = f"unknown arguments {bad}" if bad else str(exc)
-            raise UserError(f"model {name!r} rejects its arguments: {what}; it accepts: {', '.join(named)}") from None
-    model = factory(**call)
+    model = create(MODELS.group, name, config=kwargs, optional={"num_classes": num_classes, "in_channels": in_channels})
     if not isinstance(model, nn.Module):
         raise UserError(f"model factory {name!r} returned {type(model).__name__}; it must return a torch.nn.Module")
     return model

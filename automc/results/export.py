@@ -1,7 +1,7 @@
 """Exporting one candidate of a finished run as a deployable model.
 
 The candidate is rebuilt from its stored params exactly as the search built it (same base
-model, calibration images, seed and thread count: see :func:`automc.search.loop.materialize`),
+model, calibration images, seed and thread count: see :func:`automc.search.context.materialize`),
 then measured again — accuracy on the run's validation subset and every profile of the run,
 latency measured afresh (never read from the run's cache) — and written as
 
@@ -14,32 +14,31 @@ latency measured afresh (never read from the run's cache) — and written as
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from automc.search.candidate import COMPLETE
+from automc.compress.saved import load_compressed, make_card, save_compressed, update_card
+from automc.config import parse_config
+from automc.datasets import get_dataset
 from automc.errors import UserError
+from automc.measure.evaluator import torch_threads
+from automc.results.onnx import export_int8_checked, export_onnx
+from automc.results.pareto import parse_constraints, parse_objectives, pareto_front
+from automc.results.report import open_run
+from automc.run import RunDir
+from automc.search.candidate import COMPLETE
+from automc.search.context import build_context, materialize, weights_of
 
 
 def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8: bool = False) -> dict[str, Any]:
     """Rebuild candidate ``number`` of the run in ``run_dir``, re-measure it and write it to
     ``out``; returns the card (also saved as ``out/compression.json``)."""
-    from automc.compress.saved import load_compressed, save_compressed
-    from automc.config import parse_config
-    from automc.datasets import get_dataset
-    from automc.measure.evaluator import torch_threads
-    from automc.results.onnx import export_int8_checked, export_onnx
-    from automc.results.pareto import parse_constraints, parse_objectives, pareto_front
-    from automc.measure.profiles import build_profile
-    from automc.results.report import open_run
-    from automc.search.loop import build_context, materialize
-
     rec = open_run(run_dir)
-    cfg = parse_config(rec.config, str(Path(run_dir) / "config.yaml"))
+    run = RunDir(run_dir)
+    cfg = parse_config(rec.config, str(run.config_file))
     cands = rec.store.candidates()
     by_number = {c.number: c for c in cands}
     front = pareto_front(cands, parse_objectives(rec.config.get("objectives", [])), parse_constraints(rec.config.get("constraints", [])))
@@ -51,13 +50,12 @@ def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8:
     if cand.state != COMPLETE:
         raise UserError(f"--candidate {number} did not finish ({cand.state}: {cand.error}); {hint}", field="candidate")
 
-    ctx = build_context(cfg, Path(run_dir), measure_base=False)
+    ctx = build_context(cfg, run, measure_base=False, cache=False)  # fresh measurements: no cache
     threads = int(cand.timings.get("threads", torch.get_num_threads()))
     with torch_threads(threads):
         model = materialize(ctx, cand.params)
         now: dict[str, float] = dict(ctx.evaluator(model, prepared=True))
-    for p in cfg.profiles:  # fresh measurements: no latency cache
-        prof = build_profile(p.name, {k: v for k, v in p.config.items() if k != "cache_file"})
+    for prof in ctx.profiles:
         now.update({k: float(v) for k, v in prof.measure(model, ctx.example_input).values.items()})
     comparison = {}
     for key, value in now.items():
@@ -77,29 +75,24 @@ def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8:
         int8_info = export_int8_checked(model, x, ctx.evaluator.calibration_batches(), out / "model.int8.onnx", xv, yv)
         files["int8_onnx"] = int8_info["file"]
     ds = get_dataset(cfg.data.dataset, cfg.data.data_dir, verify=False)
-    weights = cfg.model.weights if cfg.model.weights is not None or cfg.model.train is None else str(Path(run_dir).resolve() / "base_model.pt")
-    card = {
-        "model": {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "num_classes": ds.num_classes, "in_channels": ds.in_channels, "weights": weights},
-        "input_shape": list(x.shape),
-        "dataset": {"name": ds.name, "split": ctx.evaluator.split.name, "validation_images": ctx.evaluator.samples},
-        "space": {"name": cfg.space.name, "config": ctx.space.config()},
-        "params": dict(cand.params),
-        "run": {"run_dir": str(Path(run_dir).resolve()), "name": cfg.name, "candidate": number, "on_front": number in members, "reward": cand.reward, "threads": threads},
-        "stored_metrics": dict(cand.metrics),
-        "measured_metrics": now,
-        "reproduction": {
-            "accuracy_exact": now.get("accuracy") == cand.metrics.get("accuracy"),
-            **comparison,
-        },
-        "int8": int8_info,
-        "files": files,
-    }
-    card_path = save_compressed(out, model, card)
+    card = make_card(
+        model={"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "num_classes": ds.num_classes, "in_channels": ds.in_channels, "weights": weights_of(cfg, run)},
+        input_shape=list(x.shape),
+        dataset={"name": ds.name, "split": ctx.evaluator.split.name, "validation_images": ctx.evaluator.samples},
+        space=ctx.space,
+        space_name=cfg.space.name,
+        params=cand.params,
+        run={"run_dir": str(run.path.resolve()), "name": cfg.name, "candidate": number, "on_front": number in members, "reward": cand.reward, "threads": threads},
+        stored_metrics=dict(cand.metrics),
+        measured_metrics=now,
+        reproduction={"accuracy_exact": now.get("accuracy") == cand.metrics.get("accuracy"), **comparison},
+        int8=int8_info,
+        files=files,
+    )
+    save_compressed(out, model, card)
     rebuilt = load_compressed(out)
     with torch.no_grad():
         xb = ctx.evaluator.data()[0][:64]
         card["reload_max_abs_diff"] = float((rebuilt(xb) - model.eval()(xb)).abs().max())
-    saved = json.loads(card_path.read_text())  # add the check to the written card; model.pt stays
-    saved["reload_max_abs_diff"] = card["reload_max_abs_diff"]
-    card_path.write_text(json.dumps(saved, indent=2, default=str) + "\n")
+    update_card(out, reload_max_abs_diff=card["reload_max_abs_diff"])  # the check joins the written card
     return card

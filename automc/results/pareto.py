@@ -31,54 +31,24 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from automc.search.candidate import COMPLETE, Candidate
+from automc.config import Constraint, Objective
 from automc.errors import UserError
-
-Direction = Literal["maximize", "minimize"]
-
-
-@dataclass(frozen=True)
-class Objective:
-    """One axis of the front."""
-
-    metric: str
-    direction: Direction
-
-    def sign(self) -> float:
-        """+1 for minimised metrics, -1 for maximised ones (loss = sign × value)."""
-        return 1.0 if self.direction == "minimize" else -1.0
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """``min <= metric <= max`` (either bound may be absent)."""
-
-    metric: str
-    min: float | None = None
-    max: float | None = None
-
-    def violation(self, metrics: Mapping[str, float]) -> str | None:
-        """A short description of how ``metrics`` breaks this constraint, or None."""
-        v = metrics.get(self.metric)
-        if v is None or not math.isfinite(float(v)):
-            return f"{self.metric} missing"
-        if self.min is not None and v < self.min:
-            return f"{self.metric} {v:.6g} < min {self.min:.6g}"
-        if self.max is not None and v > self.max:
-            return f"{self.metric} {v:.6g} > max {self.max:.6g}"
-        return None
-
+from automc.search.candidate import COMPLETE, Candidate
 
 def parse_objectives(items: Iterable[Mapping[str, Any] | Objective]) -> list[Objective]:
     """Objectives from config mappings (``{metric, direction}``); at least two are needed."""
-    out = [o if isinstance(o, Objective) else Objective(str(o["metric"]), o["direction"]) for o in items]
-    for o in out:
-        if o.direction not in ("maximize", "minimize"):
-            raise UserError(f"objective {o.metric}: direction is {o.direction!r}; use maximize or minimize", field="objectives")
+    out = []
+    for o in items:
+        if isinstance(o, Objective):
+            out.append(o)
+            continue
+        if o.get("direction") not in ("maximize", "minimize"):
+            raise UserError(f"objective {o.get('metric')}: direction is {o.get('direction')!r}; use maximize or minimize", field="objectives")
+        out.append(Objective(metric=str(o["metric"]), direction=o["direction"]))
     if len(out) < 2:
         raise UserError(f"a Pareto front needs at least two objectives, got {len(out)}: add one (e.g. latency_ms:minimize)", field="objectives")
     if len({o.metric for o in out}) != len(out):
@@ -87,7 +57,8 @@ def parse_objectives(items: Iterable[Mapping[str, Any] | Objective]) -> list[Obj
 
 
 def parse_constraints(items: Iterable[Mapping[str, Any] | Constraint]) -> list[Constraint]:
-    return [c if isinstance(c, Constraint) else Constraint(str(c["metric"]), c.get("min"), c.get("max")) for c in items]
+    """Constraints from config mappings (``{metric, min and/or max}``)."""
+    return [c if isinstance(c, Constraint) else Constraint(metric=str(c["metric"]), min=c.get("min"), max=c.get("max")) for c in items]
 
 
 def losses(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> np.ndarray:

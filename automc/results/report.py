@@ -31,14 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from automc.search.candidate import Candidate
 from automc.errors import UserError
+from automc.run import RunDir
 from automc.results.pareto import Objective, hypervolume_history, parse_constraints, parse_objectives, pareto_front, reference_point
 
 SCHEMA = "automc.report/1"
-REPORT_DIR = "report"
 
 
 @dataclass
@@ -53,16 +52,11 @@ class RunRecord:
 
 def open_run(run_dir: str | Path) -> RunRecord:
     """Open the run written by ``automc search`` in ``run_dir`` (one-line error if it is not one)."""
-    from automc.search.store import Store, storage_url
+    from automc.search.store import Store
 
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.yaml): pass the --run-dir of an 'automc search'")
-    cfg = yaml.safe_load(cfg_path.read_text())
-    versions_path = run_dir / "versions.json"
-    versions = json.loads(versions_path.read_text()) if versions_path.is_file() else {}
-    return RunRecord(run_dir, cfg, Store(storage_url(run_dir, cfg.get("storage")), cfg["name"]), versions)
+    run = RunDir(run_dir)
+    cfg = run.read_config()
+    return RunRecord(run.path, cfg, Store(run.storage_url(cfg.get("storage")), cfg["name"]), run.read_versions())
 
 
 def parse_objective_args(items: Sequence[str]) -> list[dict[str, str]]:
@@ -155,7 +149,7 @@ def build_report(
 
 
 def report_objectives(report: Mapping[str, Any]) -> list[Objective]:
-    return [Objective(o["metric"], o["direction"]) for o in report["objectives"]]
+    return [Objective(metric=o["metric"], direction=o["direction"]) for o in report["objectives"]]
 
 
 def candidates_from_report(report: Mapping[str, Any]) -> list[Candidate]:
@@ -195,7 +189,7 @@ def write_report(
     from automc.results.plots import write_html_report, write_pngs
 
     data = build_report(run_dir, objectives=objectives, reference=reference)
-    folder = Path(out) if out is not None else Path(run_dir) / REPORT_DIR
+    folder = Path(out) if out is not None else RunDir(run_dir).report_dir
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"json": folder / "report.json"}
     paths["json"].write_text(json.dumps(data, indent=1, default=float) + "\n")

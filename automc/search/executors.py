@@ -14,12 +14,29 @@ schedulers would take over the record that the Optuna store already keeps.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from automc.search.candidate import FAILED, Candidate
+from automc.config import parse_config
 from automc.errors import UserError
+from automc.search.candidate import FAILED, Candidate
+from automc.search.context import Context, build_context, evaluate_candidate
+
+
+class Executor(Protocol):
+    """Where the loop sends candidates: ``submit`` up to ``slots`` at once, collect each with
+    ``next_done`` (in completion order), ``close`` at the end."""
+
+    slots: int
+
+    def submit(self, number: int, params: Mapping[str, Any]) -> None: ...
+
+    def pending(self) -> int: ...
+
+    def next_done(self) -> Candidate: ...
+
+    def close(self) -> None: ...
 
 
 class SequentialExecutor:
@@ -27,7 +44,7 @@ class SequentialExecutor:
 
     slots = 1
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._queue: list[tuple[int, dict[str, Any]]] = []
 
@@ -38,8 +55,6 @@ class SequentialExecutor:
         return len(self._queue)
 
     def next_done(self) -> Candidate:
-        from automc.search.loop import evaluate_candidate
-
         number, params = self._queue.pop(0)
         return evaluate_candidate(self.ctx, number, params)
 
@@ -53,15 +68,10 @@ class _Worker:
     def __init__(self, config: dict[str, Any], run_dir: str, threads: int) -> None:
         import torch
 
-        from automc.config import parse_config
-        from automc.search.loop import build_context
-
         torch.set_num_threads(threads)
         self.ctx = build_context(parse_config(config), Path(run_dir), measure_base=False)
 
     def evaluate(self, number: int, params: dict[str, Any], base_metrics: dict[str, float]) -> dict[str, Any]:
-        from automc.search.loop import evaluate_candidate
-
         self.ctx.base_metrics = base_metrics
         return evaluate_candidate(self.ctx, number, params).to_dict()
 
@@ -69,7 +79,7 @@ class _Worker:
 class RayExecutor:
     """Evaluates up to ``workers`` candidates at once on Ray actors."""
 
-    def __init__(self, ctx: Any, config: dict[str, Any], run_dir: Path, *, workers: int, address: str | None = None, threads_per_worker: int = 1) -> None:
+    def __init__(self, ctx: Context, config: dict[str, Any], run_dir: Path, *, workers: int, address: str | None = None, threads_per_worker: int = 1) -> None:
         import ray
 
         if workers < 1:

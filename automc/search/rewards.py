@@ -12,8 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from automc.errors import UserError
-from automc.registry import registry
+from automc.registry import create, registry
 
 REWARDS = registry("automc.rewards")
 Reward = Callable[..., float]
@@ -82,13 +81,10 @@ def weighted(metrics: Mapping[str, float], *, weights: Mapping[str, float]) -> f
 
 def resolve_reward(name: str, kwargs: Mapping[str, Any] | None = None) -> Callable[[Mapping[str, float]], float]:
     """The registered (or ``module:function``) reward with its keyword arguments bound."""
-    fn = REWARDS.get(name)
-    if not callable(fn):
-        raise UserError(f"reward {name!r} resolves to {type(fn).__name__}, not a function (metrics, **kwargs) -> float", field="reward")
-    bound = dict(kwargs or {})
+    bound = create(REWARDS.group, name, config=kwargs, partial=True)
 
     def reward(metrics: Mapping[str, float]) -> float:
-        return float(fn(metrics, **bound))
+        return float(bound(metrics))
 
-    reward.__name__ = getattr(fn, "__name__", name)
+    reward.__name__ = getattr(bound, "__name__", name)
     return reward

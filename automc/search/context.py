@@ -1,0 +1,151 @@
+"""What evaluating a candidate needs, built once per run, and the evaluation itself.
+
+:func:`build_context` turns a validated experiment into model, data subsets, evaluator, search
+space, profiles and reward (training the base model into the run folder first when the
+experiment asks for it). :func:`evaluate_candidate` compresses, recalibrates, evaluates and
+profiles one policy; a candidate that raises — in the space, the evaluator, a profile or the
+reward (including a non-finite reward) — becomes a failed candidate with its message.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from automc.build import Data, open_data
+from automc.compress.spaces import SearchSpace
+from automc.config import ExperimentConfig
+from automc.measure.cache import CachedProfile
+from automc.measure.evaluator import Evaluator
+from automc.measure.profiles import DeviceProfile, build_profile
+from automc.run import RunDir
+from automc.search.candidate import COMPLETE, FAILED, Candidate
+from automc.search.rewards import resolve_reward
+from automc.train.training import TrainConfig, train_classifier
+
+
+@dataclass
+class Context:
+    """Everything a candidate's evaluation needs (built once per run)."""
+
+    config: ExperimentConfig
+    model: nn.Module
+    example_input: torch.Tensor
+    space: SearchSpace
+    evaluator: Evaluator
+    profiles: list[DeviceProfile]
+    reward: Callable[[Mapping[str, float]], float]
+    base_metrics: dict[str, float]
+
+
+def experiment_data(cfg: ExperimentConfig) -> Data:
+    """The experiment's dataset with its seeded calibration and validation subsets."""
+    d = cfg.data
+    return open_data(
+        d.dataset,
+        d.data_dir,
+        verify=d.verify,
+        split=d.eval_split,
+        calibration_split=d.calibration_split,
+        calibration_images=d.calibration_batches * 64,
+        validation=d.validation,
+        seed=cfg.seed,
+    )
+
+
+def weights_of(cfg: ExperimentConfig, run: RunDir) -> str | None:
+    """Where the base model's weights are: the configured ones, or the run's trained copy."""
+    if cfg.model.weights is not None or cfg.model.train is None:
+        return cfg.model.weights
+    return str(run.base_model.resolve())
+
+
+def base_weights(cfg: ExperimentConfig, run: RunDir, data: Data) -> str | None:
+    """:func:`weights_of`, training the base model into the run first (once) when the
+    experiment asks for training and no trained copy is there yet."""
+    if cfg.model.weights is not None or cfg.model.train is None:
+        return cfg.model.weights
+    if not run.base_model.exists():
+        model = data.model(cfg.model.name, None, cfg.model.kwargs)
+        t = cfg.model.train
+        train_classifier(model, data.dataset.load(data.dataset.default_train_split), config=TrainConfig(epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, augment=t.augment, seed=cfg.seed))
+        run.save_tensors(run.base_model, model.state_dict())
+    return weights_of(cfg, run)
+
+
+def build_profiles(cfg: ExperimentConfig, run: RunDir | None) -> list[DeviceProfile]:
+    """The experiment's profiles; cacheable ones (or those the experiment asks to cache) share
+    the run's measurement cache. ``run=None`` measures afresh (``automc export``)."""
+    profiles: list[DeviceProfile] = []
+    for p in cfg.profiles:
+        profile = build_profile(p.name, p.config)
+        cache = profile.cacheable if p.cache is None else p.cache
+        profiles.append(CachedProfile(profile, run.measure_cache) if cache and run is not None else profile)
+    return profiles
+
+
+def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base: bool = True, cache: bool = True) -> Context:
+    """Model, data, space, evaluator, profiles and reward for ``cfg``; ``measure_base`` also
+    evaluates and profiles the uncompressed model (Ray workers receive those figures)."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    torch.manual_seed(cfg.seed)
+    data = experiment_data(cfg)
+    model = data.model(cfg.model.name, base_weights(cfg, run, data), cfg.model.kwargs)
+    x = data.example_input()
+    evaluator = data.evaluator(bn_calibration_batches=cfg.data.calibration_batches if cfg.data.bn_calibration else 0)
+    space = data.space(cfg.space.name, model, cfg.space.config, batches=cfg.data.calibration_batches)
+    profiles = build_profiles(cfg, run if cache else None)
+    reward = resolve_reward(cfg.reward.name, cfg.reward.kwargs)
+    base_metrics: dict[str, float] = {}
+    if measure_base:
+        base = evaluator(model)
+        base_metrics = {"base_accuracy": base["accuracy"], "base_loss": base["loss"]}
+        for prof in profiles:
+            base_metrics.update({f"base_{k}": v for k, v in prof.measure(model, x).values.items()})
+    return Context(cfg, model, x, space, evaluator, profiles, reward, base_metrics)
+
+
+def materialize(ctx: Context, params: Mapping[str, Any]) -> nn.Module:
+    """The candidate model as it is evaluated: compressed, then BN- (and activation-)
+    recalibrated. Deterministic for given params, config and thread count, which is what lets
+    ``automc export`` rebuild a stored candidate with the same accuracy."""
+    return ctx.evaluator.prepare(ctx.space.apply(ctx.model, params))
+
+
+def evaluate_candidate(ctx: Context, number: int, params: Mapping[str, Any]) -> Candidate:
+    """Compress, recalibrate, evaluate and profile one policy; failures become failed candidates.
+
+    ``timings["threads"]`` records the intra-op thread count used (results are bit-exact only
+    for the same count)."""
+    timings: dict[str, float] = {"threads": float(torch.get_num_threads())}
+    metrics: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        prepared = materialize(ctx, params)
+        timings["compress_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        metrics.update(ctx.evaluator(prepared, prepared=True))
+        timings["evaluate_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for prof in ctx.profiles:
+            metrics.update({k: float(v) for k, v in prof.measure(prepared, ctx.example_input).values.items()})
+        timings["profile_s"] = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 - a broken candidate must not stop the search
+        return Candidate(number, dict(params), metrics, None, FAILED, f"{type(exc).__name__}: {exc}", timings)
+    metrics.update(ctx.base_metrics)
+    try:
+        reward = ctx.reward(metrics)
+    except Exception as exc:  # noqa: BLE001 - user reward code
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        return Candidate(number, dict(params), metrics, None, FAILED, f"reward raised {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})", timings)
+    if not math.isfinite(reward):
+        return Candidate(number, dict(params), metrics, None, FAILED, f"reward is not finite ({reward})", timings)
+    return Candidate(number, dict(params), metrics, float(reward), COMPLETE, None, timings)
