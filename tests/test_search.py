@@ -17,7 +17,7 @@ import yaml
 
 from automc.search.agent import build_agent
 from automc.search.candidate import COMPLETE, FAILED, Candidate
-from automc.config import Objective, parse_config
+from automc.config import Constraint, Objective, parse_config
 from automc.errors import UserError
 from automc.models import build_model
 from automc.search.rewards import amc, haq, mnas, resolve_reward, weighted
@@ -101,11 +101,11 @@ def test_agents_pass_the_conformance_suite(tiny_space, name: str) -> None:
 def test_random_agent_resumes_the_same_sequence(tiny_space) -> None:
     objectives = [Objective(metric="accuracy", direction="maximize")]
     a = build_agent("random", tiny_space, objectives, seed=3)
-    seq = [a.ask() for _ in range(8)]
+    seq = [a.ask(n) for n in range(8)]
     b = build_agent("random", tiny_space, objectives, seed=3)
     for i, p in enumerate(seq[:5]):
         b.tell(_fake_eval(i, p))
-    assert [b.ask() for _ in range(3)] == seq[5:]
+    assert [b.ask(n) for n in range(5, 8)] == seq[5:]
 
 
 def test_nsga2_records_constraints_for_constrained_domination(tiny_space) -> None:
@@ -114,8 +114,8 @@ def test_nsga2_records_constraints_for_constrained_domination(tiny_space) -> Non
     objectives = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # no deprecated Optuna API
-        agent = build_agent("optuna-nsga2", tiny_space, objectives, seed=0, config={"population_size": 4, "constraints": [{"metric": "macs", "max": 7e4}]})
-        live = agent.ask()
+        agent = build_agent("optuna-nsga2", tiny_space, objectives, seed=0, constraints=[Constraint(metric="macs", max=7e4)], config={"population_size": 4})
+        live = agent.ask(0)
         agent.tell(_fake_eval(0, live))
         replayed = tiny_space.sample(np.random.default_rng(1))
         agent.tell(_fake_eval(1, replayed))
