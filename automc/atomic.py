@@ -31,4 +31,4 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``dest`` atomically."""
     with atomic_path(dest) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")

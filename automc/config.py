@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -21,12 +21,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 class TrainConfig(_Strict):
-    """Train the base model first (when no weights are given); the result is kept in the run."""
+    """A training recipe (SGD, Nesterov momentum, cosine schedule): ``automc train``, and an
+    experiment's ``model.train`` (train the base model first when no weights are given; the
+    result is kept in the run). The seed and thread count are the run's, not the recipe's."""
 
     epochs: int = Field(10, ge=1)
-    lr: float = Field(0.05, gt=0)
+    lr: float = Field(0.05, gt=0, allow_inf_nan=False)
     batch_size: int = Field(64, ge=1)
+    momentum: float = Field(0.9, ge=0, allow_inf_nan=False)
+    weight_decay: float = Field(5e-4, ge=0, allow_inf_nan=False)
     augment: bool = False
 
 
@@ -143,6 +150,31 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
+def _user_error(exc: ValidationError, model: type[BaseModel], source: str) -> UserError:
+    """The first validation error as one line naming the field and what is allowed."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        parent, key = loc[:-1], loc[-1]
+        valid = ", ".join(_valid_keys(model, parent))
+        return UserError(f"{source}: unknown key {key!r} in {_location(parent)}; valid keys: {valid}", field=_location(loc))
+    if err["type"] == "missing":
+        return UserError(f"{source}: {_location(loc)} is required", field=_location(loc))
+    if err["type"] == "literal_error":
+        allowed = err.get("ctx", {}).get("expected", "")
+        return UserError(f"{source}: {_location(loc)} is {err.get('input')!r}; allowed values: {allowed}", field=_location(loc))
+    msg = err["msg"].removeprefix("Value error, ")
+    return UserError(f"{source}: {_location(loc)}: {msg} (got {err.get('input')!r})", field=_location(loc))
+
+
+def validated(model: type[_M], source: str, **values: Any) -> _M:
+    """``model(**values)``, or a one-line UserError naming the field (for CLI options)."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise _user_error(exc, model, source) from None
+
+
 def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
     """Validate a mapping into an :class:`ExperimentConfig`, or raise a one-line UserError."""
     if not isinstance(data, dict):
@@ -150,19 +182,7 @@ def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        if err["type"] == "extra_forbidden":
-            parent, key = loc[:-1], loc[-1]
-            valid = ", ".join(_valid_keys(ExperimentConfig, parent))
-            raise UserError(f"{source}: unknown key {key!r} in {_location(parent)}; valid keys: {valid}", field=_location(loc)) from None
-        if err["type"] == "missing":
-            raise UserError(f"{source}: {_location(loc)} is required", field=_location(loc)) from None
-        if err["type"] == "literal_error":
-            allowed = err.get("ctx", {}).get("expected", "")
-            raise UserError(f"{source}: {_location(loc)} is {err.get('input')!r}; allowed values: {allowed}", field=_location(loc)) from None
-        msg = err["msg"].removeprefix("Value error, ")
-        raise UserError(f"{source}: {_location(loc)}: {msg} (got {err.get('input')!r})", field=_location(loc)) from None
+        raise _user_error(exc, ExperimentConfig, source) from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

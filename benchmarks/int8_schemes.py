@@ -25,7 +25,8 @@ import torch
 from automc.datasets import get_dataset
 from automc.datasets.base import calibration_and_validation
 from automc.measure.evaluator import Evaluator, EvaluatorConfig
-from automc.results.onnx import INPUT_NAME, export_int8_checked, export_onnx, onnx_session
+from automc.results.int8_onnx import export_int8_checked
+from automc.results.onnx import INPUT_NAME, export_onnx, onnx_session
 from automc.compress.int8 import SCHEMES, cpu_features, recommended_scheme, saturation_probe
 from automc.models import load_model
 from automc.measure.profiles import time_call

@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from automc.errors import UserError
-from automc.results.onnx import INPUT_NAME, export_int8, export_onnx, onnx_session
+from automc.results.int8_onnx import export_int8
+from automc.results.onnx import INPUT_NAME, export_onnx, onnx_session
 from automc.measure.profiles import DeviceProfile, Measurement, machine_description, time_call
 from automc.compress.quant import FLOAT_BITS, quant_layers
 

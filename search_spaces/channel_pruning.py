@@ -34,89 +34,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
 from automc.compress.analysis import analyze
 from automc.errors import UserError
-from automc.models.resnet_cifar import ChannelMapShortcut, PadShortcut
 from automc.compress.spaces import Float, SearchSpace
-from automc.search_spaces.common import check_layer_names, layer_info, output_layers, set_module
+from automc.search_spaces.common import check_layer_names, layer_info, output_layers
 from automc.search_spaces.pruning_graph import build_graph, group_risks, verify_group
+from automc.search_spaces.shortcuts import ShortcutConv, ShortcutConvPruner, finalize_shortcuts, prepare_shortcuts
 
 CRITERIA = ("l1", "l2", "fpgm", "bn_scale")
 MODES = ("all", "inner_only")
-
-
-class ShortcutConv(nn.Module):
-    """Pruning-time stand-in for a zero-padding shortcut: a fixed 0/1 1×1 strided conv.
-
-    The weight is a buffer (never trained, ignored by importance); one ``F.conv2d`` consumes
-    the input directly, so torch-pruning's tracer sees a single layer.
-    """
-
-    def __init__(self, weight: torch.Tensor, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.register_buffer("weight", weight)
-
-    @classmethod
-    def from_index(cls, index: torch.Tensor, in_channels: int, stride: int) -> ShortcutConv:
-        w = torch.zeros(len(index), in_channels, 1, 1)
-        for j, i in enumerate(index.tolist()):
-            if i >= 0:
-                w[j, i] = 1.0
-        return cls(w, stride)
-
-    def to_index(self) -> torch.Tensor:
-        w = self.weight[:, :, 0, 0]
-        has = w.sum(1) > 0
-        return torch.where(has, w.argmax(1), torch.full((w.shape[0],), -1, dtype=torch.long))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, stride=self.stride)
-
-
-class _ShortcutConvPruner(tp.pruner.function.BasePruningFunc):
-    """torch-pruning pruner for :class:`ShortcutConv`: slice rows (out) or columns (in)."""
-
-    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-        keep = [i for i in range(layer.weight.shape[0]) if i not in set(idxs)]
-        layer.weight = layer.weight[keep].contiguous()
-        return layer
-
-    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-        keep = [i for i in range(layer.weight.shape[1]) if i not in set(idxs)]
-        layer.weight = layer.weight[:, keep].contiguous()
-        return layer
-
-    def get_out_channels(self, layer: nn.Module) -> int:
-        return int(layer.weight.shape[0])
-
-    def get_in_channels(self, layer: nn.Module) -> int:
-        return int(layer.weight.shape[1])
-
-
-def _pad_index(sc: PadShortcut) -> torch.Tensor:
-    extra = sc.out_channels - sc.in_channels
-    left = extra // 2
-    return torch.tensor([-1] * left + list(range(sc.in_channels)) + [-1] * (extra - left), dtype=torch.long)
-
-
-def _prepare(model: nn.Module) -> None:
-    """Make every channel-changing shortcut traceable (in place)."""
-    for name, m in list(model.named_modules()):
-        if isinstance(m, PadShortcut):
-            set_module(model, name, ShortcutConv.from_index(_pad_index(m), m.in_channels, m.stride))
-        elif isinstance(m, ChannelMapShortcut):  # pruning an already pruned model
-            set_module(model, name, ShortcutConv.from_index(m.index, m.in_channels, m.stride))
-
-
-def _finalize(model: nn.Module) -> None:
-    for name, m in list(model.named_modules()):
-        if isinstance(m, ShortcutConv):
-            set_module(model, name, ChannelMapShortcut(m.to_index(), m.stride, in_channels=int(m.weight.shape[1])))
 
 
 def _importance(criterion: str) -> tp.importance.Importance:
@@ -194,7 +123,7 @@ class ChannelPruningSpace(SearchSpace):
                 continue
             risks = group_risks(group, opaque)
             if risks:
-                why = verify_group(model, self.example_input, root, self._graph_and_opaque, _finalize)
+                why = verify_group(model, self.example_input, root, self._graph_and_opaque, finalize_shortcuts)
                 if why is not None:
                     self.locked.append({"group": root, "channels": channels, "through": risks, "reason": why})
                     continue
@@ -230,8 +159,8 @@ class ChannelPruningSpace(SearchSpace):
     def _graph_and_opaque(self, model: nn.Module) -> tuple[tp.DependencyGraph, set[Any]]:
         """Prepare ``model`` (in place) and trace it; kept layers are traced too, they are only
         never a pruned *output*."""
-        _prepare(model)
-        return build_graph(model, self.example_input, {ShortcutConv: _ShortcutConvPruner()})
+        prepare_shortcuts(model)
+        return build_graph(model, self.example_input, {ShortcutConv: ShortcutConvPruner()})
 
     def _graph(self, model: nn.Module) -> tp.DependencyGraph:
         return self._graph_and_opaque(model)[0]
@@ -299,6 +228,6 @@ class ChannelPruningSpace(SearchSpace):
             group = dg.get_pruning_group(root, pruner.prune_out_channels, drop)
             if dg.check_pruning_group(group):
                 group.prune()
-        _finalize(out)
+        finalize_shortcuts(out)
         out.train(was_training)
         return out

@@ -10,7 +10,8 @@ from automc.datasets import get_dataset
 from automc.errors import UserError
 from automc.measure.evaluator import Evaluator, EvaluatorConfig, recalibrate_batchnorm
 from automc.models import build_model
-from automc.train.training import TrainConfig, train_classifier
+from automc.config import TrainConfig
+from automc.train.training import train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def trained(digits):
     train, _ = digits
     torch.manual_seed(0)
     model = build_model("small_cnn", num_classes=10, in_channels=1, kwargs={"width": 8})
-    history = train_classifier(model, train, config=TrainConfig(epochs=6, seed=0, threads=1))
+    history = train_classifier(model, train, config=TrainConfig(epochs=6), seed=0, threads=1)
     return model, history
 
 
@@ -35,7 +36,7 @@ def test_training_learns_and_is_deterministic(digits, trained) -> None:
     assert Evaluator(test)(model)["accuracy"] > 0.9
     torch.manual_seed(0)
     again = build_model("small_cnn", num_classes=10, in_channels=1, kwargs={"width": 8})
-    assert train_classifier(again, train, config=TrainConfig(epochs=6, seed=0, threads=1)) == history
+    assert train_classifier(again, train, config=TrainConfig(epochs=6), seed=0, threads=1) == history
 
 
 def test_accuracy_and_loss_match_a_direct_computation(digits, trained) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from automc.errors import UserError
-from automc.results.onnx import export_int8_checked
+from automc.results.int8_onnx import export_int8_checked
 from automc.compress.int8 import SCHEMES, CpuFeatures, cpu_features, recommended_scheme, resolve_scheme, saturation_probe, scheme_note
 from automc.compress.quant import quantize_weight_linear
 from tests.conftest import run_cli
@@ -95,13 +95,14 @@ def test_int8_export_of_a_digits_cnn_agrees_with_pytorch_for_every_exact_scheme(
     from automc.datasets import load_split
     from automc.measure.evaluator import Evaluator
     from automc.models import build_model
-    from automc.train.training import TrainConfig, train_classifier
+    from automc.config import TrainConfig
+    from automc.train.training import train_classifier
     from automc.search_spaces.mixed_precision import MixedPrecisionSpace
 
     train, test = load_split("digits", "train"), load_split("digits", "test")
     torch.manual_seed(0)
     model = build_model("small_cnn", num_classes=10, in_channels=1)
-    train_classifier(model, train, config=TrainConfig(epochs=4, seed=0))
+    train_classifier(model, train, config=TrainConfig(epochs=4), seed=0)
     xc, _ = train.tensors()
     calib = [xc[i : i + 64] for i in range(0, 512, 64)]
     space = MixedPrecisionSpace(model, xc[:1], calibration=calib, int8_scheme=scheme)

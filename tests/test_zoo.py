@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from automc.errors import UserError
-from automc.results.onnx import export_int8, export_onnx, run_onnx
+from automc.results.int8_onnx import export_int8
+from automc.results.onnx import export_onnx, run_onnx
 from automc.models import build_model, model_names
 from automc.compress.spaces import build_space
 from automc.testing import check_search_space, outputs_close

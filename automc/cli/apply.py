@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from automc.errors import UserError
     from automc.measure.evaluator import torch_threads
     from automc.models import default_dataset, resolve_weights
-    from automc.results.onnx import export_int8_checked, export_onnx
+    from automc.results.int8_onnx import export_int8_checked
+    from automc.results.onnx import export_onnx
 
     started = time.perf_counter()
     if args.bn_calibration < 0:

@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     from automc.atomic import atomic_path
     from automc.build import open_data
-    from automc.train.training import TrainConfig, train_classifier
+    from automc.config import TrainConfig, validated
+    from automc.train.training import train_classifier
 
     started = time.perf_counter()
     data = open_data(args.dataset, args.data_dir, verify=not args.no_verify, split=args.eval_split, calibration_images=0, separate_calibration=False)
@@ -42,22 +43,14 @@ def run(args: argparse.Namespace) -> int:
     train_split = ds.load(args.split or ds.default_train_split)
     torch.manual_seed(args.seed)
     model = data.model(args.model, args.weights, parse_kv(args.model_arg, "--model-arg"))
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        augment=args.augment,
-        seed=args.seed,
-        threads=args.threads,
-    )
+    cfg = validated(TrainConfig, "automc train", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, augment=args.augment)
     show = progress_enabled() and not args.json
 
     def on_epoch(epoch: int, loss: float) -> None:
         if show:
             print(f"epoch {epoch + 1}/{cfg.epochs}  loss {loss:.4f}", flush=True)
 
-    history = train_classifier(model, train_split, config=cfg, on_epoch=on_epoch)
+    history = train_classifier(model, train_split, config=cfg, seed=args.seed, threads=args.threads, on_epoch=on_epoch)
     metrics = data.evaluator(bn_calibration_batches=0, threads=args.threads)(model)
     out = Path(args.out)
     with atomic_path(out) as tmp:  # a killed run never leaves a truncated checkpoint

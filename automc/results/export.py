@@ -25,7 +25,8 @@ from automc.config import parse_config
 from automc.datasets import get_dataset
 from automc.errors import UserError
 from automc.measure.evaluator import torch_threads
-from automc.results.onnx import export_int8_checked, export_onnx
+from automc.results.int8_onnx import export_int8_checked
+from automc.results.onnx import export_onnx
 from automc.results.pareto import parse_constraints, parse_objectives, pareto_front
 from automc.results.report import open_run
 from automc.run import RunDir

@@ -1,7 +1,7 @@
 """A run's report: the data (``report.json``, ``candidates.csv``) and the files made from it.
 
 :func:`build_report` reads a run directory (its ``config.yaml`` and store) and returns a plain
-dict in the versioned schema below; the plots (:mod:`automc.results.plots`) are drawn from that dict
+dict in the versioned schema below; the page and plots (:mod:`automc.results.html`, :mod:`automc.results.png`) are drawn from that dict
 only, so everything a report shows can be checked without pixels.
 
 Schema ``automc.report/1`` (keys added later will not change the meaning of these):
@@ -34,6 +34,7 @@ from typing import Any
 
 from automc.search.candidate import Candidate
 from automc.errors import UserError
+from automc.atomic import atomic_path, atomic_write_text
 from automc.run import RunDir
 from automc.results.pareto import Objective, hypervolume_history, parse_constraints, parse_objectives, pareto_front, reference_point
 
@@ -163,7 +164,7 @@ def write_csv(report: Mapping[str, Any], path: str | Path) -> Path:
     objectives = [o["metric"] for o in report["objectives"]]
     metrics = objectives + sorted({k for c in report["candidates"] for k in c["metrics"]} - set(objectives))
     params = [d["name"] for d in report["dimensions"]]
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["number", "state", "on_front", "feasible", "reward", *metrics, *params, "violations", "error"])
         for c in report["candidates"]:
@@ -186,13 +187,14 @@ def write_report(
 ) -> dict[str, Path]:
     """Write ``report.json``, ``candidates.csv``, ``report.html`` and PNGs for a run into
     ``out`` (default ``RUN_DIR/report``); returns the written paths by kind."""
-    from automc.results.plots import write_html_report, write_pngs
+    from automc.results.html import write_html_report
+    from automc.results.png import write_pngs
 
     data = build_report(run_dir, objectives=objectives, reference=reference)
     folder = Path(out) if out is not None else RunDir(run_dir).report_dir
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"json": folder / "report.json"}
-    paths["json"].write_text(json.dumps(data, indent=1, default=float) + "\n")
+    atomic_write_text(paths["json"], json.dumps(data, indent=1, default=float) + "\n")
     paths["csv"] = write_csv(data, folder / "candidates.csv")
     paths["html"] = write_html_report(data, folder / "report.html")
     if png:
@@ -263,13 +265,14 @@ def write_comparison(
     png: bool = True,
 ) -> dict[str, Path]:
     """Write ``compare.json``, ``compare.html`` and PNGs for several runs into ``out``."""
-    from automc.results.plots import write_comparison_pngs, write_html_comparison
+    from automc.results.html import write_html_comparison
+    from automc.results.png import write_comparison_pngs
 
     data = build_comparison(run_dirs, objectives=objectives, reference=reference)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"json": folder / "compare.json"}
-    paths["json"].write_text(json.dumps(data, indent=1, default=float) + "\n")
+    atomic_write_text(paths["json"], json.dumps(data, indent=1, default=float) + "\n")
     paths["html"] = write_html_comparison(data, folder / "compare.html")
     if png:
         paths.update(write_comparison_pngs(data, folder))

@@ -29,7 +29,7 @@ from automc.measure.profiles import DeviceProfile, build_profile
 from automc.run import RunDir
 from automc.search.candidate import COMPLETE, FAILED, Candidate
 from automc.search.rewards import resolve_reward
-from automc.train.training import TrainConfig, train_classifier
+from automc.train.training import train_classifier
 
 
 @dataclass
@@ -75,8 +75,7 @@ def base_weights(cfg: ExperimentConfig, run: RunDir, data: Data) -> str | None:
         return cfg.model.weights
     if not run.base_model.exists():
         model = data.model(cfg.model.name, None, cfg.model.kwargs)
-        t = cfg.model.train
-        train_classifier(model, data.dataset.load(data.dataset.default_train_split), config=TrainConfig(epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, augment=t.augment, seed=cfg.seed))
+        train_classifier(model, data.dataset.load(data.dataset.default_train_split), config=cfg.model.train, seed=cfg.seed)
         run.save_tensors(run.base_model, model.state_dict())
     return weights_of(cfg, run)
 

@@ -9,34 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from automc.config import TrainConfig
 from automc.datasets.base import Split
 from automc.errors import UserError
 from automc.measure.evaluator import torch_threads
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    augment: bool = False
-    seed: int = 0
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"lr must be a positive number, got {self.lr}", field="lr")
 
 
 def train_classifier(
@@ -45,9 +26,12 @@ def train_classifier(
     indices: np.ndarray | None = None,
     *,
     config: TrainConfig | None = None,
+    seed: int = 0,
+    threads: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """Train ``model`` in place on ``split[indices]``; returns the mean loss of each epoch."""
+    """Train ``model`` in place on ``split[indices]`` with the recipe ``config``, shuffling and
+    augmenting with ``seed`` on ``threads`` intra-op threads; returns each epoch's mean loss."""
     cfg = config or TrainConfig()
     idx = np.arange(len(split)) if indices is None else np.asarray(indices)
     if len(idx) == 0:
@@ -55,9 +39,9 @@ def train_classifier(
     raw = split.images(idx)
     y_all = torch.from_numpy(split.labels[idx].copy())
     x_plain = None if cfg.augment else split.normalize(raw)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -72,7 +56,7 @@ def train_classifier(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
     history: list[float] = []
     model.train()
-    with torch_threads(cfg.threads):
+    with torch_threads(threads):
         for epoch in range(cfg.epochs):
             perm = torch.randperm(len(idx), generator=gen)
             total = 0.0
