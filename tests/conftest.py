@@ -58,3 +58,14 @@ def assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> 
     assert "Traceback" not in proc.stderr
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="module")
+def tiny_space():  # noqa: ANN201 - a ChannelPruningSpace
+    """A channel-pruning space over a 4-wide CNN on 8×8 inputs (agents' tests)."""
+    from automc.models import build_model
+    from automc.search_spaces.channel_pruning import ChannelPruningSpace
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", in_channels=1, kwargs={"width": 4}).eval()
+    return ChannelPruningSpace(model, torch.zeros(1, 1, 8, 8))

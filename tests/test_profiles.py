@@ -13,7 +13,7 @@ from torch import nn
 from automc.compress.analysis import analyze
 from automc.errors import UserError
 from automc.models import build_model
-from automc.measure.profiles import Measurement, build_profile, structural_hash, time_call
+from automc.measure.profiles import PROFILES, Measurement, build_profile, structural_hash, time_call
 from automc.registry import refresh
 from automc.testing import check_device_profile
 from automc.device_profiles.accelerator import AcceleratorProfile
@@ -33,19 +33,24 @@ def r20():
     return build_model("resnet20").eval(), torch.zeros(1, 3, 32, 32)
 
 
-@pytest.mark.parametrize("name", ["flops", "onnxruntime-cpu", "accelerator"])
-def test_builtin_profiles_conform(r20, name: str) -> None:
-    model, x = r20
-    check_device_profile(build_profile(name, FAST_ORT if name == "onnxruntime-cpu" else None), model, x)
-
-
-def test_lut_profile_conforms(r20, tmp_path: Path) -> None:
-    model, x = r20
+def _lut_settings(model: nn.Module, x: torch.Tensor, tmp_path: Path) -> dict:
     sp = ChannelPruningSpace(model, x, round_to=16)
     table = build_lut(model, sp, build_profile("onnxruntime-cpu", FAST_ORT), x, step=16, n_fit=2)
     path = tmp_path / "lut.json"
     path.write_text(json.dumps(table))
-    check_device_profile(LookupTableProfile(str(path)), model, x)
+    return {"table": str(path)}
+
+
+# Settings a profile needs (a table) or that keep the suite fast; every registered profile is
+# checked, with no settings unless it is listed here.
+SETTINGS = {"onnxruntime-cpu": lambda model, x, tmp: FAST_ORT, "lut": _lut_settings}
+
+
+@pytest.mark.parametrize("name", PROFILES.names())
+def test_every_registered_profile_conforms(r20, name: str, tmp_path: Path) -> None:
+    model, x = r20
+    settings = SETTINGS[name](model, x, tmp_path) if name in SETTINGS else None
+    check_device_profile(build_profile(name, settings), model, x)
 
 
 def test_flops_profile_honours_bits_and_sparsity(r20) -> None:

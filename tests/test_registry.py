@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from automc.errors import UserError
 from automc.registry import GROUPS, Registry, load_object, refresh, registry
@@ -18,8 +19,25 @@ def _fake_distribution(root: Path, group: str, name: str, target: str) -> None:
     (root / "thirdparty_automc_plugin.py").write_text(
         textwrap.dedent(
             """
-            class BoardProfile:
+            from automc.measure.profiles import DeviceProfile, Measurement
+
+
+            class BoardProfile(DeviceProfile):
+                # a third party's profile: parameter count as the board's memory use
+
                 name = "board"
+                metrics = ("board_params",)
+
+                def __init__(self, bytes_per_param: int = 4):
+                    self.bytes_per_param = bytes_per_param
+
+                def config(self):
+                    return {"bytes_per_param": self.bytes_per_param}
+
+                def measure(self, model, example_input):
+                    n = sum(p.numel() for p in model.parameters())
+                    return Measurement({"board_params": float(n * self.bytes_per_param)}, provenance={"analytic": True})
+
 
             def make():
                 return "made"
@@ -54,6 +72,15 @@ def test_third_party_entry_point_is_usable_by_name(plugin_path) -> None:
     assert "my-board" in reg.names()
     assert reg.describe()["my-board"] == "thirdparty_automc_plugin:BoardProfile"
     assert reg.get("my-board").name == "board"
+    # built like a built-in, through the one factory, and it passes the conformance suite
+    from automc.measure.profiles import build_profile
+    from automc.models import build_model
+    from automc.testing import check_device_profile
+
+    profile = build_profile("my-board", {"bytes_per_param": 2})
+    check_device_profile(profile, build_model("small_cnn", in_channels=1).eval(), torch.zeros(1, 1, 8, 8))
+    with pytest.raises(UserError, match="device profile 'my-board' has no setting 'bytes'; valid settings: bytes_per_param"):
+        build_profile("my-board", {"bytes": 2})
 
 
 def test_third_party_plugin_visible_to_the_cli(plugin_path) -> None:

@@ -20,7 +20,7 @@ from automc.search.candidate import COMPLETE, FAILED, Candidate
 from automc.errors import UserError
 from automc.config import Constraint, Objective
 from automc.results.pareto import hypervolume, non_dominated, pareto_front, reference_point
-from automc.results.report import build_report, open_run, write_report
+from automc.results.report import build_report
 from automc.run import RunDir
 from automc.search.store import Store
 from tests.conftest import assert_user_error, run_cli

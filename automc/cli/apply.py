@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv, print_locked
+from automc.cli.common import add_model_options, add_run_options, emit_json, parse_kv, print_locked
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,10 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bn-calibration", type=int, default=16, metavar="B", help="BatchNorm recalibration batches of 64 (default 16; 0 = off)")
     p.add_argument("--limit", type=int, metavar="N", help="measure accuracy on a seeded stratified subset of N images")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime QDQ) and check it against the PyTorch model")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, metavar="N")
-    add_data_options(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_run_options(p)
     p.set_defaults(func=run)
 
 

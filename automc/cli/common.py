@@ -17,6 +17,14 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification of known data files")
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """--seed, --threads, the data options and --json: what every model-running command takes."""
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset draws, calibration augmentation and training (default 0)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: torch's)")
+    add_data_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
 def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--model", required=required, metavar="NAME", help="zoo name (see 'automc models') or your factory as package.module:function")
     p.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv, progress_enabled
+from automc.cli.common import add_model_options, add_run_options, emit_json, parse_kv, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,11 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--augment", action="store_true", help="apply the dataset's training augmentation (CIFAR: padded random crop + flip)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, metavar="N")
     p.add_argument("--out", required=True, metavar="PATH", help="where to save the trained state_dict (.pt)")
-    add_data_options(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_run_options(p)
     p.set_defaults(func=run)
 
 

@@ -1,0 +1,94 @@
+"""Agents: the conformance suite over every registered agent, and agent-specific behaviour."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+
+from automc.config import Constraint, Objective
+from automc.errors import UserError
+from automc.search.agent import AGENTS, build_agent
+from tests.search_support import fake_eval
+
+
+# Settings that make an agent learn within the suite's 12 candidates; every registered agent is
+# checked, with no settings unless it is listed here.
+QUICK = {
+    "optuna-nsga2": {"population_size": 4},
+    "ddpg": {"budget": 0.6, "warmup_episodes": 3},
+    "ppo": {"budget": 0.6, "episodes_per_update": 2},
+    "mnas-controller": {"episodes_per_update": 2},
+}
+
+
+@pytest.mark.parametrize("name", AGENTS.names())
+def test_every_registered_agent_passes_the_conformance_suite(tiny_space, name: str) -> None:
+    from automc.testing import check_agent
+
+    objectives = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
+    check_agent(lambda: build_agent(name, tiny_space, objectives, seed=3, config=QUICK.get(name)), tiny_space)
+
+
+def test_an_unknown_agent_setting_is_one_line_listing_the_valid_ones(tiny_space) -> None:
+    objectives = [Objective(metric="accuracy", direction="maximize")]
+    with pytest.raises(UserError, match="agent 'optuna-tpe' has no setting 'n_startup'; valid settings: n_startup_trials, multivariate"):
+        build_agent("optuna-tpe", tiny_space, objectives, seed=0, config={"n_startup": 3})
+    with pytest.raises(UserError, match="constraints is set by automc"):
+        build_agent("optuna-nsga2", tiny_space, objectives, seed=0, config={"constraints": []})
+    with pytest.raises(UserError, match="agent 'ddpg' has no setting 'gamma_'; besides its own it takes DDPG's: .*tau"):
+        build_agent("ddpg", tiny_space, objectives, seed=0, config={"gamma_": 0.9})
+
+
+def test_equal_proposals_outstanding_together_are_told_apart(tiny_space) -> None:
+    """Two outstanding candidates with identical params: each outcome reaches its own trial."""
+    agent = build_agent("optuna-tpe", tiny_space, [Objective(metric="accuracy", direction="maximize")], seed=0)
+    first = agent.ask(0)
+    agent.ask(1)
+    agent._pending[1].params.update(first)  # make the second proposal equal to the first
+    agent.tell(fake_eval(1, first))
+    agent.tell(fake_eval(0, first))
+    trials = {t.number: t for t in agent.study.get_trials()}
+    assert trials[0].state.name == "COMPLETE" and trials[1].state.name == "COMPLETE" and not agent._pending
+
+
+def test_random_agent_resumes_the_same_sequence(tiny_space) -> None:
+    objectives = [Objective(metric="accuracy", direction="maximize")]
+    a = build_agent("random", tiny_space, objectives, seed=3)
+    seq = [a.ask(n) for n in range(8)]
+    b = build_agent("random", tiny_space, objectives, seed=3)
+    for i, p in enumerate(seq[:5]):
+        b.tell(fake_eval(i, p))
+    assert [b.ask(n) for n in range(5, 8)] == seq[5:]
+
+
+def test_nsga2_records_constraints_for_constrained_domination(tiny_space) -> None:
+    import warnings
+
+    objectives = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no deprecated Optuna API
+        agent = build_agent("optuna-nsga2", tiny_space, objectives, seed=0, constraints=[Constraint(metric="macs", max=7e4)], config={"population_size": 4})
+        live = agent.ask(0)
+        agent.tell(fake_eval(0, live))
+        replayed = tiny_space.sample(np.random.default_rng(1))
+        agent.tell(fake_eval(1, replayed))
+    trials = agent.study.get_trials()
+    for t, params in zip(trials, (live, replayed)):
+        macs = fake_eval(0, params).metrics["macs"]
+        assert t.constraints == {"macs<=70000": pytest.approx(macs - 7e4)}
+
+
+def test_rl_env_passes_check_env_and_clamps_to_budget(tiny_space) -> None:
+    from stable_baselines3.common.env_checker import check_env
+
+    from automc.search.gym_env import CompressionEnv, CostModel
+
+    env = CompressionEnv(tiny_space, budget=0.4)
+    check_env(env)
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:  # the greediest possible actions
+        obs, reward, done, _, info = env.step(np.array([1.0], dtype=np.float32))
+    assert info["cost"] <= 0.4 + 1e-9
+    assert CostModel(tiny_space)(tiny_space.default_params()) == pytest.approx(1.0)
