@@ -72,8 +72,7 @@ class RunDir:
         """Create the folder with ``resolved`` (the validated config) and ``versions``; refuse
         a folder that holds a run of a different config (that would mix two experiments in
         one record). Only the budget may change between starts."""
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"run directory {self.path} is a file: pass another --run-dir", field="run_dir")
+        self._check_not_a_file()
         self.path.mkdir(parents=True, exist_ok=True)
         resolved = dict(resolved)
         if self.config_file.exists():
@@ -97,10 +96,15 @@ class RunDir:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
 
+    def _check_not_a_file(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"run directory {self.path} is a file: pass another --run-dir", field="run_dir")
+
     @contextmanager
     def writer_lock(self) -> Iterator[None]:
         """Hold the folder's writer lock (an OS lock, released when the process ends however
         it ends); a second writer gets one line naming the holder."""
+        self._check_not_a_file()
         self.path.mkdir(parents=True, exist_ok=True)
         handle: IO[str] = open(self.lock_file, "a+")
         try:

@@ -67,7 +67,7 @@ def main() -> None:
             lo, hi = min(r["measured_ms"]), max(r["measured_ms"])
             print(f"{args.n} candidates ({sampler:7}, {fit:8} fit): Kendall tau {r['kendall_tau']:.3f}   MAPE {r['mape_percent']:5.2f}%   (measured {lo:.3f}-{hi:.3f} ms)")
         # the noise ceiling: the same candidates measured again, from scratch
-        remeasure = build_profile("onnxruntime-cpu", {"threads": 1, "sessions": 3, "cache": False})
+        remeasure = build_profile("onnxruntime-cpu", {"threads": 1, "sessions": 3})  # no run cache: measured every time
         again = fidelity(LookupTableProfile(table), remeasure, model, space, x, n=args.n, seed=1, sampler=sampler)["measured_ms"]
         tau = float(kendalltau(r["measured_ms"], again).statistic)
         mape = float(sum(abs(a - b) / b for a, b in zip(again, r["measured_ms"])) / len(again) * 100)
@@ -93,7 +93,7 @@ def main() -> None:
     results["uniform"] = rows
 
     print("\n== 3. repeatability: the same model measured twice, back to back (fresh sessions, no cache) ==")
-    nocache = build_profile("onnxruntime-cpu", {"threads": 1, "sessions": 3, "cache": False})
+    nocache = build_profile("onnxruntime-cpu", {"threads": 1, "sessions": 3})  # no run cache: measured every time
     pairs = []
     for i in range(5):
         a = nocache.measure(model, x).values["latency_ms"]
