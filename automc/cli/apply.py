@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automc.build import open_data
+    from automc.build import CALIBRATION_BATCH, open_data
     from automc.compress.analysis import analyze
     from automc.compress.saved import make_card, save_compressed
     from automc.compress.spaces import load_policy
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         split=args.split,
         calibration_split=args.calibration_split,
-        calibration_images=max(args.bn_calibration, 8) * 64,
+        calibration_images=max(args.bn_calibration, 8) * CALIBRATION_BATCH,
         validation=args.limit,
         seed=args.seed,
     )

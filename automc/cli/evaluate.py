@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automc.build import open_data
+    from automc.build import CALIBRATION_BATCH, open_data
     from automc.errors import UserError
     from automc.models import resolve_weights
 
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         split=args.split,
         calibration_split=args.calibration_split,
-        calibration_images=args.bn_calibration * 64,
+        calibration_images=args.bn_calibration * CALIBRATION_BATCH,
         validation=args.limit,
         seed=args.seed,
         separate_calibration=args.bn_calibration > 0,  # no training split is read otherwise

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.build import Data, open_data
+from automc.build import CALIBRATION_BATCH, Data, open_data
 from automc.compress.spaces import SearchSpace
 from automc.config import ExperimentConfig
 from automc.measure.cache import CachedProfile
@@ -55,7 +55,7 @@ def experiment_data(cfg: ExperimentConfig) -> Data:
         verify=d.verify,
         split=d.eval_split,
         calibration_split=d.calibration_split,
-        calibration_images=d.calibration_batches * 64,
+        calibration_images=d.calibration_batches * CALIBRATION_BATCH,
         validation=d.validation,
         seed=cfg.seed,
     )
