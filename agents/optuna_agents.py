@@ -2,17 +2,23 @@
 with constraints).
 
 Each agent keeps its own in-memory Optuna study: ``ask`` draws from the sampler, ``tell``
-records the outcome (and, on resume, the replayed history), so the sampler's model is the
-same as if the run had never stopped. The persistent record of the run is the runner's
-store, not this study.
+records the outcome. The persistent record of the run is the runner's store, not this study.
+
+Resuming continues the sequence exactly: the sampler is re-seeded before every ``ask`` from
+(seed, the study's trial count), so a proposal depends only on the seed and the trials before
+it, never on how many processes the run took; and ``state_dict`` holds the finished trials
+with their sampler attributes (NSGA-II's generation of each individual), which replaying
+outcomes alone would lose — NSGA-II would start its first generation again.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import optuna
 
 from automc.search.agent import Agent
@@ -28,10 +34,11 @@ class _OptunaAgent(Agent):
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, constraints: Sequence[Constraint] = ()) -> None:
         super().__init__(space, objectives, seed=seed, constraints=constraints)
         self.dists = space_distributions(space)
-        self.study = optuna.create_study(sampler=self._sampler(), directions=self._directions())
+        self.study = optuna.create_study(sampler=self._sampler(self.seed), directions=self._directions())
         self._pending: dict[int, optuna.trial.Trial] = {}  # candidate number → its sampler trial
+        self._numbers: dict[int, int] = {}  # sampler trial number → candidate number
 
-    def _sampler(self) -> optuna.samplers.BaseSampler:  # pragma: no cover - abstract
+    def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _directions(self) -> list[str]:
@@ -41,8 +48,11 @@ class _OptunaAgent(Agent):
         return None if c.reward is None or not math.isfinite(c.reward) else [float(c.reward)]
 
     def ask(self, number: int) -> dict[str, Any] | None:
+        index = len(self.study.get_trials(deepcopy=False))
+        self.study.sampler = self._sampler(int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0]))
         trial = self.study.ask(self.dists)
         self._pending[number] = trial
+        self._numbers[trial.number] = number
         return dict(trial.params)
 
     def tell(self, candidate: Candidate) -> None:
@@ -61,6 +71,36 @@ class _OptunaAgent(Agent):
         else:
             frozen = optuna.trial.create_trial(values=values, params=params, distributions={k: self.dists[k] for k in params}, constraints=constraints or None)
         self.study.add_trial(frozen)
+        self._numbers[len(self.study.get_trials(deepcopy=False)) - 1] = candidate.number
+
+    def state_dict(self) -> dict[str, Any]:
+        """The finished trials of the sampler's study, with their system attributes."""
+        finished = [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()]
+        trials = [
+            {
+                "state": t.state.name,
+                "values": t.values,
+                "params": t.params,
+                "distributions": {k: optuna.distributions.distribution_to_json(d) for k, d in t.distributions.items()},
+                "system_attrs": t.system_attrs,
+                "number": self._numbers.get(t.number, -1),
+            }
+            for t in finished
+        ]
+        return {"trials": json.dumps(trials), "told": [t["number"] for t in trials]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Rebuild the sampler's study from :meth:`state_dict` (in the same order)."""
+        for t in json.loads(state["trials"]):
+            frozen = optuna.trial.create_trial(
+                state=optuna.trial.TrialState[t["state"]],
+                values=t["values"],
+                params=t["params"],
+                distributions={k: optuna.distributions.json_to_distribution(d) for k, d in t["distributions"].items()},
+                system_attrs=t["system_attrs"],
+            )
+            self.study.add_trial(frozen)
+            self._numbers[len(self.study.get_trials(deepcopy=False)) - 1] = int(t["number"])
 
     def _constraint_values(self, c: Candidate) -> dict[str, float]:
         return {}
@@ -85,8 +125,8 @@ class TPEAgent(_OptunaAgent):
         self.multivariate = bool(multivariate)
         super().__init__(space, objectives, seed=seed, constraints=constraints)
 
-    def _sampler(self) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.n_startup_trials, multivariate=self.multivariate)
+    def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=self.multivariate)
 
 
 class NSGA2Agent(_OptunaAgent):
@@ -108,9 +148,9 @@ class NSGA2Agent(_OptunaAgent):
         self.population_size = int(population_size)
         super().__init__(space, objectives, seed=seed, constraints=constraints)
 
-    def _sampler(self) -> optuna.samplers.BaseSampler:
+    def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         # constrained domination applies to trials that carry constraint values (set in tell)
-        return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=self.seed)
+        return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=seed)
 
     def _directions(self) -> list[str]:
         return [o.direction for o in self.objectives]

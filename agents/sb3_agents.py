@@ -9,9 +9,13 @@ evaluation can happen anywhere (this process, a Ray worker) — the agent never 
 
 DDPG follows AMC: warm-up episodes of random actions (``warmup_episodes``), Gaussian
 exploration noise decaying by ``noise_decay`` per episode, discount 1, and the budget clamp
-in the env so every episode meets ``budget``. On resume, DDPG's replay buffer is refilled from
-the stored candidates (each is a deterministic episode) and the networks are restored from
-``state_dict`` (tensors only; loads with ``weights_only=True``).
+in the env so every episode meets ``budget``.
+
+Resuming: DDPG's replay buffer is refilled from the stored candidates (each is a
+deterministic episode); the networks and their optimizers come back from ``state_dict``
+(tensors only; loaded with ``weights_only=True``); and every episode starts from random
+state seeded by (seed, episode index) — warm-up actions, exploration noise, minibatches — so a
+resumed run continues the sequence instead of replaying its seed's first episodes.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class _SB3Agent(Agent):
         self.steps_per_episode = len(self.env.names)
         self._check_algo_kwargs(algo_kwargs)
         self.model = self._build(float(learning_rate), list(net_arch), algo_kwargs)
+        self._reseed()
 
     # -- learner side ---------------------------------------------------------------------------
     def _on_episode(self, params: dict[str, Any]) -> float:
@@ -83,10 +88,16 @@ class _SB3Agent(Agent):
             raise _Stop
         self.episodes += 1
         self._after_episode()
+        self._reseed()
         return float(reward)
 
     def _after_episode(self) -> None:
         pass
+
+    def _reseed(self) -> None:
+        """Seed Python, NumPy, torch and the action space from (seed, episodes): what an
+        episode draws depends on its index, not on how the run got there."""
+        self.model.set_random_seed(int(np.random.SeedSequence([self.seed, self.episodes]).generate_state(1)[0]))
 
     def _learn(self) -> None:
         try:
@@ -143,12 +154,32 @@ class _SB3Agent(Agent):
             pass
 
     # -- state --------------------------------------------------------------------------------------
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {name or "policy": m.optimizer for name, m in self.model.policy.named_modules() if isinstance(getattr(m, "optimizer", None), torch.optim.Optimizer)}
+
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}, "episodes": torch.tensor(self.episodes)}
+        """Networks and optimizers (the history is replayed: see :meth:`resume`)."""
+        return {
+            "policy": {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()},
+            "optimizers": {k: opt.state_dict() for k, opt in self._optimizers().items()},
+            "episodes": torch.tensor(self.episodes),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if "policy" in state:
             self.model.policy.load_state_dict(state["policy"])
+        for name, opt in self._optimizers().items():
+            if name in state.get("optimizers", {}):
+                opt.load_state_dict(state["optimizers"][name])
+
+    def resume(self, state: Mapping[str, Any] | None, history: Sequence[Candidate]) -> None:
+        """Replay every finished candidate (DDPG: into the replay buffer), then restore the
+        networks and optimizers, then seed the next episode by its index."""
+        for c in history:
+            self.tell(c)
+        if state:
+            self.load_state_dict(state)
+        self._reseed()
 
     def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

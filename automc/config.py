@@ -115,7 +115,8 @@ class BudgetConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # a plain file name (the default run directory is runs/<name>): no "..", no separators
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=100)
     seed: int = 0
     model: ModelConfig
     data: DataConfig
@@ -163,6 +164,8 @@ def _user_error(exc: ValidationError, model: type[BaseModel], source: str) -> Us
     if err["type"] == "literal_error":
         allowed = err.get("ctx", {}).get("expected", "")
         return UserError(f"{source}: {_location(loc)} is {err.get('input')!r}; allowed values: {allowed}", field=_location(loc))
+    if err["type"] == "string_pattern_mismatch" and loc == ("name",):
+        return UserError(f"{source}: name {err.get('input')!r} must be a plain file name (letters, digits, '_', '.', '-'; not starting with '.' or '-'): it names the run directory runs/<name>", field="name")
     msg = err["msg"].removeprefix("Value error, ")
     return UserError(f"{source}: {_location(loc)}: {msg} (got {err.get('input')!r})", field=_location(loc))
 
@@ -193,5 +196,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise UserError(f"{p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{p} is not valid YAML{where}: {what}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{p} is not a text (UTF-8) YAML file") from None
     return parse_config(data, str(p))

@@ -6,6 +6,8 @@ The CLI prints it without a traceback and exits with status 2; library callers c
 
 from __future__ import annotations
 
+import sys
+
 
 class UserError(Exception):
     """A mistake in the user's input (config, file, name), explained in one line.
@@ -23,3 +25,9 @@ class UserError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def notice(message: str) -> None:
+    """Tell the user, on one stderr line, something automc did on their behalf (a damaged
+    state file rebuilt, a stale lock taken over) — not an error."""
+    print(f"automc: {' '.join(str(message).split())}", file=sys.stderr, flush=True)

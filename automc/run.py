@@ -7,18 +7,22 @@ One search = one folder::
       versions.json        package versions and the seed of the first start
       study.db             the Optuna store (unless ``storage:`` names another database)
       base_model.pt        the trained base model, when the experiment trains one
-      agent_state.pt       what replaying the history cannot rebuild (RL networks)
+      agent_state.pt       the agent's state after its last ``tell`` (see Agent.resume)
+      *.pt.meta.json       checksum (and recipe) of each .pt: a damaged one is rebuilt
       measure_cache.jsonl  measurements of cacheable profiles, by model structure
       report/              report.json, candidates.csv, report.html, PNGs
       .lock                held by the one process that writes (``automc search``)
 
 Every file is written to a temporary name and renamed (:mod:`automc.atomic`), so a kill never
-leaves half a file. Readers (``status``, ``report``, ``export``) never take the lock.
+leaves half a file; state files carry a SHA-256 in a sidecar, written after them, so a file
+damaged any other way (disk full, copied half, edited) is detected, not loaded. Readers
+(``status``, ``report``, ``export``) never take the lock and never write.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -31,6 +35,10 @@ import yaml
 
 from automc.atomic import atomic_path, atomic_write_text
 from automc.errors import UserError
+
+
+class DamagedFile(UserError):
+    """A state file whose checksum does not match (or that cannot be read)."""
 
 
 class RunDir:
@@ -68,33 +76,78 @@ class RunDir:
         return json.loads(self.versions_file.read_text()) if self.versions_file.is_file() else {}
 
     # -- writing --------------------------------------------------------------------------------
-    def prepare(self, resolved: Mapping[str, Any], versions: Mapping[str, Any]) -> None:
-        """Create the folder with ``resolved`` (the validated config) and ``versions``; refuse
-        a folder that holds a run of a different config (that would mix two experiments in
-        one record). Only the budget may change between starts."""
-        self._check_not_a_file()
-        self.path.mkdir(parents=True, exist_ok=True)
-        resolved = dict(resolved)
-        if self.config_file.exists():
-            previous = self.read_config()
-            changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k) and k != "budget")
-            if changed:
-                raise UserError(
-                    f"{self.path} holds a run of a different config (changed: {', '.join(changed)}): "
-                    "use a new --run-dir, or restore the original config to resume (only the budget may change)"
-                )
-            if previous.get("budget") != resolved.get("budget"):  # extending (or shrinking) a run is fine
-                atomic_write_text(self.config_file, yaml.safe_dump(resolved, sort_keys=False))
-            return
-        atomic_write_text(self.versions_file, json.dumps(dict(versions), indent=2) + "\n")
-        atomic_write_text(self.config_file, yaml.safe_dump(resolved, sort_keys=False))
+    def check_config(self, resolved: Mapping[str, Any]) -> bool:
+        """Refuse a folder that holds a run of a different config (that would mix two
+        experiments in one record); only the budget may change. True when a run is there.
 
-    def save_tensors(self, path: Path, obj: Any) -> None:
-        """``torch.save`` to ``path`` (one of this folder's files), atomically."""
+        Called before anything is spent; the config itself is written by :meth:`write_config`
+        only once the experiment passed its dry run, so a mistake fixed and rerun just works.
+        """
+        self._check_not_a_file()
+        if not self.config_file.exists():
+            return False
+        previous = self.read_config()
+        changed = [k for k in dict.fromkeys([*previous, *resolved]) if previous.get(k) != resolved.get(k) and k != "budget"]
+        if changed:
+            diffs = "; ".join(f"{k}: {_short(previous.get(k))} -> {_short(resolved.get(k))}" for k in changed)
+            raise UserError(
+                f"{self.path} holds a search of a different config ({diffs}): "
+                "to start a new search pass another --run-dir (or a new 'name'); to resume this one restore its config (only 'budget' may change)",
+                field=changed[0],
+            )
+        return True
+
+    def write_config(self, resolved: Mapping[str, Any], versions: Mapping[str, Any]) -> None:
+        """Write the validated config (and, on the first start, the versions)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.versions_file.exists():
+            atomic_write_text(self.versions_file, json.dumps(dict(versions), indent=2) + "\n")
+        text = yaml.safe_dump(dict(resolved), sort_keys=False)
+        if not self.config_file.exists() or self.config_file.read_text() != text:
+            atomic_write_text(self.config_file, text)
+
+    def prepare(self, resolved: Mapping[str, Any], versions: Mapping[str, Any]) -> None:
+        """:meth:`check_config`, then :meth:`write_config`."""
+        self.check_config(resolved)
+        self.write_config(resolved, versions)
+
+    def save_tensors(self, path: Path, obj: Any, meta: Mapping[str, Any] | None = None) -> None:
+        """``torch.save`` to ``path`` (one of this folder's files), atomically, then its
+        sidecar with the file's SHA-256 and ``meta`` (e.g. the recipe that made it)."""
         import torch
 
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
+            digest = _sha256(tmp)
+        atomic_write_text(_sidecar(path), json.dumps({"sha256": digest, **dict(meta or {})}, sort_keys=True) + "\n")
+
+    def check_tensors(self, path: Path, meta: Mapping[str, Any] | None = None) -> str | None:
+        """Why ``path`` cannot be used (missing, damaged, made by another recipe), or None."""
+        if not path.is_file():
+            return "missing"
+        try:
+            recorded = json.loads(_sidecar(path).read_text())
+        except (OSError, ValueError):
+            return f"{_sidecar(path).name} is missing or damaged"
+        if not isinstance(recorded, dict) or recorded.get("sha256") != _sha256(path):
+            return "its checksum does not match (truncated or changed)"
+        for key, value in dict(meta or {}).items():
+            if recorded.get(key) != value:
+                return f"it was made with another {key}"
+        return None
+
+    def load_tensors(self, path: Path) -> Any:
+        """The checked contents of ``path`` (``weights_only=True``); :class:`DamagedFile` when
+        its checksum does not match or it cannot be read."""
+        import torch
+
+        why = self.check_tensors(path)
+        if why is not None:
+            raise DamagedFile(f"{path} cannot be used: {why}")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch/pickle errors vary
+            raise DamagedFile(f"{path} cannot be read: {type(exc).__name__}") from None
 
     def _check_not_a_file(self) -> None:
         if self.path.exists() and not self.path.is_dir():
@@ -121,3 +174,20 @@ class RunDir:
             yield
         finally:
             handle.close()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".meta.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

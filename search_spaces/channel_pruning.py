@@ -102,6 +102,7 @@ class ChannelPruningSpace(SearchSpace):
         stats = {layer.name: layer for layer in analyze(model, example_input).layers}
         self.layer_macs = {n: float(st.macs) for n, st in stats.items()}  # for analytic cost models
         self._roots: dict[str, str] = {}
+        self._channels: dict[str, int] = {}
         for root_name, group in self._groups(work, dg):
             producers, consumers = [], []
             for dep, _ in group:
@@ -137,6 +138,7 @@ class ChannelPruningSpace(SearchSpace):
                 "params": int(sum(stats[n].params for n in members if n in stats)),
             }
             self._roots[f"{root}:ratio"] = root
+            self._channels[f"{root}:ratio"] = channels
             self._dims[f"{root}:ratio"] = Float(self.lbound, 1.0, 1.0, knob="ratio", info=info)
         # network order
         self._dims = dict(sorted(self._dims.items(), key=lambda kv: order[self._roots[kv[0]]]))
@@ -152,6 +154,11 @@ class ChannelPruningSpace(SearchSpace):
             "keep_layers": list(self.keep_layers),
             "min_channels": self.min_channels,
         }
+
+    def canonical(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """Kept channels per group: ratios that round to the same counts build one model."""
+        params = self.validate(params, partial=True)
+        return tuple((k, self.keep_count(self._channels[k], params[k])) for k in self._dims)
 
     def _ignored(self, model: nn.Module) -> list[nn.Module]:
         return [model.get_submodule(n) for n in (*self.classifier, *self.keep_layers)]

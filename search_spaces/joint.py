@@ -47,6 +47,10 @@ class JointSpace(SearchSpace):
     def config(self) -> dict[str, Any]:
         return {"pruning": self.pruning.config(), "precision": self.precision.config()}
 
+    def canonical(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        params = self.validate(params, partial=True)
+        return self.pruning.canonical({k: params[k] for k in self.pruning.dimensions}) + self.precision.canonical({k: params[k] for k in self.precision.dimensions})
+
     def apply(self, model: nn.Module, params: Mapping[str, Any]) -> nn.Module:
         params = self.validate(params, partial=True)
         pruned = self.pruning.apply(model, {k: params[k] for k in self.pruning.dimensions})

@@ -61,17 +61,24 @@ class SparsitySpace(SearchSpace):
         self.include_classifier = bool(include_classifier)
         skip = set(self.keep_layers) | (set() if include_classifier else set(output_layers(model, example_input)))
         stats = {layer.name: layer for layer in analyze(model, example_input).layers}
+        self._numel: dict[str, int] = {}
         for name in execution_order(model, example_input):
             if name in skip:
                 continue
             s = stats[name]
             info = layer_info(s)
             self._dims[f"{name}:density"] = Float(self.lbound, 1.0, 1.0, knob="density", info=info)
+            self._numel[f"{name}:density"] = int(model.get_submodule(name).weight.numel())
         if not self._dims:
             raise UserError("the model has no conv/linear layer left to sparsify")
 
     def config(self) -> dict[str, Any]:
         return {"lbound": self.lbound, "keep_layers": list(self.keep_layers), "include_classifier": self.include_classifier}
+
+    def canonical(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """Kept weights per layer (as :func:`magnitude_prune_` rounds them)."""
+        params = self.validate(params, partial=True)
+        return tuple((k, min(n, max(1, int(math.floor(n * params[k] + 0.5))))) for k, n in self._numel.items())
 
     def apply(self, model: nn.Module, params: Mapping[str, Any]) -> nn.Module:
         params = self.validate(params, partial=True)

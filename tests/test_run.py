@@ -31,7 +31,7 @@ def test_prepare_refuses_another_config_and_accepts_a_new_budget(tmp_path: Path)
     run.prepare({"name": "a", "budget": {"candidates": 2}}, {"seed": 0})
     run.prepare({"name": "a", "budget": {"candidates": 5}}, {"seed": 0})
     assert run.read_config()["budget"] == {"candidates": 5}
-    with pytest.raises(UserError, match="changed: name"):
+    with pytest.raises(UserError, match=r"different config \(name: \"a\" -> \"b\"\).*another --run-dir"):
         run.prepare({"name": "b", "budget": {"candidates": 5}}, {"seed": 0})
     assert sorted(p.name for p in run.path.iterdir()) == ["config.yaml", "versions.json"]  # no temporary files left
 

@@ -23,10 +23,13 @@ from tests.search_support import TINY, trials_of, write_config
 
 
 def test_config_errors_are_one_line(tmp_path: Path) -> None:
-    assert_user_error(run_cli("search", str(write_config(tmp_path, {**TINY, "agnet": {}}))), "unknown key 'agnet'", "valid keys: name, seed, model")
+    run = ("--run-dir", str(tmp_path / "run"))
+    assert_user_error(run_cli("search", str(write_config(tmp_path, {**TINY, "agnet": {}})), *run), "unknown key 'agnet'", "valid keys: name, seed, model")
     bad = {**TINY, "objectives": [{"metric": "accuracy", "direction": "up"}]}
-    assert_user_error(run_cli("search", str(write_config(tmp_path, bad))), "objectives.0.direction", "'maximize' or 'minimize'")
-    assert_user_error(run_cli("search", str(write_config(tmp_path, {**TINY, "agent": {"name": "ddpgg"}}))), "unknown agent 'ddpgg'", "optuna-tpe")
+    assert_user_error(run_cli("search", str(write_config(tmp_path, bad)), *run), "objectives.0.direction", "'maximize' or 'minimize'")
+    assert_user_error(run_cli("search", str(write_config(tmp_path, {**TINY, "agent": {"name": "ddpgg"}})), *run), "unknown agent 'ddpgg'", "optuna-tpe")
+    assert not (tmp_path / "run" / "config.yaml").exists()  # a failed start writes no config: fix and rerun
+    assert not (tmp_path / "run" / "base_model.pt").exists()  # nor trains: the agent was checked on the untrained model
     assert_user_error(run_cli("search", str(tmp_path / "missing.yaml")), "does not exist")
     with pytest.raises(UserError, match="budget"):
         parse_config({**TINY, "budget": {}})
@@ -59,7 +62,12 @@ def test_custom_reward_by_name_and_failing_reward(tmp_path: Path) -> None:
                 return metrics["accuracy"] - alpha * metrics["macs"] / metrics["base_macs"]
 
             def picky(metrics):
-                if metrics["macs"] > 0.5 * metrics["base_macs"]:
+                if metrics["macs"] < 0.5 * metrics["base_macs"]:
+                    raise ValueError("too small for me")
+                return metrics["accuracy"]
+
+            def fussy(metrics):
+                if metrics["macs"] >= metrics["base_macs"]:
                     raise ValueError("too big for me")
                 return metrics["accuracy"]
             """
@@ -81,7 +89,12 @@ def test_custom_reward_by_name_and_failing_reward(tmp_path: Path) -> None:
     from automc.search.store import Store
 
     failed = [c for c in Store(RunDir(tmp_path / "b").storage_url(None), "tiny").candidates() if c.state == FAILED]
-    assert "reward raised ValueError: too big for me (my_rewards.py:" in failed[0].error
+    assert "reward raised ValueError: too small for me (my_rewards.py:" in failed[0].error
+    # a reward that fails on the uncompressed model is caught by the dry run, before the budget
+    cfg = {**TINY, "reward": {"name": "my_rewards:fussy"}}
+    proc = run_cli("search", str(write_config(tmp_path, cfg)), "--run-dir", str(tmp_path / "c"), env=env)
+    assert_user_error(proc, "reward 'my_rewards:fussy' fails on the uncompressed model: ValueError: too big for me (my_rewards.py:")
+    assert not (tmp_path / "c" / "study.db").exists() and not (tmp_path / "c" / "config.yaml").exists()
 
 
 def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
@@ -113,7 +126,13 @@ def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
         assert row in after
     assert summary["finished"] == 30 and summary["evaluated_now"] == 30 - len(before)
     assert sum(1 for t in after if t[1] == "COMPLETE") == 30
-    assert len(after) - 30 == summary["interrupted"] <= 1  # at most the one killed mid-evaluation
+    assert summary["interrupted"] <= 1  # at most the one killed mid-evaluation
+    assert len(after) - 30 == summary["interrupted"] + summary["duplicates"]  # duplicates: answered, not evaluated
+    from automc.search.store import Store
+
+    evaluated = [c for c in Store(f"sqlite:///{run_dir / 'study.db'}", "tiny").candidates()]
+    policies = {tuple(sorted(c.params.items())) for c in evaluated}
+    assert len(policies) == len(evaluated) == 30  # no policy evaluated twice
     status = json.loads(run_cli("status", str(run_dir), "--json").stdout)
     assert status["finished"] == 30 and status["running"] == 0
 

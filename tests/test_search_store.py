@@ -30,13 +30,79 @@ def test_a_kill_between_enqueue_and_ask_leaves_no_waiting_trial_to_mismatch(tmp_
     store.finish(Candidate(first, {"x": 0.1}, metrics={"accuracy": 0.5}, reward=0.5, state=COMPLETE))
     store.study.enqueue_trial({"x": 0.2}, skip_if_exists=False)  # killed before the ask
     resumed = Store(url, "s")
-    assert resumed.mark_interrupted(dists) == [{"x": 0.2}]
+    assert resumed.recover(dists) == [{"x": 0.2}]
     waiting = resumed.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert waiting == []
     number = resumed.next_number()
     resumed.begin(number, {"x": 0.3}, dists)
     assert resumed.study.trials[number].params == {"x": 0.3}
     assert [c.params for c in resumed.candidates(include_interrupted=True) if c.state == FAILED] == [{"x": 0.2}]
+
+
+def test_a_kill_between_outcome_and_state_keeps_the_evaluation(tmp_path: Path) -> None:
+    """The outcome is one attribute written before the trial's state: a run killed between
+    the two left a RUNNING trial whose evaluation is done; recover() completes it from the
+    record instead of evaluating it again."""
+    import optuna
+
+    from automc.search.store import Store
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    store = Store(url, "s")
+    store.begin(0, {"x": 0.1}, dists)
+    store.study.trials  # noqa: B018 - the trial is RUNNING
+    trial = store._open[0]
+    trial.set_user_attr("outcome", {"params": {"x": 0.1}, "metrics": {"accuracy": 0.7}, "reward": 0.7, "timings": {}, "error": None, "ok": True, "duplicate_of": None})
+    resumed = Store(url, "s")
+    assert resumed.recover(dists) == []
+    (cand,) = resumed.candidates()
+    assert cand.state == COMPLETE and cand.reward == 0.7 and cand.metrics == {"accuracy": 0.7}
+    assert resumed.counts() == {"finished": 1, "failed": 0, "running": 0, "interrupted": 0, "duplicates": 0}
+
+
+def test_duplicates_are_recorded_apart_and_cost_no_budget(tmp_path: Path) -> None:
+    import optuna
+
+    from automc.search.store import Store
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    store = Store(url, "s")
+    store.begin(0, {"x": 0.1}, dists)
+    original = Candidate(0, {"x": 0.1}, metrics={"accuracy": 0.5}, reward=0.5, state=COMPLETE)
+    store.finish(original)
+    store.begin(1, {"x": 0.1}, dists)
+    store.finish(Candidate(1, {"x": 0.1}, metrics={"accuracy": 0.5}, reward=0.5, state=COMPLETE, duplicate_of=0), duplicate_of=0)
+    assert [c.number for c in store.candidates()] == [0]
+    told = store.candidates(include_duplicates=True)
+    assert [(c.number, c.duplicate_of, c.reward) for c in told] == [(0, None, 0.5), (1, 0, 0.5)]
+    assert store.counts()["finished"] == 1 and store.counts()["duplicates"] == 1
+
+
+def test_readers_open_a_snapshot_and_write_nothing(tmp_path: Path) -> None:
+    """status/report/export read through a backup copy: the run's study.db is not touched
+    (no journal, same bytes), also while another connection holds it open for writing."""
+    import hashlib
+    import optuna
+
+    from automc.search.snapshot import open_store
+    from automc.search.store import Store
+
+    db = tmp_path / "study.db"
+    url = f"sqlite:///{db}"
+    dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    writer = Store(url, "s")
+    writer.begin(0, {"x": 0.3}, dists)
+    writer.finish(Candidate(0, {"x": 0.3}, metrics={"accuracy": 0.9}, reward=0.9))
+    writer.begin(1, {"x": 0.4}, dists)  # still running
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    reader = open_store(url, "s")
+    assert [c.state for c in reader.candidates()] == [COMPLETE, "running"]
+    assert reader.counts()["running"] == 1
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing
 
 
 def test_postgresql_storage(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ exit status 2, with no traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -16,6 +17,15 @@ from automc import __version__
 from automc.errors import UserError
 
 EXIT_USAGE = 2
+# the machine's state, not a bug: one line with the fix (files are written atomically, so
+# nothing already recorded was damaged; rerun the same command once fixed)
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "free some space, or pass another --run-dir / --out, then rerun to continue",
+    errno.EDQUOT: "free some quota, or pass another --run-dir / --out, then rerun to continue",
+    errno.EROFS: "the file system is read-only: pass a writable --run-dir / --out",
+    errno.EACCES: "no permission: pass a writable --run-dir / --out",
+    errno.EPERM: "not permitted: pass a writable --run-dir / --out",
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"automc {args.command}: error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"automc {args.command}: error: {exc.strerror}:{where} ({_ENVIRONMENT_ERRNOS[exc.errno]})", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"automc {args.command}: interrupted", file=sys.stderr)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import add_model_options, add_run_options, emit_json, parse_kv, print_locked
+from automc.cli.common import add_model_options, add_run_options, emit_json, non_negative_int, parse_kv, positive_int, print_locked
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", metavar="NAME", help="evaluation data (default: the zoo model's dataset)")
     p.add_argument("--split", metavar="NAME", help="split to measure accuracy on (default: the dataset's test split)")
     p.add_argument("--calibration-split", metavar="NAME", help="split for BN / activation calibration (default: the dataset's training split)")
-    p.add_argument("--bn-calibration", type=int, default=16, metavar="B", help="BatchNorm recalibration batches of 64 (default 16; 0 = off)")
-    p.add_argument("--limit", type=int, metavar="N", help="measure accuracy on a seeded stratified subset of N images")
+    p.add_argument("--bn-calibration", type=non_negative_int, default=16, metavar="B", help="BatchNorm recalibration batches of 64 (default 16; 0 = off)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="measure accuracy on a seeded stratified subset of N images")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime QDQ) and check it against the PyTorch model")
     add_run_options(p)
     p.set_defaults(func=run)

@@ -12,6 +12,26 @@ import yaml
 from automc.errors import UserError
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _bounded_int(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _bounded_int(text, 0)
+
+
+def _bounded_int(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+    return value
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="data root (default: $AUTOMC_DATA_DIR, else ~/.local/share/automc/data)")
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification of known data files")
@@ -20,7 +40,7 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """--seed, --threads, the data options and --json: what every model-running command takes."""
     p.add_argument("--seed", type=int, default=0, help="seed of the subset draws, calibration augmentation and training (default 0)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch intra-op threads (default: torch's)")
     add_data_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

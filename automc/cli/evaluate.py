@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from automc.cli.common import add_model_options, add_run_options, emit_json, parse_kv, progress_enabled
+from automc.cli.common import add_model_options, add_run_options, emit_json, non_negative_int, parse_kv, positive_int, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,10 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="PATH", help="checkpoint to load (weights_only), or 'pretrained' for the known CIFAR ResNets")
     p.add_argument("--dataset", required=True, metavar="NAME", help="dataset (see 'automc datasets')")
     p.add_argument("--split", metavar="NAME", help="split to evaluate on (default: the dataset's test split; for cifar10 test-exact when the full test batch is absent)")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate on a seeded stratified subset of N samples")
-    p.add_argument("--bn-calibration", type=int, default=0, metavar="B", help="recalibrate BatchNorm on B batches first (default 0: off)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on a seeded stratified subset of N samples")
+    p.add_argument("--bn-calibration", type=non_negative_int, default=0, metavar="B", help="recalibrate BatchNorm on B batches first (default 0: off)")
     p.add_argument("--calibration-split", metavar="NAME", help="split the calibration batches come from (default: the dataset's training split)")
-    p.add_argument("--batch-size", type=int, default=256, metavar="N")
+    p.add_argument("--batch-size", type=positive_int, default=256, metavar="N")
     add_run_options(p)
     p.set_defaults(func=run)
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv, progress_enabled
+from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv, positive_int, progress_enabled
 
 
 def _common(p: argparse.ArgumentParser, *, model_required: bool) -> None:
@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--space-arg", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--device", default="onnxruntime-cpu", metavar="NAME", help="measured profile to build from (default onnxruntime-cpu)")
     b.add_argument("--device-arg", action="append", default=[], metavar="KEY=VALUE")
-    b.add_argument("--step", type=int, default=8, help="channel grid step (default 8)")
-    b.add_argument("--fit", type=int, default=20, metavar="N", help="random candidates used to fit the constant (default 20)")
+    b.add_argument("--step", type=positive_int, default=8, help="channel grid step (default 8)")
+    b.add_argument("--fit", type=positive_int, default=20, metavar="N", help="random candidates used to fit the constant (default 20)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--out", required=True, metavar="FILE")
     b.add_argument("--json", action="store_true")
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--space-arg", action="append", default=[], metavar="KEY=VALUE")
     f.add_argument("--device", default="onnxruntime-cpu", metavar="NAME")
     f.add_argument("--device-arg", action="append", default=[], metavar="KEY=VALUE")
-    f.add_argument("--n", type=int, default=50, help="random candidates (default 50)")
+    f.add_argument("--n", type=positive_int, default=50, help="random candidates (default 50)")
     f.add_argument("--sampler", default="budgets", choices=["budgets", "iid"], help="candidates across compression levels (default) or per-dimension i.i.d.")
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--json", action="store_true")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import emit_json, parse_kv
+from automc.cli.common import emit_json, non_negative_int, parse_kv
 
 
 def _add_objective_options(p: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="rebuild one candidate of a run, re-measure it and write ONNX + PyTorch with a JSON card")
     e.add_argument("run_dir", metavar="RUN_DIR")
-    e.add_argument("--candidate", type=int, required=True, metavar="N", help="candidate number (see 'automc report' or 'automc status')")
+    e.add_argument("--candidate", type=non_negative_int, required=True, metavar="N", help="candidate number (see 'automc report' or 'automc status')")
     e.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime QDQ) checked against the PyTorch model")
     e.add_argument("--out", required=True, metavar="DIR")
     e.add_argument("--json", action="store_true", help="print the card as one JSON object")

@@ -6,22 +6,23 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import emit_json, print_locked, progress_enabled
+from automc.cli.common import emit_json, non_negative_int, positive_int, print_locked, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run (or resume) a compression search from an experiment YAML")
     p.add_argument("config", metavar="CONFIG.yaml")
     p.add_argument("--run-dir", metavar="DIR", help="run directory (default: runs/<name>); running again resumes it")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="evaluate N candidates at once on a local Ray (default 1: in this process)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N", help="evaluate N candidates at once on a local Ray (default 1: in this process)")
     p.add_argument("--address", metavar="ADDR", help="join this Ray cluster instead (e.g. ray://head:10001)")
     p.add_argument("--no-report", action="store_true", help="skip writing RUN_DIR/report at the end ('automc report RUN_DIR' writes it later)")
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    p.add_argument("--check", action="store_true", help="validate the experiment and dry-run it on the uncompressed model, print what the search will do, and stop (writes nothing)")
     p.set_defaults(func=run_search)
 
     s = sub.add_parser("status", help="finished / failed / running counts and the best candidates of a run")
     s.add_argument("run_dir", metavar="RUN_DIR")
-    s.add_argument("--top", type=int, default=5)
+    s.add_argument("--top", type=non_negative_int, default=5, metavar="N", help="how many of the best candidates to list (default 5)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=run_status)
 
@@ -41,6 +42,10 @@ def run_search(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
+    if args.check:
+        from automc.cli.check import print_check
+
+        return print_check(cfg, run_dir, as_json=args.json, workers=args.workers)
     show = progress_enabled() and not args.json
     names = [o.metric for o in cfg.objectives]
     best: dict[str, Any] = {"reward": None}
@@ -54,6 +59,10 @@ def run_search(args: argparse.Namespace) -> int:
         bar = None
 
     def on_candidate(c: Any, done: int, total: int) -> None:
+        if c.duplicate_of is not None:
+            if bar is None and not args.json:
+                print(f"[{done}/{total or '?'}] proposal #{c.number} repeats candidate #{c.duplicate_of}: answered from the record, not evaluated", flush=True)
+            return
         if c.ok and (best["reward"] is None or c.reward > best["reward"]):
             best.update(reward=c.reward, text=f"best reward {c.reward:.4g} (#{c.number}: {_metric_line(dict(c.metrics), names)})")
         if bar is not None:
@@ -104,6 +113,7 @@ def _print_summary(summary: dict[str, Any], names: list[str]) -> None:
     print(
         f"{summary['name']}: {summary['finished']} finished, {summary['failed']} failed, {summary['running']} running"
         + (f", {summary['interrupted']} interrupted earlier" if summary.get("interrupted") else "")
+        + (f", {summary['duplicates']} duplicate proposals answered from the record" if summary.get("duplicates") else "")
     )
     base = summary.get("base_metrics", {})
     if base:

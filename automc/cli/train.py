@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from automc.cli.common import add_model_options, add_run_options, emit_json, parse_kv, progress_enabled
+from automc.cli.common import add_model_options, add_run_options, emit_json, parse_kv, positive_int, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, metavar="NAME")
     p.add_argument("--split", metavar="NAME", help="training split (default: the dataset's training split)")
     p.add_argument("--eval-split", metavar="NAME", help="split to report accuracy on (default: the dataset's test split)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--augment", action="store_true", help="apply the dataset's training augmentation (CIFAR: padded random crop + flip)")

@@ -182,6 +182,13 @@ class SearchSpace(ABC):
         """The policy that compresses nothing (within the space's bounds)."""
         return {k: d.default for k, d in self._dims.items()}
 
+    def canonical(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """A key equal for two policies exactly when they build the same model: the runner
+        never evaluates a policy whose key matches a finished candidate's. The default is
+        the validated values (reals to 12 significant digits); spaces whose knobs are
+        rounded (kept channels, kept weights) override it with what they really build."""
+        return tuple((k, float(f"{v:.12g}") if isinstance(v, float) else v) for k, v in self.validate(params, partial=True).items())
+
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """A random policy; identical for identically seeded generators."""
         return {k: d.sample(rng) for k, d in self._dims.items()}

@@ -97,7 +97,7 @@ def write_html_report(report: Mapping[str, Any], path: str | Path) -> Path:
     rows = [
         ("model", f"{name('model')} on {cfg.get('data', {}).get('dataset', '?')}"),
         ("search", f"space {name('space')}, agent {name('agent')}, reward {name('reward')}"),
-        ("candidates", f"{counts['complete']} finished, {counts['failed']} failed, {counts['running']} running, {counts['interrupted']} interrupted; {run['elapsed_s'] / 60:.1f} min"),
+        ("candidates", f"{counts['complete']} finished, {counts['failed']} failed, {counts['running']} running, {counts['interrupted']} interrupted, {counts.get('duplicates', 0)} duplicate proposals answered from the record; {run['elapsed_s'] / 60:.1f} min"),
         ("objectives", _objective_text(report)),
         ("constraints", ", ".join(f"{c['metric']} in [{format_value(c['min']) or '-inf'}, {format_value(c['max']) or 'inf'}]" for c in report["constraints"]) or "none"),
         ("uncompressed", ", ".join(f"{k.removeprefix('base_')} {format_value(v)}" for k, v in run["base_metrics"].items()) or "not measured"),

@@ -9,7 +9,8 @@ Schema ``automc.report/1`` (keys added later will not change the meaning of thes
 * ``schema``, ``created`` (ISO 8601, UTC), ``automc_version``;
 * ``run``: ``name``, ``run_dir``, ``config`` (resolved experiment), ``versions``,
   ``base_metrics`` (the uncompressed model, ``base_<metric>``), ``elapsed_s``, ``counts``
-  (complete, failed, running, interrupted);
+  (complete, failed, running, interrupted, duplicates — proposals equal to an earlier
+  candidate, answered from its record and never evaluated);
 * ``objectives``: ``[{metric, direction, reference, reference_source, scale}]``;
 * ``constraints``: ``[{metric, min, max}]``;
 * ``dimensions``: ``[{name, layer, knob}]`` — the policy's dimensions in network order;
@@ -53,11 +54,18 @@ class RunRecord:
 
 def open_run(run_dir: str | Path) -> RunRecord:
     """Open the run written by ``automc search`` in ``run_dir`` (one-line error if it is not one)."""
-    from automc.search.store import Store
+    from automc.search.snapshot import open_store
 
     run = RunDir(run_dir)
     cfg = run.read_config()
-    return RunRecord(run.path, cfg, Store(run.storage_url(cfg.get("storage")), cfg["name"]), run.read_versions())
+    return RunRecord(run.path, cfg, open_store(run.storage_url(cfg.get("storage")), cfg["name"]), run.read_versions())
+
+
+def _counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """The store's counts under the report's names (``complete`` for finished)."""
+    out = {"complete": counts["finished"]}
+    out.update({k: v for k, v in counts.items() if k != "finished"})
+    return out
 
 
 def parse_objective_args(items: Sequence[str]) -> list[dict[str, str]]:
@@ -80,8 +88,6 @@ def build_report(
 ) -> dict[str, Any]:
     """The report data of a run (schema ``automc.report/1``). ``objectives`` default to the
     experiment's; ``reference`` overrides reference-point values per metric."""
-    import optuna
-
     import automc
 
     rec = run if isinstance(run, RunRecord) else open_run(run)
@@ -102,7 +108,6 @@ def build_report(
     scales = ref.scales(objs)
     members = front.front_indices()
     members.sort(key=lambda i: tuple(front.losses[i]))
-    trials = rec.store.study.get_trials(deepcopy=False)
     dims: list[dict[str, str]] = []
     seen: set[str] = set()
     for c in cands:
@@ -123,12 +128,7 @@ def build_report(
             "base_metrics": base,
             "locked_groups": list(meta.get("locked_groups", [])),
             "elapsed_s": float(meta.get("elapsed_s", 0.0)),
-            "counts": {
-                "complete": sum(1 for c in cands if c.state == "complete"),
-                "failed": sum(1 for c in cands if c.state == "failed"),
-                "running": sum(1 for t in trials if t.state == optuna.trial.TrialState.RUNNING),
-                "interrupted": sum(1 for t in trials if t.user_attrs.get("interrupted")),
-            },
+            "counts": _counts(rec.store.counts()),
         },
         "objectives": [
             {"metric": o.metric, "direction": o.direction, "reference": ref.values[o.metric], "reference_source": ref.sources[o.metric], "scale": float(s)}

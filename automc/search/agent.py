@@ -4,11 +4,16 @@ Agents are plugins (entry-point group ``automc.agents``). They see the search sp
 objectives and the constraints, never the model, the evaluator or the store: every
 candidate's outcome reaches them through :meth:`Agent.tell`. ``ask`` receives the number the
 store gives the proposal, and ``tell`` carries it back (``candidate.number``), so two equal
-proposals can be outstanding at once and are still told apart. On resume the runner first
-replays every finished candidate through ``tell`` (in order) and then restores
-``state_dict`` where one was saved, so an agent continues rather than restarts without the
-runner knowing how it learns. A told number the agent never asked for is a candidate of an
-earlier run (replay) or one the runner proposed itself (an interrupted candidate retried).
+proposals can be outstanding at once and are still told apart.
+
+Resuming: after every ``tell`` the runner saves ``state_dict()`` (checksummed, atomically).
+On resume it calls :meth:`Agent.resume` with that state (None when there is none or it is
+damaged) and every finished candidate in number order; the default tells the agent each
+candidate the state does not cover. An agent must come back in the state it had — the same
+proposals it would have made had the run never stopped, not its seed's first ones again.
+A told number the agent never asked for is a candidate of an earlier run (replay), one the
+runner proposed itself (an interrupted candidate retried), or a duplicate proposal answered
+from the record (``candidate.duplicate_of``).
 """
 
 from __future__ import annotations
@@ -50,11 +55,24 @@ class Agent(ABC):
         run of it, or retried by the runner)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Anything replaying ``tell`` cannot rebuild (networks, buffers); JSON or tensors."""
+        """What the agent needs to continue exactly (tensors, numbers, strings, lists, dicts:
+        it is loaded with ``weights_only=True``). Key ``"told"``: the candidate numbers it
+        covers (see :meth:`resume`); an empty dict saves nothing."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` after the history was replayed."""
+        """Restore :meth:`state_dict` (called by :meth:`resume`)."""
+
+    def resume(self, state: Mapping[str, Any] | None, history: Sequence[Candidate]) -> None:
+        """Come back after a stop: restore ``state`` (when saved and intact), then tell every
+        candidate of ``history`` it does not cover (``state["told"]``), in number order."""
+        told: set[int] = set()
+        if state:
+            self.load_state_dict(state)
+            told = {int(n) for n in state.get("told", [])}
+        for c in history:
+            if c.number not in told:
+                self.tell(c)
 
     def close(self) -> None:
         """Release threads or processes (the runner calls it when the search ends)."""

@@ -25,6 +25,8 @@ class Candidate:
     state: str = COMPLETE
     error: str | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    # set when the policy equals an earlier candidate's: this outcome is that one's, not re-measured
+    duplicate_of: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -45,4 +47,5 @@ class Candidate:
             state=d.get("state", COMPLETE),
             error=d.get("error"),
             timings=dict(d.get("timings", {})),
+            duplicate_of=d.get("duplicate_of"),
         )

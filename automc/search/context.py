@@ -9,6 +9,8 @@ reward (including a non-finite reward) — becomes a failed candidate with its m
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 import traceback
@@ -23,6 +25,7 @@ from torch import nn
 from automc.build import CALIBRATION_BATCH, Data, open_data
 from automc.compress.spaces import SearchSpace
 from automc.config import ExperimentConfig
+from automc.errors import notice
 from automc.measure.cache import CachedProfile
 from automc.measure.evaluator import Evaluator
 from automc.measure.profiles import DeviceProfile, build_profile
@@ -44,6 +47,9 @@ class Context:
     profiles: list[DeviceProfile]
     reward: Callable[[Mapping[str, float]], float]
     base_metrics: dict[str, float]
+    # the uncompressed model's metrics under the names a candidate's have (plus base_*)
+    reference: dict[str, float]
+    base_trained: bool = True  # False when --check left a base model that needs training untrained
 
 
 def experiment_data(cfg: ExperimentConfig) -> Data:
@@ -68,15 +74,30 @@ def weights_of(cfg: ExperimentConfig, run: RunDir) -> str | None:
     return str(run.base_model.resolve())
 
 
-def base_weights(cfg: ExperimentConfig, run: RunDir, data: Data) -> str | None:
+def base_recipe(cfg: ExperimentConfig) -> str:
+    """What the run's trained base model depends on (model, data, recipe, seed), hashed: a
+    copy made by another recipe is never reused."""
+    parts = {"model": cfg.model.model_dump(mode="json"), "dataset": cfg.data.dataset, "seed": cfg.seed}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def base_weights(cfg: ExperimentConfig, run: RunDir, data: Data, *, train: bool = True) -> str | None:
     """:func:`weights_of`, training the base model into the run first (once) when the
-    experiment asks for training and no trained copy is there yet."""
+    experiment asks for training and no intact copy of this recipe is there yet. A damaged
+    copy is trained again from the recorded seed. ``train=False`` (``--check``, readers)
+    never writes: it returns None (untrained weights) when there is no usable copy."""
     if cfg.model.weights is not None or cfg.model.train is None:
         return cfg.model.weights
-    if not run.base_model.exists():
-        model = data.model(cfg.model.name, None, cfg.model.kwargs)
-        train_classifier(model, data.dataset.load(data.dataset.default_train_split), config=cfg.model.train, seed=cfg.seed)
-        run.save_tensors(run.base_model, model.state_dict())
+    why = run.check_tensors(run.base_model, {"recipe": base_recipe(cfg)})
+    if why is None:
+        return weights_of(cfg, run)
+    if not train:
+        return None
+    if why != "missing":
+        notice(f"{run.base_model} {why}: training the base model again (seed {cfg.seed})")
+    model = data.model(cfg.model.name, None, cfg.model.kwargs)
+    train_classifier(model, data.dataset.load(data.dataset.default_train_split), config=cfg.model.train, seed=cfg.seed)
+    run.save_tensors(run.base_model, model.state_dict(), {"recipe": base_recipe(cfg)})
     return weights_of(cfg, run)
 
 
@@ -91,25 +112,32 @@ def build_profiles(cfg: ExperimentConfig, run: RunDir | None) -> list[DeviceProf
     return profiles
 
 
-def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base: bool = True, cache: bool = True) -> Context:
+def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base: bool = True, cache: bool = True, train: bool = True) -> Context:
     """Model, data, space, evaluator, profiles and reward for ``cfg``; ``measure_base`` also
-    evaluates and profiles the uncompressed model (Ray workers receive those figures)."""
+    evaluates and profiles the uncompressed model (Ray workers receive those figures);
+    ``train=False`` never trains (nor writes) the base model (see :func:`base_weights`)."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     torch.manual_seed(cfg.seed)
     data = experiment_data(cfg)
-    model = data.model(cfg.model.name, base_weights(cfg, run, data), cfg.model.kwargs)
+    weights = base_weights(cfg, run, data, train=train)
+    trained = weights is not None or cfg.model.train is None
+    model = data.model(cfg.model.name, weights, cfg.model.kwargs)
     x = data.example_input()
     evaluator = data.evaluator(bn_calibration_batches=cfg.data.calibration_batches if cfg.data.bn_calibration else 0)
     space = data.space(cfg.space.name, model, cfg.space.config, batches=cfg.data.calibration_batches)
     profiles = build_profiles(cfg, run if cache else None)
     reward = resolve_reward(cfg.reward.name, cfg.reward.kwargs)
     base_metrics: dict[str, float] = {}
+    reference: dict[str, float] = {}
     if measure_base:
-        base = evaluator(model)
-        base_metrics = {"base_accuracy": base["accuracy"], "base_loss": base["loss"]}
+        reference = {k: float(v) for k, v in evaluator(model).items()}
+        base_metrics = {"base_accuracy": reference["accuracy"], "base_loss": reference["loss"]}
         for prof in profiles:
-            base_metrics.update({f"base_{k}": v for k, v in prof.measure(model, x).values.items()})
-    return Context(cfg, model, x, space, evaluator, profiles, reward, base_metrics)
+            measured = {k: float(v) for k, v in prof.measure(model, x).values.items()}
+            reference.update(measured)
+            base_metrics.update({f"base_{k}": v for k, v in measured.items()})
+        reference.update(base_metrics)
+    return Context(cfg, model, x, space, evaluator, profiles, reward, base_metrics, reference, trained)
 
 
 def materialize(ctx: Context, params: Mapping[str, Any]) -> nn.Module:

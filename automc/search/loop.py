@@ -2,16 +2,19 @@
 
 ``run_experiment(config, run_dir)``:
 
-1. takes the run folder's writer lock and writes ``config.yaml`` (resolved) and
-   ``versions.json`` (:class:`automc.run.RunDir`);
+1. takes the run folder's writer lock and refuses a folder holding another config;
 2. builds the context (:mod:`automc.search.context`): model (trained first if the config asks
-   and no trained copy is in the run), data subsets, evaluator, space, profiles and reward;
-3. opens the store; trials left unfinished by a killed run are marked interrupted and their
-   params proposed again; every finished candidate is replayed to the agent (and its saved
-   state restored), so nothing finished is recomputed;
-4. loops until the budget (candidates and/or minutes) is spent: the store gives the next
-   candidate number, ``params = agent.ask(number)``, the store records a RUNNING trial, an
-   executor evaluates it, the store records the outcome, ``agent.tell(candidate)``.
+   and no intact trained copy is in the run — after the plugins and the reward were checked
+   on the untrained model, so a typo never costs a training run), data subsets, evaluator,
+   space, profiles and reward; and the agent;
+3. runs the dry run (:mod:`automc.search.preflight`) and only then writes ``config.yaml``;
+4. opens the store: outcomes a killed run recorded are completed, unfinished candidates are
+   failed as interrupted and proposed again; the agent resumes from its saved state and the
+   finished candidates (:meth:`Agent.resume`);
+5. loops until the budget (candidates and/or minutes) is spent: ``params = agent.ask(number)``;
+   a policy equal to one already evaluated is answered from the record (:mod:`ledger`); any
+   other becomes a RUNNING trial, an executor evaluates it, the store records the outcome,
+   ``agent.tell(candidate)``, and the agent's state is saved.
 """
 
 from __future__ import annotations
@@ -21,26 +24,53 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from automc.compress.saved import package_versions
 from automc.config import ExperimentConfig
-from automc.run import RunDir
+from automc.errors import notice
+from automc.run import DamagedFile, RunDir
 from automc.search.agent import Agent, build_agent
 from automc.search.candidate import COMPLETE, FAILED, Candidate
-from automc.search.context import build_context
+from automc.search.context import Context, base_recipe, build_context
 from automc.search.executors import Executor, RayExecutor, SequentialExecutor
+from automc.search.ledger import Ledger, duplicate
+from automc.search.preflight import preflight
 from automc.search.store import Store, space_distributions
 from automc.search.summary import summarize
 
 VERSIONED = ("automc", "torch", "optuna", "onnxruntime", "torch-pruning", "numpy")
+# an agent proposing only already-evaluated policies this many times in a row has converged
+MAX_DUPLICATES_IN_A_ROW = 200
+
+OnCandidate = Callable[[Candidate, int, int], None]
+
+
+def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True) -> tuple[Context, Agent]:
+    """Context and agent of ``cfg``, dry-run checked. When the base model still has to be
+    trained, everything is checked on the untrained model first (``train=False`` stops
+    there: ``--check``)."""
+    untrained = cfg.model.weights is None and cfg.model.train is not None and run.check_tensors(run.base_model, {"recipe": base_recipe(cfg)}) is not None
+    if untrained or not train:
+        ctx = build_context(cfg, run, cache=False, train=False)
+        agent = _agent(cfg, ctx)
+        preflight(ctx)
+        if not train or not untrained:
+            return ctx, agent
+        agent.close()
+    ctx = build_context(cfg, run)
+    agent = _agent(cfg, ctx)
+    preflight(ctx)
+    return ctx, agent
+
+
+def _agent(cfg: ExperimentConfig, ctx: Context) -> Agent:
+    return build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, constraints=cfg.constraints, config=cfg.agent.config)
 
 
 def run_experiment(
     cfg: ExperimentConfig,
     run_dir: str | Path,
     *,
-    on_candidate: Callable[[Candidate, int, int], None] | None = None,
+    on_candidate: OnCandidate | None = None,
     workers: int = 1,
     address: str | None = None,
     use_ray: bool | None = None,
@@ -49,75 +79,122 @@ def run_experiment(
 
     ``workers > 1`` or an ``address`` evaluates candidates on Ray (see
     :mod:`automc.search.executors`); ``use_ray`` forces the choice (benchmarks compare 1 Ray
-    worker with 2).
+    worker with 2). ``on_candidate(candidate, done, target)`` sees every outcome, duplicates
+    (``candidate.duplicate_of``) included.
     """
     run = RunDir(run_dir)
+    resolved = cfg.model_dump(mode="json")
     with run.writer_lock():
-        run.prepare(cfg.model_dump(mode="json"), {**package_versions(VERSIONED), "seed": cfg.seed})
-        ctx = build_context(cfg, run)
-        store = Store(run.storage_url(cfg.storage), cfg.name)
-        store.set_meta("config", cfg.model_dump(mode="json"))
-        store.set_meta("base_metrics", ctx.base_metrics)
-        store.set_meta("locked_groups", ctx.space.locked_notes())
-        agent = build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, constraints=cfg.constraints, config=cfg.agent.config)
-        dists = space_distributions(ctx.space)
-        retry = store.mark_interrupted(dists)  # params of candidates a killed run left unfinished
-        history = [c for c in store.candidates() if c.state in (COMPLETE, FAILED)]
-        for c in history:
-            agent.tell(c)
-        if run.agent_state.exists():
-            agent.load_state_dict(torch.load(run.agent_state, map_location="cpu", weights_only=True))
-        parallel = use_ray if use_ray is not None else (workers > 1 or address is not None)
-        executor: Executor = RayExecutor(ctx, cfg.model_dump(mode="json"), run.path, workers=workers, address=address) if parallel else SequentialExecutor(ctx)
-        resumed = done = len(history)
+        run.check_config(resolved)
+        ctx, agent = check_experiment(cfg, run)
         try:
-            done = _loop(cfg, run, store, agent, executor, retry, dists, done, on_candidate)
+            run.write_config(resolved, {**package_versions(VERSIONED), "seed": cfg.seed})
+            store = Store(run.storage_url(cfg.storage), cfg.name)
+            store.set_meta("config", resolved)
+            store.set_meta("base_metrics", ctx.base_metrics)
+            store.set_meta("locked_groups", ctx.space.locked_notes())
+            dists = space_distributions(ctx.space)
+            retry = store.recover(dists)  # params of candidates a killed run left unfinished
+            history = [c for c in store.candidates(include_duplicates=True) if c.state in (COMPLETE, FAILED)]
+            agent.resume(_agent_state(run), history)
+            ledger = Ledger((ctx.space.canonical(c.params), c) for c in history if c.duplicate_of is None)
+            parallel = use_ray if use_ray is not None else (workers > 1 or address is not None)
+            executor: Executor = RayExecutor(ctx, resolved, run.path, workers=workers, address=address) if parallel else SequentialExecutor(ctx)
+            resumed = sum(1 for c in history if c.duplicate_of is None)
+            try:
+                done, stop = _Loop(cfg, ctx, run, store, agent, executor, ledger, dists, on_candidate).run(resumed, retry)
+            finally:
+                executor.close()
         finally:
             agent.close()
-            executor.close()
         summary = summarize(store)
-    summary.update({"run_dir": str(run.path), "resumed_from": resumed, "evaluated_now": done - resumed})
+    summary.update({"run_dir": str(run.path), "resumed_from": resumed, "evaluated_now": done - resumed, "stopped": stop})
     return summary
 
 
-def _loop(
-    cfg: ExperimentConfig,
-    run: RunDir,
-    store: Store,
-    agent: Agent,
-    executor: Executor,
-    retry: list[dict[str, Any]],
-    dists: dict[str, Any],
-    done: int,
-    on_candidate: Callable[[Candidate, int, int], None] | None,
-) -> int:
-    """Keep up to ``executor.slots`` candidates in flight (at most ``agent.max_outstanding``)."""
-    target = cfg.budget.candidates
-    elapsed_before = float(store.meta().get("elapsed_s", 0.0))
-    started = time.monotonic()
-    limit = min(executor.slots, agent.max_outstanding or executor.slots)
-    exhausted = False
-    while True:
-        elapsed = elapsed_before + time.monotonic() - started
-        out_of_time = cfg.budget.minutes is not None and elapsed >= cfg.budget.minutes * 60
-        while not exhausted and not out_of_time and executor.pending() < limit and (target is None or done + executor.pending() < target):
-            number = store.next_number()
-            params = retry.pop(0) if retry else agent.ask(number)
-            if params is None:
-                exhausted = True
+def _agent_state(run: RunDir) -> dict[str, Any] | None:
+    """The agent's saved state, or None (none saved, or damaged: then the agent is rebuilt
+    from the store's record alone)."""
+    if not run.agent_state.exists():
+        return None
+    try:
+        state = run.load_tensors(run.agent_state)
+    except DamagedFile as exc:
+        notice(f"{exc.message}; rebuilding the agent from the store's record")
+        return None
+    return state if isinstance(state, dict) else None
+
+
+class _Loop:
+    """Keeps up to ``executor.slots`` candidates in flight (at most ``agent.max_outstanding``
+    proposals awaiting their outcome)."""
+
+    def __init__(self, cfg: ExperimentConfig, ctx: Context, run: RunDir, store: Store, agent: Agent, executor: Executor, ledger: Ledger, dists: dict[str, Any], on_candidate: OnCandidate | None) -> None:
+        self.cfg, self.ctx, self.run_dir, self.store, self.agent = cfg, ctx, run, store, agent
+        self.executor, self.ledger, self.dists, self.on_candidate = executor, ledger, dists, on_candidate
+        self.keys: dict[int, Any] = {}  # in-flight number → canonical key
+        self.done = 0
+        self.repeats = 0  # duplicates proposed since the last new policy
+
+    def run(self, done: int, retry: list[dict[str, Any]]) -> tuple[int, str]:
+        self.done = done
+        target = self.cfg.budget.candidates
+        elapsed_before = float(self.store.meta().get("elapsed_s", 0.0))
+        started = time.monotonic()
+        limit = min(self.executor.slots, self.agent.max_outstanding or self.executor.slots)
+        stop = "budget"
+        while True:
+            elapsed = elapsed_before + time.monotonic() - started
+            out_of_time = self.cfg.budget.minutes is not None and elapsed >= self.cfg.budget.minutes * 60
+            if out_of_time:
+                stop = "minutes"
+            while stop == "budget" and not out_of_time and self._outstanding() < limit and (target is None or self.done + self.executor.pending() < target):
+                number = self.store.next_number()
+                params = retry.pop(0) if retry else self.agent.ask(number)
+                if params is None:
+                    stop = "agent exhausted"
+                    break
+                self._propose(number, params)
+                if self.repeats >= MAX_DUPLICATES_IN_A_ROW:
+                    stop = f"agent converged ({self.repeats} already-evaluated policies proposed in a row)"
+            if self.executor.pending() == 0:
                 break
-            store.begin(number, params, dists)
-            executor.submit(number, params)
-        if executor.pending() == 0:
-            break
-        candidate = executor.next_done()
-        store.finish(candidate)
-        agent.tell(candidate)
-        state = agent.state_dict()
+            cand = self.executor.next_done()
+            self._record(cand)
+            for dup in self.ledger.finish(self.keys.pop(cand.number), cand):
+                self._record(dup)
+            self.store.set_meta("elapsed_s", elapsed_before + time.monotonic() - started)
+        return self.done, stop
+
+    def _outstanding(self) -> int:
+        return self.executor.pending() + self.ledger.waiting()
+
+    def _propose(self, number: int, params: dict[str, Any]) -> None:
+        key = self.ctx.space.canonical(params)
+        self.store.begin(number, params, self.dists)
+        original = self.ledger.original(key)
+        if original is not None:
+            self._record(duplicate(original, number, params))
+            return
+        running = self.ledger.running(key)
+        if running is not None:
+            self.ledger.wait(running, number, params)
+            return
+        self.repeats = 0
+        self.ledger.start(key, number)
+        self.keys[number] = key
+        self.executor.submit(number, params)
+
+    def _record(self, cand: Candidate) -> None:
+        """Store the outcome (one write), tell the agent, save its state, report progress."""
+        self.store.finish(cand, duplicate_of=cand.duplicate_of)
+        self.agent.tell(cand)
+        state = self.agent.state_dict()
         if state:
-            run.save_tensors(run.agent_state, state)
-        store.set_meta("elapsed_s", elapsed_before + time.monotonic() - started)
-        done += 1
-        if on_candidate is not None:
-            on_candidate(candidate, done, target or 0)
-    return done
+            self.run_dir.save_tensors(self.run_dir.agent_state, state)
+        if cand.duplicate_of is None:
+            self.done += 1
+        else:
+            self.repeats += 1
+        if self.on_candidate is not None:
+            self.on_candidate(cand, self.done, self.cfg.budget.candidates or 0)

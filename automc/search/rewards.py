@@ -9,6 +9,7 @@ A reward reaches user code only as ``"package.module:function"`` (or an entry po
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -84,7 +85,12 @@ def resolve_reward(name: str, kwargs: Mapping[str, Any] | None = None) -> Callab
     bound = create(REWARDS.group, name, config=kwargs, partial=True)
 
     def reward(metrics: Mapping[str, float]) -> float:
-        return float(bound(metrics))
+        value = bound(metrics)
+        if not isinstance(value, numbers.Real) and callable(getattr(value, "item", None)) and getattr(value, "ndim", None) == 0:
+            value = value.item()  # a 0-d tensor or NumPy array
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"reward {name!r} returned {type(value).__name__} {value!r}: a reward must return a real number")
+        return float(value)
 
     reward.__name__ = getattr(bound, "__name__", name)
     return reward

@@ -2,8 +2,15 @@
 
 SQLite in the run directory by default; any Optuna storage URL (e.g. PostgreSQL for many
 machines) works the same. A candidate becomes a RUNNING trial before it is evaluated (so a
-killed run leaves a trace) and COMPLETE or FAIL after, with params, every metric, the reward,
-timings and the error as trial attributes. The study's value is the reward.
+killed run leaves a trace) and COMPLETE, FAIL or PRUNED after. Its outcome (params as
+evaluated, every metric, the reward, timings, the error) is one trial attribute, ``outcome``,
+written in one transaction before the trial's state: a kill between the two leaves a RUNNING
+trial whose outcome is known, which :meth:`Store.recover` completes instead of evaluating it
+again. The study's value is the reward.
+
+A proposal equal to a finished candidate (see :meth:`SearchSpace.canonical`) is not evaluated
+again: it is recorded as a PRUNED trial whose outcome names the candidate it repeats
+(``duplicate_of``) and costs no budget.
 """
 
 from __future__ import annotations
@@ -16,28 +23,42 @@ from typing import Any
 import optuna
 
 from automc.compress.spaces import Choice, Float, Int, SearchSpace
-from automc.search.candidate import COMPLETE, FAILED, RUNNING, Candidate
 from automc.errors import UserError
+from automc.search.candidate import COMPLETE, FAILED, RUNNING, Candidate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 INTERRUPTED = "interrupted by a stopped run; its params are proposed again"
+_STATE = optuna.trial.TrialState
+
+
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=float))
 
 
 class Store:
-    """Append-only record of candidates, backed by an Optuna study."""
+    """Append-only record of candidates, backed by an Optuna study.
 
-    def __init__(self, url: str, study_name: str) -> None:
+    ``readonly`` opens an existing study without creating anything (``status``, ``report``,
+    ``export``); see :func:`automc.search.snapshot.open_store` for read-only folders.
+    """
+
+    def __init__(self, url: str, study_name: str, *, readonly: bool = False) -> None:
         try:
-            self.study = optuna.create_study(
-                storage=url,
-                study_name=study_name,
-                direction="maximize",
-                sampler=optuna.samplers.RandomSampler(),  # params are always enqueued
-                load_if_exists=True,
-            )
+            if readonly:
+                self.study = optuna.load_study(storage=url, study_name=study_name, sampler=optuna.samplers.RandomSampler())
+            else:
+                self.study = optuna.create_study(
+                    storage=url,
+                    study_name=study_name,
+                    direction="maximize",
+                    sampler=optuna.samplers.RandomSampler(),  # params are always enqueued
+                    load_if_exists=True,
+                )
         except (ImportError, ModuleNotFoundError) as exc:
             raise UserError(f"storage {url.split(':', 1)[0]!r} needs a driver that is not installed ({exc}): pip install 'automc[postgres]'") from None
+        except KeyError:
+            raise UserError(f"storage {url!r} has no study {study_name!r}: the search has not recorded anything yet") from None
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors vary
             raise UserError(f"cannot open storage {url!r}: {str(exc).splitlines()[0]}") from None
         self.url = url
@@ -59,77 +80,102 @@ class Store:
             raise RuntimeError(f"store {self.url}: expected trial {number}, Optuna gave {trial.number}; another process writes to this study")
         self._open[number] = trial
 
-    def finish(self, candidate: Candidate) -> None:
-        """Record the outcome of a candidate :meth:`begin` started in this process."""
+    def finish(self, candidate: Candidate, *, duplicate_of: int | None = None) -> None:
+        """Record the outcome of a candidate :meth:`begin` started in this process: the
+        outcome attribute first (one write), then the state."""
         trial = self._open.pop(candidate.number)
-        for key, value in (("metrics", dict(candidate.metrics)), ("reward", candidate.reward), ("timings", dict(candidate.timings)), ("error", candidate.error), ("automc_params", dict(candidate.params))):
-            trial.set_user_attr(key, json.loads(json.dumps(value, default=float)))
-        if candidate.ok and candidate.reward is not None and math.isfinite(candidate.reward):
-            self.study.tell(trial, candidate.reward)
+        outcome = {
+            "params": dict(candidate.params),
+            "metrics": dict(candidate.metrics),
+            "reward": candidate.reward,
+            "timings": dict(candidate.timings),
+            "error": candidate.error,
+            "ok": candidate.ok,
+            "duplicate_of": duplicate_of,
+        }
+        trial.set_user_attr("outcome", _json(outcome))
+        self._tell(trial.number, outcome)
+
+    def _tell(self, number: int, outcome: Mapping[str, Any]) -> None:
+        reward = outcome.get("reward")
+        if outcome.get("duplicate_of") is not None:
+            self.study.tell(number, state=_STATE.PRUNED)
+        elif outcome.get("ok") and reward is not None and math.isfinite(reward):
+            self.study.tell(number, reward)
         else:
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.study.tell(number, state=_STATE.FAIL)
 
-    def mark_interrupted(self, distributions: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Fail trials a stopped run left unfinished; returns their params (to propose again).
+    def recover(self, distributions: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Settle what a stopped run left unfinished; returns the params to propose again.
 
-        That is RUNNING trials (killed mid-evaluation) and WAITING ones: :meth:`begin`
-        enqueues, then asks, and a kill between the two leaves a WAITING trial that the next
-        ``ask`` would otherwise pop — pairing its params with a different candidate. Their
-        numbers are kept in the study's ``interrupted`` attribute.
+        A RUNNING trial whose outcome was written is completed from it (the evaluation was
+        done). Others — RUNNING without outcome (killed mid-evaluation) and WAITING ones
+        (:meth:`begin` enqueues, then asks; a kill between leaves a WAITING trial that the
+        next ``ask`` would pair with a different candidate) — are failed as interrupted, their
+        numbers kept in the study's ``interrupted`` attribute, and their params returned.
         """
         unfinished: dict[int, dict[str, Any]] = {}
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        for t in self.study.get_trials(deepcopy=False, states=(_STATE.WAITING,)):
             popped = self.study.ask(dict(distributions))  # Optuna pops the oldest WAITING trial: this one
             if popped.number != t.number:
                 raise RuntimeError(f"store {self.url}: popped trial {popped.number} instead of waiting trial {t.number}")
-            popped.set_user_attr("automc_params", dict(popped.params))
             unfinished[t.number] = dict(popped.params)
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            unfinished.setdefault(t.number, dict(t.params))
+        for t in self.study.get_trials(deepcopy=False, states=(_STATE.RUNNING,)):
+            if "outcome" in t.user_attrs:
+                self._tell(t.number, t.user_attrs["outcome"])
+            else:
+                unfinished.setdefault(t.number, dict(t.params))
         if unfinished:
             self.study.set_user_attr("interrupted", sorted(self.interrupted() | set(unfinished)))
             for number in sorted(unfinished):
-                self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+                self.study.tell(number, state=_STATE.FAIL)
         return [unfinished[n] for n in sorted(unfinished)]
 
     def interrupted(self) -> set[int]:
         """Numbers of the trials stopped runs left unfinished (failed, then proposed again)."""
-        legacy = {t.number for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("interrupted")}
-        return set(self.study.user_attrs.get("interrupted", [])) | legacy
+        return set(self.study.user_attrs.get("interrupted", []))
 
     def counts(self) -> dict[str, int]:
         """Trials by what happened to them (interrupted ones are not failures)."""
         interrupted = self.interrupted()
         trials = self.study.get_trials(deepcopy=False)
-        state = optuna.trial.TrialState
         return {
-            "finished": sum(1 for t in trials if t.state == state.COMPLETE),
-            "failed": sum(1 for t in trials if t.state == state.FAIL and t.number not in interrupted),
-            "running": sum(1 for t in trials if t.state == state.RUNNING),
+            "finished": sum(1 for t in trials if t.state == _STATE.COMPLETE),
+            "failed": sum(1 for t in trials if t.state == _STATE.FAIL and t.number not in interrupted),
+            "running": sum(1 for t in trials if t.state == _STATE.RUNNING),
             "interrupted": len(interrupted),
+            "duplicates": sum(1 for t in trials if t.state == _STATE.PRUNED),
         }
 
-    def candidates(self, *, include_interrupted: bool = False) -> list[Candidate]:
-        """Every finished candidate, in number order."""
+    def candidates(self, *, include_interrupted: bool = False, include_duplicates: bool = False) -> list[Candidate]:
+        """Every candidate, in number order: finished and failed ones, and RUNNING ones with
+        their params. Duplicates (told to the agent, never evaluated) only on request."""
         interrupted = self.interrupted()
         out = []
         for t in self.study.get_trials(deepcopy=False):
-            if t.state == optuna.trial.TrialState.RUNNING:
+            if t.state == _STATE.RUNNING:
                 out.append(Candidate(t.number, dict(t.params), state=RUNNING))
                 continue
-            if t.number in interrupted and not include_interrupted:
+            if t.number in interrupted:
+                if include_interrupted:
+                    out.append(Candidate(t.number, dict(t.params), state=FAILED, error=INTERRUPTED))
                 continue
-            if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL):
+            if t.state == _STATE.PRUNED and not include_duplicates:
                 continue
+            if t.state not in (_STATE.COMPLETE, _STATE.FAIL, _STATE.PRUNED):
+                continue
+            o = t.user_attrs.get("outcome") or _legacy_outcome(t)
+            ok = t.state == _STATE.COMPLETE or (t.state == _STATE.PRUNED and bool(o.get("ok")))
             out.append(
                 Candidate(
                     number=t.number,
-                    params=t.user_attrs.get("automc_params", dict(t.params)),
-                    metrics=t.user_attrs.get("metrics", {}),
-                    reward=t.user_attrs.get("reward"),
-                    state=COMPLETE if t.state == optuna.trial.TrialState.COMPLETE else FAILED,
-                    error=INTERRUPTED if t.number in interrupted else t.user_attrs.get("error"),
-                    timings=t.user_attrs.get("timings", {}),
+                    params=dict(o.get("params") or t.params),
+                    metrics=dict(o.get("metrics") or {}),
+                    reward=o.get("reward"),
+                    state=COMPLETE if ok else FAILED,
+                    error=o.get("error"),
+                    timings=dict(o.get("timings") or {}),
+                    duplicate_of=o.get("duplicate_of"),
                 )
             )
         return out
@@ -143,6 +189,12 @@ class Store:
     @property
     def name(self) -> str:
         return self.study.study_name
+
+
+def _legacy_outcome(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The outcome of a trial written before ``outcome`` was one attribute."""
+    a = t.user_attrs
+    return {"params": a.get("automc_params", dict(t.params)), "metrics": a.get("metrics", {}), "reward": a.get("reward"), "timings": a.get("timings", {}), "error": a.get("error")}
 
 
 def space_distributions(space: SearchSpace) -> dict[str, Any]:

@@ -1,0 +1,55 @@
+"""The dry run before a search spends its budget (and ``automc search --check``).
+
+The uncompressed model has been through the evaluator and every profile (the context measured
+it); here its metrics go through the reward (with its kwargs), every objective and every
+constraint. A missing metric, a reward that raises, returns something other than a real
+number or a non-finite one is one line naming the field — before the first candidate, not
+after a whole budget of failed or blind candidates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automc.errors import UserError
+from automc.search.context import Context, evaluate_candidate
+
+
+def preflight(ctx: Context) -> float:
+    """Check objectives, constraints and reward on the uncompressed model; returns its reward."""
+    cfg = ctx.config
+    metrics = ctx.reference
+    measured = ", ".join(sorted(metrics))
+    profiles = ", ".join(p.name for p in cfg.profiles)
+    for i, o in enumerate(cfg.objectives):
+        if o.metric not in metrics:
+            raise UserError(f"objectives[{i}].metric {o.metric!r} is measured by no profile of this experiment ({profiles}); measured: {measured}", field=f"objectives[{i}].metric")
+    for i, k in enumerate(cfg.constraints):
+        if k.metric not in metrics:
+            raise UserError(f"constraints[{i}].metric {k.metric!r} is measured by no profile of this experiment ({profiles}); measured: {measured}", field=f"constraints[{i}].metric")
+    where = f"reward {cfg.reward.name!r}" + (f" with kwargs {dict(cfg.reward.kwargs)}" if cfg.reward.kwargs else "")
+    try:
+        value = ctx.reward(metrics)
+    except KeyError as exc:
+        raise UserError(f"{where}: {exc.args[0] if exc.args else exc}", field="reward") from None
+    except Exception as exc:  # noqa: BLE001 - the reward is user code: say where it failed
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        raise UserError(f"{where} fails on the uncompressed model: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})", field="reward") from None
+    if not math.isfinite(value):
+        raise UserError(f"{where} is {value} on the uncompressed model: a reward must be finite", field="reward")
+    return value
+
+
+def probe(ctx: Context) -> dict[str, Any]:
+    """Evaluate one random policy (seeded) as a candidate would be: its timings estimate what
+    a candidate costs; a failure is reported, not raised (one policy may be infeasible)."""
+    params = ctx.space.sample(np.random.default_rng([ctx.config.seed, 2**31]))
+    t0 = time.perf_counter()
+    cand = evaluate_candidate(ctx, -1, params)
+    return {"seconds": time.perf_counter() - t0, "timings": dict(cand.timings), "error": cand.error, "metrics": dict(cand.metrics), "reward": cand.reward}
