@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import optuna
 
+from automc.compress.spaces import SearchSpace
+from automc.config import Constraint, Objective
+from automc.errors import UserError
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
-from automc.config import Constraint, Objective
 from automc.search.store import space_distributions
-from automc.compress.spaces import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -121,6 +122,8 @@ class TPEAgent(_OptunaAgent):
         n_startup_trials: int = 10,
         multivariate: bool = True,
     ) -> None:
+        if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 0:
+            raise UserError(f"n_startup_trials must be an integer >= 0, got {n_startup_trials!r}", field="agent.config.n_startup_trials")
         self.n_startup_trials = int(n_startup_trials)
         self.multivariate = bool(multivariate)
         super().__init__(space, objectives, seed=seed, constraints=constraints)
@@ -145,6 +148,8 @@ class NSGA2Agent(_OptunaAgent):
         constraints: Sequence[Constraint] = (),
         population_size: int = 20,
     ) -> None:
+        if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 2:
+            raise UserError(f"population_size must be an integer >= 2 (NSGA-II breeds pairs), got {population_size!r}", field="agent.config.population_size")
         self.population_size = int(population_size)
         super().__init__(space, objectives, seed=seed, constraints=constraints)
 
@@ -154,6 +159,16 @@ class NSGA2Agent(_OptunaAgent):
 
     def _directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Also rebuild NSGA-II's parent-population cache as the live run had it: each
+        generation's parents were computed (and cached, in trial order) at that generation's
+        first ask; computing them again, oldest generation first, gives the same lists."""
+        super().load_state_dict(state)
+        generations = [v for t in self.study.get_trials(deepcopy=False) for k, v in t.system_attrs.items() if k.endswith(":generation")]
+        sampler = self._sampler(self.seed)
+        for g in range(1, max(generations, default=0) + 1):
+            sampler.get_parent_population(self.study, g)
 
     def _values(self, c: Candidate) -> list[float] | None:
         try:

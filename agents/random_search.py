@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from automc.compress.spaces import SearchSpace
+from automc.config import Constraint, Objective
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
-from automc.config import Constraint, Objective
-from automc.compress.spaces import SearchSpace
 
 
 class RandomAgent(Agent):

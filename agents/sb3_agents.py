@@ -1,202 +1,23 @@
-"""stable-baselines3 DDPG and PPO as ask/tell agents over :class:`automc.search.gym_env.CompressionEnv`.
-
-Design: SB3's ``learn()`` owns its loop, the runner owns ask/tell. ``learn()`` therefore runs
-in a learner thread on the env; the env's last ``step`` of an episode hands the finished
-policy to ``ask()`` and blocks until ``tell()`` returns that candidate's reward. The main
-thread and the learner strictly take turns (``tell`` returns only once the learner has
-produced the next policy and is waiting again), so runs are deterministic for a seed, and
-evaluation can happen anywhere (this process, a Ray worker) — the agent never evaluates.
+"""stable-baselines3 DDPG and PPO as ask/tell agents (the shared learner-thread machinery is in
+:mod:`automc.agents.sb3_base`).
 
 DDPG follows AMC: warm-up episodes of random actions (``warmup_episodes``), Gaussian
-exploration noise decaying by ``noise_decay`` per episode, discount 1, and the budget clamp
-in the env so every episode meets ``budget``.
-
-Resuming: DDPG's replay buffer is refilled from the stored candidates (each is a
-deterministic episode); the networks and their optimizers come back from ``state_dict``
-(tensors only; loaded with ``weights_only=True``); and every episode starts from random
-state seeded by (seed, episode index) — warm-up actions, exploration noise, minibatches — so a
-resumed run continues the sequence instead of replaying its seed's first episodes.
+exploration noise decaying by ``noise_decay`` per episode, discount 1, and the budget clamp in
+the env so every episode meets ``budget``. PPO and the MNasNet controller (a recurrent policy)
+learn on-policy on the same env.
 """
 
 from __future__ import annotations
 
-import inspect
-import queue
-import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import torch
+from automc.agents.sb3_base import _number, _SB3Agent
 
-from automc.search.agent import Agent
-from automc.search.candidate import Candidate
-from automc.config import Constraint, Objective
-from automc.errors import UserError
-from automc.search.gym_env import CompressionEnv
 from automc.compress.spaces import SearchSpace
-
-_STOP = object()
-
-
-class _Stop(Exception):
-    pass
-
-
-class _SB3Agent(Agent):
-    algorithm: ClassVar[str] = ""
-    max_outstanding: ClassVar[int] = 1  # one episode at a time: the learner waits for its reward
-    # SB3 arguments the agent derives itself (from its own settings), never passed through
-    derived: ClassVar[frozenset[str]] = frozenset()
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        *,
-        seed: int = 0,
-        constraints: Sequence[Constraint] = (),
-        budget: float | None = None,
-        failure_reward: float = -1.0,
-        learning_rate: float = 1e-3,
-        net_arch: Sequence[int] = (64, 64),
-        **algo_kwargs: Any,
-    ) -> None:
-        super().__init__(space, objectives, seed=seed, constraints=constraints)
-        if budget is not None and not 0 < float(budget) <= 1:
-            raise UserError(f"budget must be a fraction of the uncompressed cost in (0, 1], got {budget}", field="agent.config.budget")
-        self.budget = budget
-        self.failure_reward = float(failure_reward)
-        self._params_q: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._reward_q: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._outstanding: int | None = None  # the candidate number whose reward the learner awaits
-        self._ready: dict[str, Any] | None = None
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self.episodes = 0
-        self.env = CompressionEnv(space, budget=budget, on_episode=self._on_episode)
-        self.steps_per_episode = len(self.env.names)
-        self._check_algo_kwargs(algo_kwargs)
-        self.model = self._build(float(learning_rate), list(net_arch), algo_kwargs)
-        self._reseed()
-
-    # -- learner side ---------------------------------------------------------------------------
-    def _on_episode(self, params: dict[str, Any]) -> float:
-        self._params_q.put(params)
-        reward = self._reward_q.get()
-        if reward is _STOP:
-            raise _Stop
-        self.episodes += 1
-        self._after_episode()
-        self._reseed()
-        return float(reward)
-
-    def _after_episode(self) -> None:
-        pass
-
-    def _reseed(self) -> None:
-        """Seed Python, NumPy, torch and the action space from (seed, episodes): what an
-        episode draws depends on its index, not on how the run got there."""
-        self.model.set_random_seed(int(np.random.SeedSequence([self.seed, self.episodes]).generate_state(1)[0]))
-
-    def _learn(self) -> None:
-        try:
-            self.model.learn(total_timesteps=10**9, reset_num_timesteps=False)
-        except _Stop:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - surfaced in ask()
-            self._error = exc
-            self._params_q.put(_STOP)
-
-    def _next_params(self) -> dict[str, Any]:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._learn, name=f"automc-{self.name}", daemon=True)
-            self._thread.start()
-        item = self._params_q.get()
-        if item is _STOP:
-            raise RuntimeError(f"{self.name} learner stopped: {self._error!r}") from self._error
-        return item
-
-    # -- ask / tell -------------------------------------------------------------------------------
-    def ask(self, number: int) -> dict[str, Any] | None:
-        if self._ready is None:
-            self._ready = self._next_params()
-        params, self._ready, self._outstanding = self._ready, None, number
-        return dict(params)
-
-    def tell(self, candidate: Candidate) -> None:
-        reward = candidate.reward if candidate.ok and candidate.reward is not None else self.failure_reward
-        if self._outstanding is not None and candidate.number == self._outstanding:
-            self._outstanding = None
-            self._reward_q.put(reward)
-            self._ready = self._next_params()  # the learner is idle again: state_dict is consistent
-        else:
-            self._replay(candidate, reward)
-
-    def _replay(self, candidate: Candidate, reward: float) -> None:
-        """A finished candidate from an earlier run of this search."""
-        self.episodes += 1
-
-    def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            while True:
-                try:
-                    self._reward_q.put_nowait(_STOP)
-                    break
-                except queue.Full:
-                    self._reward_q.get_nowait()
-            self._thread.join(timeout=10)
-
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-    # -- state --------------------------------------------------------------------------------------
-    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {name or "policy": m.optimizer for name, m in self.model.policy.named_modules() if isinstance(getattr(m, "optimizer", None), torch.optim.Optimizer)}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Networks and optimizers (the history is replayed: see :meth:`resume`)."""
-        return {
-            "policy": {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()},
-            "optimizers": {k: opt.state_dict() for k, opt in self._optimizers().items()},
-            "episodes": torch.tensor(self.episodes),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if "policy" in state:
-            self.model.policy.load_state_dict(state["policy"])
-        for name, opt in self._optimizers().items():
-            if name in state.get("optimizers", {}):
-                opt.load_state_dict(state["optimizers"][name])
-
-    def resume(self, state: Mapping[str, Any] | None, history: Sequence[Candidate]) -> None:
-        """Replay every finished candidate (DDPG: into the replay buffer), then restore the
-        networks and optimizers, then seed the next episode by its index."""
-        for c in history:
-            self.tell(c)
-        if state:
-            self.load_state_dict(state)
-        self._reseed()
-
-    def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:  # pragma: no cover - abstract
-        """The SB3 class, its policy name and extra policy settings (with defaults)."""
-        raise NotImplementedError
-
-    def _check_algo_kwargs(self, kwargs: Mapping[str, Any]) -> None:
-        """Extra settings go to the SB3 algorithm: reject one it does not take, in one line
-        listing those it does (automc sets env, policy, seed, device and verbose itself)."""
-        algo, _, extra = self._algorithm()
-        fixed = {"self", "policy", "env", "seed", "device", "verbose", "policy_kwargs", "learning_rate", "_init_setup_model", *self.derived}
-        valid = sorted((set(inspect.signature(algo.__init__).parameters) - fixed) | set(extra))
-        for key in kwargs:
-            if key not in valid:
-                raise UserError(f"agent {self.name!r} has no setting {key!r}; besides its own it takes {algo.__name__}'s: {', '.join(valid)}", field=f"agent.config.{key}")
+from automc.config import Objective
+from automc.search.candidate import Candidate
 
 
 class DDPGAgent(_SB3Agent):
@@ -219,6 +40,11 @@ class DDPGAgent(_SB3Agent):
         batch_size: int = 64,
         **kwargs: Any,
     ) -> None:
+        _number("warmup_episodes", warmup_episodes, 0, None, integer=True)
+        _number("noise_sigma", noise_sigma, 0, None)
+        _number("noise_decay", noise_decay, 0, 1, low_open=True)
+        _number("buffer_size", buffer_size, 1, None, integer=True)
+        _number("batch_size", batch_size, 1, None, integer=True)
         self.warmup_episodes = int(warmup_episodes)
         self.noise_sigma = float(noise_sigma)
         self.noise_decay = float(noise_decay)
@@ -278,6 +104,7 @@ class PPOAgent(_SB3Agent):
     derived = frozenset({"n_steps"})
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, episodes_per_update: int = 4, **kwargs: Any) -> None:
+        _number("episodes_per_update", episodes_per_update, 1, None, integer=True)
         self.episodes_per_update = int(episodes_per_update)
         super().__init__(space, objectives, seed=seed, **kwargs)
 

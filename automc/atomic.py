@@ -32,3 +32,21 @@ def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``dest`` atomically."""
     with atomic_path(dest) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a staging folder beside ``folder``; on success every file written there is
+    renamed into ``folder`` (pages last: they link the others). A failure while writing
+    (disk full) leaves ``folder`` as it was — the previous set of files, whole."""
+    import shutil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.staging-"))
+    try:
+        yield staging
+        for path in sorted(staging.iterdir(), key=lambda p: (p.suffix == ".html", p.name)):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

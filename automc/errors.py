@@ -7,6 +7,7 @@ The CLI prints it without a traceback and exits with status 2; library callers c
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -25,6 +26,20 @@ class UserError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def user_code_error(what: str, exc: BaseException, *, field: str | None = None) -> UserError:
+    """``exc``, raised by code the user named (a model factory, a reward, a module imported
+    for them), as one line: what failed, the exception and where it was raised. The original
+    stays chained (``AUTOMC_TRACEBACK=1`` prints it)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    err = UserError(f"{what}: {type(exc).__name__}{': ' + text if text else ''}{where}", field=field)
+    err.__cause__ = exc
+    return err
 
 
 def notice(message: str) -> None:

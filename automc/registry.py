@@ -23,11 +23,10 @@ import functools
 import importlib
 import inspect
 from collections.abc import Mapping
-from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from automc.errors import UserError
+from automc.errors import UserError, user_code_error
 
 GROUPS: dict[str, str] = {
     "automc.agents": "agent",
@@ -55,7 +54,9 @@ def load_object(reference: str, *, what: str = "object") -> Any:
                 f"cannot import module {module_name!r} named in {what} {reference!r}: check the "
                 "spelling and that it is installed or on PYTHONPATH"
             ) from None
-        raise
+        raise user_code_error(f"module {module_name!r} (named in {what} {reference!r}) imports {exc.name!r}, which is not installed", exc) from exc
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        raise user_code_error(f"importing module {module_name!r} (named in {what} {reference!r}) failed", exc) from exc
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
@@ -67,7 +68,7 @@ def load_object(reference: str, *, what: str = "object") -> Any:
     return obj
 
 
-@lru_cache(maxsize=None)
+@functools.cache
 def _group_entry_points(group: str) -> tuple[EntryPoint, ...]:
     return tuple(entry_points(group=group))
 

@@ -112,8 +112,14 @@ def test_local_registration_and_module_function(tmp_path, monkeypatch) -> None:
     sys.modules.pop("my_rewards", None)
 
 
-def test_import_errors_inside_user_modules_are_not_masked(tmp_path, monkeypatch) -> None:
+def test_errors_inside_user_modules_are_one_line_naming_the_cause_and_place(tmp_path, monkeypatch) -> None:
+    """A user module that imports a missing package, or raises while importing: one line with
+    the package (or exception) and file:line; the original stays chained for AUTOMC_TRACEBACK."""
     (tmp_path / "broken_mod.py").write_text("import not_installed_dependency_xyz\n")
+    (tmp_path / "raising_mod.py").write_text("X = 1\nraise RuntimeError('no GPU here')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError, match="not_installed_dependency_xyz"):
+    with pytest.raises(UserError, match=r"imports 'not_installed_dependency_xyz', which is not installed.*\(broken_mod.py:1\)") as info:
         load_object("broken_mod:f")
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+    with pytest.raises(UserError, match=r"importing module 'raising_mod' .* failed: RuntimeError: no GPU here \(raising_mod.py:2\)"):
+        load_object("raising_mod:f")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from automc.search.candidate import FAILED
 from automc.config import parse_config
 from automc.errors import UserError
+from automc.search.candidate import FAILED
 from tests.conftest import REPO, assert_user_error, run_cli
 from tests.search_support import TINY, trials_of, write_config
 
@@ -158,11 +158,11 @@ def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_experiments_are_valid(path: Path) -> None:
-    from automc.search.agent import AGENTS
+    from automc.compress.spaces import SPACES
     from automc.config import load_config
     from automc.measure.profiles import PROFILES
+    from automc.search.agent import AGENTS
     from automc.search.rewards import REWARDS
-    from automc.compress.spaces import SPACES
 
     cfg = load_config(path)
     assert cfg.name == path.stem

@@ -84,6 +84,7 @@ def test_readers_open_a_snapshot_and_write_nothing(tmp_path: Path) -> None:
     """status/report/export read through a backup copy: the run's study.db is not touched
     (no journal, same bytes), also while another connection holds it open for writing."""
     import hashlib
+
     import optuna
 
     from automc.search.snapshot import open_store

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -58,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
+        if os.environ.get("AUTOMC_TRACEBACK"):  # for debugging the user's own code behind the line
+            traceback.print_exception(exc)
         print(f"automc {args.command}: error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:

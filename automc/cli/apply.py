@@ -8,7 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import add_model_options, add_run_options, emit_json, non_negative_int, parse_kv, positive_int, print_locked
+from automc.cli.common import (
+    add_model_options,
+    add_run_options,
+    emit_json,
+    non_negative_int,
+    parse_kv,
+    positive_int,
+    print_locked,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from automc.cli.common import add_model_options, add_run_options, emit_json, non_negative_int, parse_kv, positive_int, progress_enabled
+from automc.cli.common import (
+    add_model_options,
+    add_run_options,
+    emit_json,
+    non_negative_int,
+    parse_kv,
+    positive_int,
+    progress_enabled,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import add_data_options, add_model_options, emit_json, parse_kv, positive_int, progress_enabled
+from automc.cli.common import (
+    add_data_options,
+    add_model_options,
+    emit_json,
+    parse_kv,
+    positive_int,
+    progress_enabled,
+)
 
 
 def _common(p: argparse.ArgumentParser, *, model_required: bool) -> None:

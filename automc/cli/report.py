@@ -83,7 +83,8 @@ def print_report_summary(data: dict[str, Any], paths: dict[str, Path]) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     import json
 
-    from automc.results.report import parse_objective_args, write_comparison
+    from automc.results.compare import write_comparison
+    from automc.results.report import parse_objective_args
 
     paths = write_comparison(args.run_dirs, args.out, objectives=parse_objective_args(args.objective) or None, reference=_references(args), png=not args.no_png)
     data = json.loads(paths["json"].read_text())

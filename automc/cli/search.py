@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import emit_json, non_negative_int, positive_int, print_locked, progress_enabled
+from automc.cli.common import (
+    emit_json,
+    non_negative_int,
+    positive_int,
+    print_locked,
+    progress_enabled,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +56,14 @@ def run_search(args: argparse.Namespace) -> int:
     names = [o.metric for o in cfg.objectives]
     best: dict[str, Any] = {"reward": None}
     if show:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[best]}"))
         bar.start()

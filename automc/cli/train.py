@@ -6,7 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
-from automc.cli.common import add_model_options, add_run_options, emit_json, parse_kv, positive_int, progress_enabled
+from automc.cli.common import (
+    add_model_options,
+    add_run_options,
+    emit_json,
+    parse_kv,
+    positive_int,
+    progress_enabled,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ given as ``package.module:function`` — a factory the user wrote that returns a
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.errors import UserError
+from automc.errors import UserError, user_code_error
 from automc.registry import create, registry
 
 MODELS = registry("automc.models")
@@ -65,7 +66,12 @@ def build_model(
     ``num_classes`` and ``in_channels`` (usually taken from the dataset) are passed only if
     the factory accepts them and ``kwargs`` does not already set them.
     """
-    model = create(MODELS.group, name, config=kwargs, optional={"num_classes": num_classes, "in_channels": in_channels})
+    try:
+        model = create(MODELS.group, name, config=kwargs, optional={"num_classes": num_classes, "in_channels": in_channels})
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the factory rejected its settings (or is broken): say where
+        raise user_code_error(f"model {name!r}" + (f" with kwargs {dict(kwargs)}" if kwargs else "") + " cannot be built", exc, field="model.kwargs") from exc
     if not isinstance(model, nn.Module):
         raise UserError(f"model factory {name!r} returned {type(model).__name__}; it must return a torch.nn.Module")
     return model
@@ -99,10 +105,16 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, model_name: 
     if not p.is_file():
         raise UserError(f"weights file {p} does not exist: check --weights (use 'pretrained' for the known CIFAR ResNets)")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns before refusing a pickle: the one line below says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types on foreign or corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read weights file {p} with torch.load(weights_only=True) ({first}): pass a plain state_dict checkpoint") from None
+        why = (
+            "it holds pickled Python objects besides tensors, which automc never unpickles"
+            if "unsupported global" in str(exc).lower()
+            else f"it is damaged or not a PyTorch tensor checkpoint ({type(exc).__name__})"
+        )
+        raise UserError(f"cannot read weights file {p}: {why}; pass a checkpoint of tensors only, saved with torch.save(model.state_dict(), path)") from None
     state, meta = _extract_state_dict(obj, p)
     expected = model.state_dict()
     ignorable = {k for k in expected if k.endswith("num_batches_tracked")}

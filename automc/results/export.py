@@ -31,7 +31,7 @@ from automc.results.pareto import parse_constraints, parse_objectives, pareto_fr
 from automc.results.report import open_run
 from automc.run import RunDir
 from automc.search.candidate import COMPLETE
-from automc.search.context import build_context, materialize, weights_of
+from automc.search.context import base_recipe, build_context, materialize, weights_of
 
 
 def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8: bool = False) -> dict[str, Any]:
@@ -51,7 +51,11 @@ def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8:
     if cand.state != COMPLETE:
         raise UserError(f"--candidate {number} did not finish ({cand.state}: {cand.error}); {hint}", field="candidate")
 
-    ctx = build_context(cfg, run, measure_base=False, cache=False)  # fresh measurements: no cache
+    if cfg.model.weights is None and cfg.model.train is not None:
+        why = run.check_tensors(run.base_model, {"recipe": base_recipe(cfg)})
+        if why is not None:
+            raise UserError(f"the run's trained base model {run.base_model} cannot be used ({why}): run 'automc search' on this run once to rebuild it")
+    ctx = build_context(cfg, run, measure_base=False, cache=False, train=False)  # fresh measurements: no cache; writes nothing
     threads = int(cand.timings.get("threads", torch.get_num_threads()))
     with torch_threads(threads):
         model = materialize(ctx, cand.params)

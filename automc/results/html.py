@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from automc.atomic import atomic_write_text
-from automc.results.plots import format_value, hypervolume_figure, pareto_figure, policy_figure
+from automc.results.plots import (
+    format_value,
+    hypervolume_figure,
+    pareto_figure,
+    policy_figure,
+)
 
 
 def _table_html(report: Mapping[str, Any]) -> str:

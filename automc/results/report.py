@@ -32,12 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-from automc.search.candidate import Candidate
+from automc.atomic import atomic_path, atomic_write_text, staged_files
 from automc.errors import UserError
-from automc.atomic import atomic_path, atomic_write_text
+from automc.results.pareto import (
+    Objective,
+    hypervolume_history,
+    pareto_front,
+    parse_constraints,
+    parse_objectives,
+    reference_point,
+)
 from automc.run import RunDir
-from automc.results.pareto import Objective, hypervolume_history, parse_constraints, parse_objectives, pareto_front, reference_point
+from automc.search.candidate import Candidate
 
 SCHEMA = "automc.report/1"
 
@@ -186,94 +192,28 @@ def write_report(
     png: bool = True,
 ) -> dict[str, Path]:
     """Write ``report.json``, ``candidates.csv``, ``report.html`` and PNGs for a run into
-    ``out`` (default ``RUN_DIR/report``); returns the written paths by kind."""
+    ``out`` (default ``RUN_DIR/report``); returns the written paths by kind.
+
+    Every file is first written into a staging folder beside ``out`` and only then renamed
+    into place, so a failure (disk full) leaves the previous report whole, never a mix of a
+    new ``report.json`` and a half-written page."""
     from automc.results.html import write_html_report
     from automc.results.png import write_pngs
 
+    folder = report_folder(Path(out) if out is not None else RunDir(run_dir).report_dir)
     data = build_report(run_dir, objectives=objectives, reference=reference)
-    folder = Path(out) if out is not None else RunDir(run_dir).report_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {"json": folder / "report.json"}
-    atomic_write_text(paths["json"], json.dumps(data, indent=1, default=float) + "\n")
-    paths["csv"] = write_csv(data, folder / "candidates.csv")
-    paths["html"] = write_html_report(data, folder / "report.html")
-    if png:
-        paths.update(write_pngs(data, folder))
-    return paths
+    with staged_files(folder) as staging:
+        staged: dict[str, Path] = {"json": staging / "report.json"}
+        atomic_write_text(staged["json"], json.dumps(data, indent=1, default=float) + "\n")
+        staged["csv"] = write_csv(data, staging / "candidates.csv")
+        staged["html"] = write_html_report(data, staging / "report.html")
+        if png:
+            staged.update(write_pngs(data, staging))
+    return {kind: folder / path.name for kind, path in staged.items()}
 
 
-COMPARISON_SCHEMA = "automc.comparison/1"
-
-
-def build_comparison(
-    run_dirs: Sequence[str | Path],
-    *,
-    objectives: Sequence[Mapping[str, Any]] | None = None,
-    reference: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """Reports of several runs under the same objectives (default: the first run's) and one
-    common reference point — per objective the worst of the runs' own reference values — so
-    that their hypervolumes are comparable."""
-    if len(run_dirs) < 2:
-        raise UserError("compare needs at least two run directories", field="runs")
-    recs = [open_run(d) for d in run_dirs]
-    objs = list(objectives) if objectives else list(recs[0].config.get("objectives", []))
-    own = [build_report(r, objectives=objs) for r in recs]
-    common: dict[str, float] = {}
-    for o in own[0]["objectives"]:
-        values = [next(x["reference"] for x in rep["objectives"] if x["metric"] == o["metric"]) for rep in own]
-        common[o["metric"]] = max(values) if o["direction"] == "minimize" else min(values)
-    common.update(reference or {})
-    reports = [build_report(r, objectives=objs, reference=common) for r in recs]
-    for rep in reports:  # say where each common value came from, not just "given"
-        for o in rep["objectives"]:
-            if o["metric"] not in (reference or {}):
-                rules = sorted({x["reference_source"] for r in own for x in r["objectives"] if x["metric"] == o["metric"]})
-                o["reference_source"] = f"the worst of the runs' ({', '.join(rules)})"
-    labels = [rep["run"]["name"] for rep in reports]
-    if len(set(labels)) < len(labels):  # same experiment name twice: tell them apart by folder
-        labels = [f"{rep['run']['name']} ({Path(rep['run']['run_dir']).name})" for rep in reports]
-    return {
-        "schema": COMPARISON_SCHEMA,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "objectives": reports[0]["objectives"],
-        "summary": [
-            {
-                "label": label,
-                "run_dir": rep["run"]["run_dir"],
-                "agent": rep["run"]["config"].get("agent", {}).get("name", "?"),
-                "space": rep["run"]["config"].get("space", {}).get("name", "?"),
-                "finished": rep["run"]["counts"]["complete"],
-                "failed": rep["run"]["counts"]["failed"],
-                "front": len(rep["front"]),
-                "hypervolume": rep["hypervolume"]["final"],
-                "hypervolume_normalized": rep["hypervolume"]["final_normalized"],
-                "minutes": round(rep["run"]["elapsed_s"] / 60, 2),
-            }
-            for label, rep in zip(labels, reports)
-        ],
-        "runs": [{"label": label, "run_dir": rep["run"]["run_dir"], "report": rep} for label, rep in zip(labels, reports)],
-    }
-
-
-def write_comparison(
-    run_dirs: Sequence[str | Path],
-    out: str | Path,
-    *,
-    objectives: Sequence[Mapping[str, Any]] | None = None,
-    reference: Mapping[str, float] | None = None,
-    png: bool = True,
-) -> dict[str, Path]:
-    """Write ``compare.json``, ``compare.html`` and PNGs for several runs into ``out``."""
-    from automc.results.html import write_html_comparison
-    from automc.results.png import write_comparison_pngs
-
-    data = build_comparison(run_dirs, objectives=objectives, reference=reference)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {"json": folder / "compare.json"}
-    atomic_write_text(paths["json"], json.dumps(data, indent=1, default=float) + "\n")
-    paths["html"] = write_html_comparison(data, folder / "compare.html")
-    if png:
-        paths.update(write_comparison_pngs(data, folder))
-    return paths
+def report_folder(folder: Path) -> Path:
+    """``folder``, unless it is a file (one line: the report would fail at its first write)."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"report folder {folder} is a file: remove it, or pass --out DIR", field="out")
+    return folder

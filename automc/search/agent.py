@@ -37,6 +37,9 @@ class Agent(ABC):
     multi_objective: ClassVar[bool] = False
     # How many proposals may await their outcome at once (None: any; parallel workers use it).
     max_outstanding: ClassVar[int | None] = None
+    # True when a resumed agent proposes exactly what it would have without the stop (checked
+    # by automc.testing.check_agent); agents whose learner runs ahead of ask/tell say False.
+    exact_resume: ClassVar[bool] = True
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, constraints: Sequence[Constraint] = ()) -> None:
         self.space = space

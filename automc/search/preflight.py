@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from automc.errors import UserError
+from automc.errors import UserError, user_code_error
 from automc.search.context import Context, evaluate_candidate
 
 
@@ -39,8 +37,7 @@ def preflight(ctx: Context) -> float:
     except KeyError as exc:
         raise UserError(f"{where}: {exc.args[0] if exc.args else exc}", field="reward") from None
     except Exception as exc:  # noqa: BLE001 - the reward is user code: say where it failed
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        raise UserError(f"{where} fails on the uncompressed model: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})", field="reward") from None
+        raise user_code_error(f"{where} fails on the uncompressed model", exc, field="reward") from exc
     if not math.isfinite(value):
         raise UserError(f"{where} is {value} on the uncompressed model: a reward must be finite", field="reward")
     return value

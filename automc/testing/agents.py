@@ -23,15 +23,28 @@ def check_agent(make_agent: Callable[[], Agent], space: SearchSpace, *, candidat
     returns valid, JSON-serialisable policies of ``space``; ``tell`` accepts completed and
     failed candidates; ``state_dict`` survives ``torch.save``/``torch.load(weights_only=True)``
     and ``load_state_dict``; two agents built alike propose the same sequence given the same
-    outcomes (determinism for a seed); an agent fed a previous run's history through ``tell``
-    keeps proposing valid policies (resume); agents that allow several outstanding proposals
-    match each outcome to its proposal by number, also when outcomes arrive out of order.
+    outcomes (determinism for a seed); an agent resumed half-way (:meth:`Agent.resume` with the
+    state it saved then) continues the sequence — exactly when it declares ``exact_resume``,
+    else at least not from its seed's first proposals — and one resumed without its state
+    (damaged file) keeps proposing valid policies; agents that allow several outstanding
+    proposals match each outcome to its proposal by number, also when outcomes arrive out of
+    order.
     """
-    first, told = _run(make_agent, space, [], candidates)
-    second, _ = _run(make_agent, space, [], candidates)
+    half = candidates // 2
+    first, told, state = _run(make_agent, space, [], None, candidates, save_at=half)
+    second, _, _ = _run(make_agent, space, [], None, candidates)
     assert first == second, "two agents with the same seed proposed different policies for the same outcomes: draw only from generators seeded with the agent's seed"
-    resumed, _ = _run(make_agent, space, told[: candidates // 2], candidates)
-    assert len(resumed) == candidates - candidates // 2
+    resumed, _, _ = _run(make_agent, space, told[:half], state, candidates)
+    assert len(resumed) == candidates - half
+    probe = make_agent()
+    exact = probe.exact_resume
+    probe.close()
+    if exact:
+        assert resumed == first[half:], "a resumed agent proposed other policies than it would have without the stop: save what it needs in state_dict"
+    else:
+        assert resumed != first[: len(resumed)], "a resumed agent started its seed's sequence again"
+    rebuilt, _, _ = _run(make_agent, space, told[:half], None, candidates)
+    assert len(rebuilt) == candidates - half
     _check_out_of_order(make_agent, space)
 
 
@@ -51,12 +64,23 @@ def _check_proposal(space: SearchSpace, params: dict[str, Any] | None) -> dict[s
     return params
 
 
-def _run(make_agent: Callable[[], Agent], space: SearchSpace, history: list[Candidate], candidates: int) -> tuple[list[dict[str, Any]], list[Candidate]]:
+def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` through ``torch.save`` and ``torch.load(weights_only=True)``, as the runner does."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def _run(
+    make_agent: Callable[[], Agent], space: SearchSpace, history: list[Candidate], state: dict[str, Any] | None, candidates: int, *, save_at: int | None = None
+) -> tuple[list[dict[str, Any]], list[Candidate], dict[str, Any] | None]:
+    """Resume from ``history`` and ``state``, then ask/tell up to ``candidates``; returns the
+    proposals, the outcomes and the state saved after ``save_at`` outcomes."""
     agent = make_agent()
     assert isinstance(agent, Agent), f"{type(agent).__name__} does not subclass automc.search.agent.Agent"
-    for c in history:
-        agent.tell(c)
-    proposals, told = [], []
+    agent.resume(state, history)
+    proposals, told, saved = [], [], None
     try:
         for i in range(len(history), candidates):
             params = _check_proposal(space, agent.ask(i))
@@ -64,13 +88,12 @@ def _run(make_agent: Callable[[], Agent], space: SearchSpace, history: list[Cand
             agent.tell(c)
             proposals.append(params)
             told.append(c)
-        buf = io.BytesIO()
-        torch.save(agent.state_dict(), buf)
-        buf.seek(0)
-        agent.load_state_dict(torch.load(buf, weights_only=True))
+            if save_at is not None and i + 1 == save_at:
+                saved = _roundtrip(agent.state_dict())
+        agent.load_state_dict(_roundtrip(agent.state_dict()))
     finally:
         agent.close()
-    return proposals, told
+    return proposals, told, saved
 
 
 def _check_out_of_order(make_agent: Callable[[], Agent], space: SearchSpace) -> None:
