@@ -18,7 +18,6 @@ resumed run continues the sequence instead of replaying its seed's first episode
 from __future__ import annotations
 
 import inspect
-import math
 import queue
 import threading
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,7 @@ import torch
 
 from automc.compress.spaces import SearchSpace
 from automc.config import Constraint, Objective
-from automc.errors import UserError, user_code_error
+from automc.errors import UserError, require_number, user_code_error
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
 from automc.search.gym_env import CompressionEnv
@@ -42,13 +41,7 @@ class _Stop(Exception):
 
 
 def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *, integer: bool = False, low_open: bool = False) -> None:
-    """One line naming the setting unless ``value`` is a (finite) number in range."""
-    kind = "an integer" if integer else "a number"
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float)) and math.isfinite(value)
-    ok = ok and (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)
-    if not ok:
-        bounds = f" in {'(' if low_open else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]" if low is not None or high is not None else ""
-        raise UserError(f"{name} must be {kind}{bounds}, got {value!r}", field=f"agent.config.{name}")
+    require_number(name, value, low, high, integer=integer, low_open=low_open, field=f"agent.config.{name}")
 
 
 class _SB3Agent(Agent):

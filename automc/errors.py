@@ -28,6 +28,21 @@ class UserError(Exception):
         return str(self.args[0]) if self.args else ""
 
 
+def require_number(name: str, value: object, low: float | None = None, high: float | None = None, *, integer: bool = False, low_open: bool = False, field: str | None = None) -> None:
+    """One line naming the setting unless ``value`` is a finite number (an integer with
+    ``integer``) in [low, high] (``(low, high]`` with ``low_open``); plugins check their
+    settings with it so ``lbound: "low"`` is a message, not a traceback."""
+    import math
+
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float)) and math.isfinite(value)  # type: ignore[arg-type]
+    ok = ok and (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)  # type: ignore[operator]
+    if not ok:
+        bounds = ""
+        if low is not None or high is not None:
+            bounds = f" in {'(' if low_open else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise UserError(f"{name} must be {'an integer' if integer else 'a number'}{bounds}, got {value!r}", field=field or name)
+
+
 def user_code_error(what: str, exc: BaseException, *, field: str | None = None) -> UserError:
     """``exc``, raised by code the user named (a model factory, a reward, a module imported
     for them), as one line: what failed, the exception and where it was raised. The original

@@ -38,7 +38,7 @@ import torch_pruning as tp
 from torch import nn
 
 from automc.compress.analysis import analyze
-from automc.errors import UserError
+from automc.errors import UserError, require_number
 from automc.compress.spaces import Float, SearchSpace
 from automc.search_spaces.common import check_layer_names, layer_info, output_layers
 from automc.search_spaces.pruning_graph import build_graph, group_risks, verify_group
@@ -77,10 +77,9 @@ class ChannelPruningSpace(SearchSpace):
         min_channels: int = 1,
     ) -> None:
         super().__init__(model, example_input, calibration=calibration)
-        if not 0 < float(lbound) <= 1:
-            raise UserError(f"lbound must be in (0, 1], got {lbound}", field="lbound")
-        if int(round_to) < 1:
-            raise UserError(f"round_to must be >= 1, got {round_to}", field="round_to")
+        require_number("lbound", lbound, 0, 1, low_open=True)
+        require_number("round_to", round_to, 1, None, integer=True)
+        require_number("min_channels", min_channels, 1, None, integer=True)
         if criterion not in CRITERIA:
             raise UserError(f"criterion {criterion!r} is not known; valid: {', '.join(CRITERIA)}", field="criterion")
         if mode not in MODES:

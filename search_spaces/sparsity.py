@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from automc.compress.analysis import analyze
-from automc.errors import UserError
+from automc.errors import UserError, require_number
 from automc.compress.spaces import Float, SearchSpace
 from automc.search_spaces.common import check_layer_names, execution_order, layer_info, output_layers
 
@@ -54,8 +54,7 @@ class SparsitySpace(SearchSpace):
         include_classifier: bool = True,
     ) -> None:
         super().__init__(model, example_input, calibration=calibration)
-        if not 0 < float(lbound) <= 1:
-            raise UserError(f"lbound must be in (0, 1], got {lbound}", field="lbound")
+        require_number("lbound", lbound, 0, 1, low_open=True)
         self.lbound = float(lbound)
         self.keep_layers = tuple(check_layer_names(model, keep_layers, "keep_layers"))
         self.include_classifier = bool(include_classifier)

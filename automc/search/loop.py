@@ -34,7 +34,7 @@ from automc.search.context import Context, base_recipe, build_context
 from automc.search.executors import Executor, RayExecutor, SequentialExecutor
 from automc.search.ledger import Ledger, duplicate
 from automc.search.preflight import preflight
-from automc.search.store import Store, space_distributions
+from automc.search.store import Store, check_storage, space_distributions
 from automc.search.summary import summarize
 
 VERSIONED = ("automc", "torch", "optuna", "onnxruntime", "torch-pruning", "numpy")
@@ -48,6 +48,8 @@ def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True) 
     """Context and agent of ``cfg``, dry-run checked. When the base model still has to be
     trained, everything is checked on the untrained model first (``train=False`` stops
     there: ``--check``)."""
+    if cfg.storage is not None:
+        check_storage(cfg.storage)
     untrained = cfg.model.weights is None and cfg.model.train is not None and run.check_tensors(run.base_model, {"recipe": base_recipe(cfg)}) is not None
     if untrained or not train:
         ctx = build_context(cfg, run, cache=False, train=False)

@@ -191,6 +191,24 @@ class Store:
         return self.study.study_name
 
 
+def check_storage(url: str) -> None:
+    """One line unless ``url`` is a database URL whose driver is installed (checked before
+    anything is spent; opening it is left to :class:`Store`)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(f"storage {url!r} is not a database URL: use e.g. sqlite:///path/study.db or postgresql://user@host/db", field="storage") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise UserError(f"storage {url!r}: {parsed.drivername!r} is not a database kind SQLAlchemy knows (sqlite, postgresql, mysql, ...)", field="storage") from None
+    except ImportError as exc:
+        raise UserError(f"storage {url.split(':', 1)[0]!r} needs a driver that is not installed ({exc}): pip install 'automc[postgres]'", field="storage") from None
+
+
 def _legacy_outcome(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The outcome of a trial written before ``outcome`` was one attribute."""
     a = t.user_attrs
