@@ -15,9 +15,12 @@ again: it is recorded as a PRUNED trial whose outcome names the candidate it rep
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import optuna
@@ -34,6 +37,24 @@ _STATE = optuna.trial.TrialState
 
 def _json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=float))
+
+
+@contextlib.contextmanager
+def _writing(url: str) -> Iterator[None]:
+    """Turn the database's "disk full" / "read-only" into the OSError they are (the CLI says
+    them in one line; what was recorded before stays whole: each write is a transaction)."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        yield
+    except OperationalError as exc:
+        text = str(exc.orig if exc.orig is not None else exc).lower()
+        where = url.split("///", 1)[-1]
+        if "disk is full" in text or "disk i/o error" in text:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), where) from exc
+        if "readonly database" in text or "read-only" in text:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), where) from exc
+        raise
 
 
 class Store:
@@ -60,7 +81,9 @@ class Store:
         except KeyError:
             raise UserError(f"storage {url!r} has no study {study_name!r}: the search has not recorded anything yet") from None
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors vary
-            raise UserError(f"cannot open storage {url!r}: {str(exc).splitlines()[0]}") from None
+            text = str(exc).splitlines()[0]
+            fix = "; the folder is read-only or full: pass a writable --run-dir" if "readonly" in text or "disk" in text or "unable to open" in text else ""
+            raise UserError(f"cannot open storage {url!r}: {text}{fix}") from None
         self.url = url
         self._open: dict[int, optuna.trial.Trial] = {}  # candidates begun by this process
 
@@ -74,8 +97,9 @@ class Store:
         The params are enqueued and then asked for, which is how Optuna records given values
         as the trial's params; the Trial object is kept for :meth:`finish`.
         """
-        self.study.enqueue_trial(dict(params), skip_if_exists=False)
-        trial = self.study.ask(dict(distributions))
+        with _writing(self.url):
+            self.study.enqueue_trial(dict(params), skip_if_exists=False)
+            trial = self.study.ask(dict(distributions))
         if trial.number != number:
             raise RuntimeError(f"store {self.url}: expected trial {number}, Optuna gave {trial.number}; another process writes to this study")
         self._open[number] = trial
@@ -93,8 +117,9 @@ class Store:
             "ok": candidate.ok,
             "duplicate_of": duplicate_of,
         }
-        trial.set_user_attr("outcome", _json(outcome))
-        self._tell(trial.number, outcome)
+        with _writing(self.url):
+            trial.set_user_attr("outcome", _json(outcome))
+            self._tell(trial.number, outcome)
 
     def _tell(self, number: int, outcome: Mapping[str, Any]) -> None:
         reward = outcome.get("reward")
@@ -114,6 +139,10 @@ class Store:
         next ``ask`` would pair with a different candidate) — are failed as interrupted, their
         numbers kept in the study's ``interrupted`` attribute, and their params returned.
         """
+        with _writing(self.url):
+            return self._recover(distributions)
+
+    def _recover(self, distributions: Mapping[str, Any]) -> list[dict[str, Any]]:
         unfinished: dict[int, dict[str, Any]] = {}
         for t in self.study.get_trials(deepcopy=False, states=(_STATE.WAITING,)):
             popped = self.study.ask(dict(distributions))  # Optuna pops the oldest WAITING trial: this one
@@ -181,7 +210,8 @@ class Store:
         return out
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.study.set_user_attr(key, json.loads(json.dumps(value, default=str)))
+        with _writing(self.url):
+            self.study.set_user_attr(key, json.loads(json.dumps(value, default=str)))
 
     def meta(self) -> dict[str, Any]:
         return dict(self.study.user_attrs)
