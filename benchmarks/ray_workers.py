@@ -39,10 +39,11 @@ def main() -> None:
         for label, workers, use_ray in (("in-process", 1, False), ("ray, 1 worker", 1, True), ("ray, 2 workers", 2, True)):
             run_dir = Path(tmp) / label.replace(" ", "_").replace(",", "")
             run_dir.mkdir()
-            if trained is not None:  # same base model for every run
-                (run_dir / "base_model.pt").write_bytes(trained)
+            if trained is not None:  # same base model (and its checksum sidecar) for every run
+                for name, data in trained.items():
+                    (run_dir / name).write_bytes(data)
             s = run_experiment(cfg, run_dir, workers=workers, use_ray=use_ray)
-            trained = trained or (run_dir / "base_model.pt").read_bytes()
+            trained = trained or {name: (run_dir / name).read_bytes() for name in ("base_model.pt", "base_model.pt.meta.json")}
             per_min = s["finished"] / (s["elapsed_s"] / 60)
             rows.append((label, s["finished"], s["elapsed_s"], per_min))
             print(f"{label:<16} {s['finished']:>3} candidates in {s['elapsed_s']:6.1f} s: {per_min:6.1f} candidates/min", flush=True)
