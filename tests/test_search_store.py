@@ -61,6 +61,25 @@ def test_a_kill_between_outcome_and_state_keeps_the_evaluation(tmp_path: Path) -
     assert resumed.counts() == {"finished": 1, "failed": 0, "running": 0, "interrupted": 0, "duplicates": 0}
 
 
+def test_a_kill_inside_optunas_ask_retries_the_whole_proposal(tmp_path: Path) -> None:
+    """Optuna writes an asked trial's params one at a time: a kill in between leaves a RUNNING
+    trial with some params. The retried proposal is the whole enqueued one, never a partial
+    policy (found by benchmarks/fault_injection.py: a DDPG resume crashed replaying one)."""
+    import optuna
+
+    from automc.search.store import Store
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0), "y": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    store = Store(url, "s")
+    store.study.enqueue_trial({"x": 0.2, "y": 0.7}, skip_if_exists=False)
+    store.study.ask({"x": dists["x"]})  # the kill came before y was written
+    assert store.study.trials[0].params == {"x": 0.2}
+    resumed = Store(url, "s")
+    assert resumed.recover(dists) == [{"x": 0.2, "y": 0.7}]
+    assert resumed.interrupted() == {0}
+
+
 def test_duplicates_are_recorded_apart_and_cost_no_budget(tmp_path: Path) -> None:
     import optuna
 

@@ -153,12 +153,16 @@ class Store:
             if "outcome" in t.user_attrs:
                 self._tell(t.number, t.user_attrs["outcome"])
             else:
-                unfinished.setdefault(t.number, dict(t.params))
+                # Optuna writes an asked trial's params one by one: a kill inside ``ask``
+                # leaves some unwritten; the enqueued proposal is whole in its fixed params
+                fixed = dict(t.system_attrs.get("fixed_params") or {})
+                unfinished.setdefault(t.number, fixed if set(fixed) >= set(distributions) else dict(t.params))
         if unfinished:
             self.study.set_user_attr("interrupted", sorted(self.interrupted() | set(unfinished)))
             for number in sorted(unfinished):
                 self.study.tell(number, state=_STATE.FAIL)
-        return [unfinished[n] for n in sorted(unfinished)]
+        # a proposal that cannot be recovered whole is not retried (it was never evaluated)
+        return [unfinished[n] for n in sorted(unfinished) if set(unfinished[n]) >= set(distributions)]
 
     def interrupted(self) -> set[int]:
         """Numbers of the trials stopped runs left unfinished (failed, then proposed again)."""
