@@ -23,7 +23,7 @@ import optuna
 
 from automc.compress.spaces import SearchSpace
 from automc.config import Constraint, Objective
-from automc.errors import UserError
+from automc.errors import require_number
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
 from automc.search.store import space_distributions
@@ -122,8 +122,7 @@ class TPEAgent(_OptunaAgent):
         n_startup_trials: int = 10,
         multivariate: bool = True,
     ) -> None:
-        if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 0:
-            raise UserError(f"n_startup_trials must be an integer >= 0, got {n_startup_trials!r}", field="agent.config.n_startup_trials")
+        require_number("n_startup_trials", n_startup_trials, 0, None, integer=True, field="agent.config.n_startup_trials")
         self.n_startup_trials = int(n_startup_trials)
         self.multivariate = bool(multivariate)
         super().__init__(space, objectives, seed=seed, constraints=constraints)
@@ -148,8 +147,7 @@ class NSGA2Agent(_OptunaAgent):
         constraints: Sequence[Constraint] = (),
         population_size: int = 20,
     ) -> None:
-        if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 2:
-            raise UserError(f"population_size must be an integer >= 2 (NSGA-II breeds pairs), got {population_size!r}", field="agent.config.population_size")
+        require_number("population_size", population_size, 2, None, integer=True, field="agent.config.population_size")  # NSGA-II breeds pairs
         self.population_size = int(population_size)
         super().__init__(space, objectives, seed=seed, constraints=constraints)
 

@@ -76,8 +76,8 @@ class Store:
                     sampler=optuna.samplers.RandomSampler(),  # params are always enqueued
                     load_if_exists=True,
                 )
-        except (ImportError, ModuleNotFoundError) as exc:
-            raise UserError(f"storage {url.split(':', 1)[0]!r} needs a driver that is not installed ({exc}): pip install 'automc[postgres]'") from None
+        except ImportError as exc:
+            raise _driver_missing(url, exc) from None
         except KeyError:
             raise UserError(f"storage {url!r} has no study {study_name!r}: the search has not recorded anything yet") from None
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors vary
@@ -240,7 +240,11 @@ def check_storage(url: str) -> None:
     except NoSuchModuleError:
         raise UserError(f"storage {url!r}: {parsed.drivername!r} is not a database kind SQLAlchemy knows (sqlite, postgresql, mysql, ...)", field="storage") from None
     except ImportError as exc:
-        raise UserError(f"storage {url.split(':', 1)[0]!r} needs a driver that is not installed ({exc}): pip install 'automc[postgres]'", field="storage") from None
+        raise _driver_missing(url, exc) from None
+
+
+def _driver_missing(url: str, exc: ImportError) -> UserError:
+    return UserError(f"storage {url.split(':', 1)[0]!r} needs a driver that is not installed ({exc}): pip install 'automc[postgres]'", field="storage")
 
 
 def _legacy_outcome(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
