@@ -117,6 +117,11 @@ def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
     proc.wait()
     assert 8 <= len(finished) < 30, "the search must be killed part-way"
     before = {t[0]: t for t in trials_of(run_dir) if t[1] == "COMPLETE"}
+    with sqlite3.connect(run_dir / "study.db") as db:  # killed between its outcome and its tell:
+        settled = db.execute(  # completed from the record on resume, not evaluated again
+            "select count(*) from trials t join trial_user_attributes a on a.trial_id = t.trial_id"
+            " where t.state = 'RUNNING' and a.key = 'outcome'"
+        ).fetchone()[0]
 
     out = run_cli("search", str(path), "--run-dir", str(run_dir), "--json")
     assert out.returncode == 0, out.stderr
@@ -124,7 +129,7 @@ def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
     after = trials_of(run_dir)
     for number, row in before.items():  # every earlier finished candidate kept, untouched
         assert row in after
-    assert summary["finished"] == 30 and summary["evaluated_now"] == 30 - len(before)
+    assert summary["finished"] == 30 and summary["evaluated_now"] == 30 - len(before) - settled
     assert sum(1 for t in after if t[1] == "COMPLETE") == 30
     assert summary["interrupted"] <= 1  # at most the one killed mid-evaluation
     assert len(after) - 30 == summary["interrupted"] + summary["duplicates"]  # duplicates: answered, not evaluated
