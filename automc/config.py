@@ -114,6 +114,44 @@ class BudgetConfig(_Strict):
         return self
 
 
+class DistillConfig(_Strict):
+    """Knowledge distillation from the uncompressed model (:mod:`automc.recover.distill`)."""
+
+    kinds: list[Literal["response", "feature", "relation"]] = ["response"]
+    temperature: float = Field(4.0, gt=0, allow_inf_nan=False)
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of response KD; cross-entropy gets 1 - alpha")
+    feature_weight: float = Field(1.0, ge=0, allow_inf_nan=False)
+    relation: Literal["similarity", "distance"] = "similarity"
+    relation_weight: float | None = Field(None, ge=0, allow_inf_nan=False, description="default: 3000 (similarity), 25 (distance), as their papers")
+    layers: list[str] | dict[str, str] | None = Field(None, description="feature points (student: teacher); default: stage outputs")
+
+    def relation_scale(self) -> float:
+        """The relation loss weight, defaulting per method."""
+        if self.relation_weight is not None:
+            return self.relation_weight
+        return 3000.0 if self.relation == "similarity" else 25.0
+
+
+class FinetuneConfig(_Strict):
+    """Recovery of the finalists after the search (:mod:`automc.recover`): which candidates,
+    the training recipe, distillation and where it runs."""
+
+    candidates: Literal["front", "best", "top"] = "front"
+    top: int = Field(3, ge=1, description="how many of the best-rewarded feasible candidates with candidates: top")
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(0.01, gt=0, allow_inf_nan=False)
+    batch_size: int = Field(128, ge=1)
+    momentum: float = Field(0.9, ge=0, allow_inf_nan=False)
+    weight_decay: float = Field(5e-4, ge=0, allow_inf_nan=False)
+    train_split: str | None = Field(None, description="default: the dataset's training split")
+    train_images: int | None = Field(None, ge=1, description="a seeded subset of the training split (None: all of it)")
+    augment: bool = True
+    distill: DistillConfig | None = DistillConfig()
+    teacher: ModelConfig | None = Field(None, description="distil from this model (default: the uncompressed base model)")
+    qat: bool = Field(True, description="train quantised layers with their fake quantisers (bit-widths kept)")
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+
+
 class ExperimentConfig(_Strict):
     # a plain file name (the default run directory is runs/<name>): no "..", no separators
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=100)
@@ -128,6 +166,7 @@ class ExperimentConfig(_Strict):
     agent: PluginConfig = PluginConfig(name="random")
     budget: BudgetConfig
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the run directory)")
+    finetune: FinetuneConfig | None = None
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -3,13 +3,16 @@
 One search = one folder::
 
     RUN/
-      config.yaml          the resolved experiment (written once validated; budget may change)
+      config.yaml          the resolved experiment (written once validated; budget and
+                           finetune may change)
       versions.json        package versions and the seed of the first start
       study.db             the Optuna store (unless ``storage:`` names another database)
       base_model.pt        the trained base model, when the experiment trains one
       agent_state.pt       the agent's state after its last ``tell`` (see Agent.resume)
       *.pt.meta.json       checksum (and recipe) of each .pt: a damaged one is rebuilt
       measure_cache.jsonl  measurements of cacheable profiles, by model structure
+      recovery/N-KEY/      a finalist's recovery (KEY: hash of policy + recipe): checkpoint.pt
+                           while it trains, then model.pt and result.json (see automc.recover)
       report/              report.json, candidates.csv, report.html, PNGs
       .lock                held by the one process that writes (``automc search``)
 
@@ -37,6 +40,9 @@ from automc.atomic import atomic_path, atomic_write_text
 from automc.errors import UserError
 
 
+MUTABLE = ("budget", "finetune")  # config sections a resumed run may change
+
+
 class DamagedFile(UserError):
     """A state file whose checksum does not match (or that cannot be read)."""
 
@@ -53,6 +59,7 @@ class RunDir:
         self.agent_state = self.path / "agent_state.pt"
         self.measure_cache = self.path / "measure_cache.jsonl"
         self.report_dir = self.path / "report"
+        self.recovery_dir = self.path / "recovery"
         self.lock_file = self.path / ".lock"
 
     def __repr__(self) -> str:
@@ -75,10 +82,15 @@ class RunDir:
     def read_versions(self) -> dict[str, Any]:
         return json.loads(self.versions_file.read_text()) if self.versions_file.is_file() else {}
 
+    def recovery(self, number: int, key: str) -> Path:
+        """The folder of candidate ``number``'s recovery by the recipe hashed as ``key``."""
+        return self.recovery_dir / f"{number}-{key[:12]}"
+
     # -- writing --------------------------------------------------------------------------------
     def check_config(self, resolved: Mapping[str, Any]) -> bool:
         """Refuse a folder that holds a run of a different config (that would mix two
-        experiments in one record); only the budget may change. True when a run is there.
+        experiments in one record); only the budget and the finetune section (recoveries are
+        kept by recipe) may change. True when a run is there.
 
         Called before anything is spent; the config itself is written by :meth:`write_config`
         only once the experiment passed its dry run, so a mistake fixed and rerun just works.
@@ -87,12 +99,12 @@ class RunDir:
         if not self.config_file.exists():
             return False
         previous = self.read_config()
-        changed = [k for k in dict.fromkeys([*previous, *resolved]) if previous.get(k) != resolved.get(k) and k != "budget"]
+        changed = [k for k in dict.fromkeys([*previous, *resolved]) if previous.get(k) != resolved.get(k) and k not in MUTABLE]
         if changed:
             diffs = "; ".join(f"{k}: {_short(previous.get(k))} -> {_short(resolved.get(k))}" for k in changed)
             raise UserError(
                 f"{self.path} holds a search of a different config ({diffs}): "
-                "to start a new search pass another --run-dir (or a new 'name'); to resume this one restore its config (only 'budget' may change)",
+                "to start a new search pass another --run-dir (or a new 'name'); to resume this one restore its config (only 'budget' and 'finetune' may change)",
                 field=changed[0],
             )
         return True

@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"automc.build"},
     {"automc.search"},
     {"automc.results"},
+    {"automc.recover"},
     {"automc.testing", "automc.agents", "automc.search_spaces", "automc.device_profiles"},
     {"automc.cli", "automc.__main__"},
 ]

@@ -43,8 +43,9 @@ def _metric_line(metrics: dict[str, float], names: list[str]) -> str:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    from automc.cli.recovery_view import RecoveryView
     from automc.config import load_config
-    from automc.search.loop import run_experiment
+    from automc.recover.driver import search_and_recover
 
     cfg = load_config(args.config)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
@@ -92,11 +93,19 @@ def run_search(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         saved = os.dup(1)
         os.dup2(2, 1)
+    view = RecoveryView(quiet=args.json)
+
+    def on_finalist(number: int, index: int, count: int) -> None:
+        if bar is not None and index == 0:
+            bar.stop()  # the search is over: the recovery shows its own progress
+        view.on_finalist(number, index, count)
+
     try:
-        summary = run_experiment(cfg, run_dir, on_candidate=on_candidate, workers=args.workers, address=args.address)
+        summary = search_and_recover(cfg, run_dir, on_candidate=on_candidate, workers=args.workers, address=args.address, on_finalist=on_finalist, on_progress=view.on_progress)
     finally:
         if bar is not None:
             bar.stop()
+        view.close()
         if saved is not None:
             sys.stdout.flush()
             os.dup2(saved, 1)
@@ -133,6 +142,10 @@ def _print_summary(summary: dict[str, Any], names: list[str]) -> None:
         print("uncompressed: " + _metric_line({k.removeprefix("base_"): v for k, v in base.items()}, names))
     for c in summary["best"]:
         print(f"  #{c['number']:<4} reward {c['reward']:.4g}  {_metric_line(c['metrics'], names)}")
+    if summary.get("recovered"):
+        print("recovered by fine-tuning (automc finetune RUN_DIR for more):")
+        for r in summary["recovered"]:
+            print(f"  #{r['number']:<4} accuracy {100 * r['accuracy_before']:.2f}% -> {100 * r['accuracy_after']:.2f}%  ({r['epochs']} epochs, {r['train_seconds']:.0f} s)")
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -42,11 +42,18 @@ def quantize_weight_linear(w: torch.Tensor, bits: int, int8_qmax: int = 127) -> 
     """
     if bits >= FLOAT_BITS:
         return w.clone()
-    flat = w.reshape(w.shape[0], -1)
-    shape = (-1,) + (1,) * (w.dim() - 1)
     if bits == 1:
-        scale = flat.abs().mean(1).view(shape)
+        scale = w.reshape(w.shape[0], -1).abs().mean(1).view((-1,) + (1,) * (w.dim() - 1))
         return torch.where(w >= 0, scale, -scale).to(w.dtype)
+    scale, qmax = linear_weight_scale(w, bits, int8_qmax)
+    return (torch.clamp(torch.round(w / scale), -qmax, qmax) * scale).to(w.dtype)
+
+
+def linear_weight_scale(w: torch.Tensor, bits: int, int8_qmax: int = 127) -> tuple[torch.Tensor, int]:
+    """The per-output-channel scale (shaped to broadcast over ``w``) and largest integer of
+    :func:`quantize_weight_linear`'s grid for ``2 <= bits < 32``."""
+    flat = w.detach().reshape(w.shape[0], -1)
+    shape = (-1,) + (1,) * (w.dim() - 1)
     qmax = 2 ** (bits - 1) - 1 if bits != 8 else int(int8_qmax)
     absmax = flat.abs().amax(1).clamp_min(1e-12)
     if bits >= 8:
@@ -58,8 +65,7 @@ def quantize_weight_linear(w: torch.Tensor, bits: int, int8_qmax: int = 127) -> 
         q = torch.clamp(torch.round(flat[None] / cand[..., None]), -qmax, qmax) * cand[..., None]
         err = (q - flat[None]).pow(2).sum(-1)  # (A, C)
         scale = cand.gather(0, err.argmin(0, keepdim=True))[0]
-    scale = scale.view(shape)
-    return (torch.clamp(torch.round(w / scale), -qmax, qmax) * scale).to(w.dtype)
+    return scale.view(shape), qmax
 
 
 def quantize_weight_kmeans(w: torch.Tensor, bits: int, iterations: int = 25) -> torch.Tensor:
@@ -100,9 +106,16 @@ def activation_qparams(lo: float, hi: float, bits: int) -> tuple[float, float]:
 
 
 def fake_quantize_activation(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """Quantise-dequantise ``x`` on the asymmetric grid. When a gradient is wanted
+    (quantisation-aware training) it passes straight through inside the range and is zero
+    outside it (the clipped straight-through estimator); the values are the same either way."""
     qmax = float(2**bits - 1)
-    q = torch.clamp(torch.round(x / scale) + zero_point, 0.0, qmax)
-    return (q - zero_point) * scale
+    q = (torch.clamp(torch.round(x / scale) + zero_point, 0.0, qmax) - zero_point) * scale
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return q
+    lo, hi = (0.0 - zero_point) * scale, (qmax - zero_point) * scale
+    inside = torch.clamp(x, lo, hi)
+    return inside + (q - inside).detach()
 
 
 class QuantMixin:

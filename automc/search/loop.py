@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +42,37 @@ VERSIONED = ("automc", "torch", "optuna", "onnxruntime", "torch-pruning", "numpy
 MAX_DUPLICATES_IN_A_ROW = 200
 
 OnCandidate = Callable[[Candidate, int, int], None]
+# a further dry-run check of the experiment (e.g. its finetune section), raising UserError
+Check = Callable[[Context], None]
+# work after the search, inside the run's lock (e.g. recovering the finalists); its mapping
+# joins the summary
+Finish = Callable[[Context, RunDir, Store], Mapping[str, Any]]
 
 
-def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True) -> tuple[Context, Agent]:
-    """Context and agent of ``cfg``, dry-run checked. When the base model still has to be
-    trained, everything is checked on the untrained model first (``train=False`` stops
-    there: ``--check``)."""
+def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, checks: Sequence[Check] = ()) -> tuple[Context, Agent]:
+    """Context and agent of ``cfg``, dry-run checked (:func:`preflight`, then ``checks``).
+    When the base model still has to be trained, everything is checked on the untrained
+    model first (``train=False`` stops there: ``--check``)."""
     if cfg.storage is not None:
         check_storage(cfg.storage)
     untrained = cfg.model.weights is None and cfg.model.train is not None and run.check_tensors(run.base_model, {"recipe": base_recipe(cfg)}) is not None
     if untrained or not train:
         ctx = build_context(cfg, run, cache=False, train=False)
         agent = _agent(cfg, ctx)
-        preflight(ctx)
+        _dry_run(ctx, checks)
         if not train or not untrained:
             return ctx, agent
         agent.close()
     ctx = build_context(cfg, run)
     agent = _agent(cfg, ctx)
-    preflight(ctx)
+    _dry_run(ctx, checks)
     return ctx, agent
+
+
+def _dry_run(ctx: Context, checks: Sequence[Check]) -> None:
+    preflight(ctx)
+    for check in checks:
+        check(ctx)
 
 
 def _agent(cfg: ExperimentConfig, ctx: Context) -> Agent:
@@ -76,8 +87,13 @@ def run_experiment(
     workers: int = 1,
     address: str | None = None,
     use_ray: bool | None = None,
+    checks: Sequence[Check] = (),
+    finish: Finish | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) ``cfg`` in ``run_dir`` until its budget is spent; returns a summary.
+
+    ``checks`` join the dry run; ``finish`` runs after the search, still holding the lock
+    (rerunning the command resumes it too).
 
     ``workers > 1`` or an ``address`` evaluates candidates on Ray (see
     :mod:`automc.search.executors`); ``use_ray`` forces the choice (benchmarks compare 1 Ray
@@ -88,7 +104,7 @@ def run_experiment(
     resolved = cfg.model_dump(mode="json")
     with run.writer_lock():
         run.check_config(resolved)
-        ctx, agent = check_experiment(cfg, run)
+        ctx, agent = check_experiment(cfg, run, checks=checks)
         try:
             run.write_config(resolved, {**package_versions(VERSIONED), "seed": cfg.seed})
             store = Store(run.storage_url(cfg.storage), cfg.name)
@@ -110,6 +126,8 @@ def run_experiment(
         finally:
             agent.close()
         summary = summarize(store)
+        if finish is not None:
+            summary.update(finish(ctx, run, store))
     summary.update({"run_dir": str(run.path), "resumed_from": resumed, "evaluated_now": done - resumed, "stopped": stop})
     return summary
 

@@ -1,0 +1,1 @@
+"""Recovery: fine-tuning compressed models with knowledge distillation and quantisation-aware training."""
