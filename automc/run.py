@@ -37,9 +37,11 @@ from typing import IO, Any
 import yaml
 
 from automc.atomic import atomic_path, atomic_write_text
-from automc.errors import UserError
+from automc.errors import UserError, notice
 
 
+# the files of a recovery folder (RunDir.recovery)
+RECOVERY_RESULT, RECOVERY_MODEL, RECOVERY_CHECKPOINT = "result.json", "model.pt", "checkpoint.pt"
 MUTABLE = ("budget", "finetune")  # config sections a resumed run may change
 
 
@@ -85,6 +87,30 @@ class RunDir:
     def recovery(self, number: int, key: str) -> Path:
         """The folder of candidate ``number``'s recovery by the recipe hashed as ``key``."""
         return self.recovery_dir / f"{number}-{key[:12]}"
+
+    def recoveries(self) -> list[dict[str, Any]]:
+        """Every finished recovery of the run (each ``recovery/*/result.json``), by candidate
+        number then time; an unreadable one is skipped with a notice."""
+        if not self.recovery_dir.is_dir():
+            return []
+        out = []
+        for folder in sorted(self.recovery_dir.iterdir()):
+            f = folder / RECOVERY_RESULT
+            if f.is_file():
+                try:
+                    out.append(json.loads(f.read_text()))
+                except ValueError:
+                    notice(f"{f} is damaged: recover that candidate again with 'automc finetune'")
+        return sorted(out, key=lambda r: (r["number"], r.get("finished_at", 0)))
+
+    def recovered_state(self, number: int) -> tuple[dict[str, Any], Any]:
+        """The latest finished recovery of candidate ``number`` and its checked ``state_dict``
+        (one line when there is none: how to make one)."""
+        mine = [r for r in self.recoveries() if r["number"] == number]
+        if not mine:
+            raise UserError(f"candidate {number} has not been recovered: run 'automc finetune {self.path} --candidate {number}' first", field="candidate")
+        result = mine[-1]
+        return result, self.load_tensors(self.recovery(number, str(result["key"])) / RECOVERY_MODEL)
 
     # -- writing --------------------------------------------------------------------------------
     def check_config(self, resolved: Mapping[str, Any]) -> bool:

@@ -41,6 +41,9 @@ USER_CODE = textwrap.dedent(
 
     def raising(metrics):
         raise RuntimeError("boom")
+
+    def three_classes(num_classes=10, in_channels=1):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64 * in_channels, 3))
     """
 )
 
@@ -208,6 +211,20 @@ CONFIG_CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]
     ("budget-minutes-0", _set("budget", {"minutes": 0}), ("budget.minutes",)),
     ("storage-bad-url", _set("storage", "not a url"), ("storage 'not a url' is not a database URL",)),
     ("storage-unknown-kind", _set("storage", "notadb://x"), ("'notadb' is not a database kind",)),
+    ("finetune-unknown-key", _set("finetune", {"epoch": 3}), ("unknown key 'epoch' in finetune",)),
+    ("finetune-epochs-0", _set("finetune", {"epochs": 0}), ("finetune.epochs",)),
+    ("finetune-lr-0", _set("finetune", {"lr": 0}), ("finetune.lr",)),
+    ("finetune-candidates", _set("finetune", {"candidates": "all"}), ("finetune.candidates is 'all'", "'front'")),
+    ("finetune-kind-unknown", _set("finetune", {"distill": {"kinds": ["logits"]}}), ("finetune.distill.kinds.0 is 'logits'", "'response'")),
+    ("finetune-temperature-0", _set("finetune", {"distill": {"temperature": 0}}), ("finetune.distill.temperature", "greater than 0")),
+    ("finetune-temperature-negative", _set("finetune", {"distill": {"temperature": -2}}), ("finetune.distill.temperature",)),
+    ("finetune-alpha-above-1", _set("finetune", {"distill": {"alpha": 1.5}}), ("finetune.distill.alpha", "less than or equal to 1")),
+    ("finetune-alpha-negative", _set("finetune", {"distill": {"alpha": -0.1}}), ("finetune.distill.alpha",)),
+    ("finetune-relation-method", _set("finetune", {"distill": {"relation": "angle"}}), ("finetune.distill.relation is 'angle'",)),
+    ("finetune-layer-missing", _set("finetune", {"distill": {"kinds": ["feature"], "layers": ["features.9"]}}), ("finetune.distill.layers: 'features.9' is not a module of the model",)),
+    ("finetune-teacher-classes", _set("finetune", {"teacher": {"name": "bi_user:three_classes"}}), ("finetune.distill: the teacher predicts 3 classes but the student 10",)),
+    ("finetune-split-unknown", _set("finetune", {"train_split": "holdout"}), ("finetune.train_split 'holdout' is not a split of digits",)),
+    ("finetune-too-many-images", _set("finetune", {"train_images": 10**6}), ("finetune.train_images is 1000000",)),
 ]
 
 
@@ -251,6 +268,12 @@ def _cli_cases(world: Path) -> list[tuple[str, list[str], tuple[str, ...]]]:
         ("export-candidate-negative", ["export", run, "--candidate", "-1", "--out", str(world / "x")], ("--candidate", "integer >= 0")),
         ("export-candidate-missing", ["export", run, "--candidate", "999", "--out", str(world / "x")], ("--candidate 999: the run has no candidate 999",)),
         ("export-no-out", ["export", run, "--candidate", "0"], ("--out",)),
+        ("finetune-not-a-run", ["finetune", str(world)], ("is not a run directory",)),
+        ("finetune-candidate-missing", ["finetune", run, "--candidate", "999"], ("--candidate 999 does not exist",)),
+        ("finetune-distill-kind", ["finetune", run, "--distill", "logits"], ("--distill", "unknown distillation kind logits")),
+        ("finetune-epochs-0", ["finetune", run, "--epochs", "0"], ("--epochs", "integer >= 1")),
+        ("finetune-lr-negative", ["finetune", run, "--lr", "-1"], ("finetune.lr",)),
+        ("finetune-front-and-best", ["finetune", run, "--front", "--best"], ("not allowed with argument",)),
         ("unknown-command", ["serach", tiny], ("invalid choice: 'serach'",)),
         ("evaluate-limit-0", ["evaluate", "--model", "small_cnn", "--dataset", "digits", "--limit", "0"], ("--limit", "integer >= 1")),
         ("evaluate-batch-0", ["evaluate", "--model", "small_cnn", "--dataset", "digits", "--batch-size", "0"], ("--batch-size",)),

@@ -24,7 +24,7 @@ from automc.recover.qat import finish_qat, prepare_qat
 from automc.recover.trainer import recover
 from automc.run import RunDir
 from automc.search.context import build_context, materialize
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, assert_user_error, run_cli
 from tests.search_support import TINY
 
 # a model wide enough that pruning hurts and training can recover it
@@ -169,6 +169,27 @@ def test_search_recovers_its_finalists_and_a_rerun_reads_them_back(tmp_path: Pat
     ce = run_cli("finetune", str(run), "--candidate", str(r["number"]), "--epochs", "2", "--batch-size", "64", "--distill", "none", "--json")
     assert ce.returncode == 0, ce.stderr
     assert len(list((run / "recovery").glob("*/result.json"))) == 2
+    # the report shows both recoveries, the export writes the latest one's weights
+    rep = run_cli("report", str(run), "--json")
+    assert rep.returncode == 0, rep.stderr
+    report = json.loads((run / "report" / "report.json").read_text())
+    assert [x["number"] for x in report["recovered"]] == [r["number"]] * 2
+    assert {x["how"].split("KD ")[1] for x in report["recovered"]} == {"response", "none"}
+    assert "Recovered finalists" in (run / "report" / "report.html").read_text()
+    ex = run_cli("export", str(run), "--candidate", str(r["number"]), "--recovered", "--out", str(tmp_path / "ex"), "--json")
+    assert ex.returncode == 0, ex.stderr
+    card = json.loads(ex.stdout)
+    assert card["reproduction"]["accuracy_exact"] and card["training"]["recipe"]["distill"] is None
+    assert card["measured_metrics"]["accuracy"] == json.loads(ce.stdout)["recovered"][0]["after"]["accuracy"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
+def test_finetune_on_cuda_without_a_gpu_is_one_line_before_the_search(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({**DIGITS, "finetune": {"device": "cuda"}}))
+    out = run_cli("search", str(path), "--run-dir", str(tmp_path / "run"))
+    assert_user_error(out, "finetune.device: cuda is not available here")
+    assert not (tmp_path / "run" / "study.db").exists()
 
 
 def test_a_killed_recovery_resumes_to_the_same_weights(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--candidate", type=non_negative_int, required=True, metavar="N", help="candidate number (see 'automc report' or 'automc status')")
     e.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime QDQ) checked against the PyTorch model")
+    e.add_argument("--recovered", action="store_true", help="export the candidate's fine-tuned weights ('automc finetune') instead of its search-time ones")
     e.add_argument("--out", required=True, metavar="DIR")
     e.add_argument("--json", action="store_true", help="print the card as one JSON object")
     e.set_defaults(func=run_export)
@@ -101,11 +102,11 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from automc.results.export import export_candidate
 
-    card = export_candidate(args.run_dir, args.candidate, args.out, int8=args.int8)
+    card = export_candidate(args.run_dir, args.candidate, args.out, int8=args.int8, recovered=args.recovered)
     if args.json:
         emit_json(card)
         return 0
-    print(f"candidate #{args.candidate} of {card['run']['name']}" + (" (on the front)" if card["run"]["on_front"] else " (not on the front)"))
+    print(f"candidate #{args.candidate} of {card['run']['name']}" + (" (on the front)" if card["run"]["on_front"] else " (not on the front)") + (f", recovered: {card['training']['recipe']['epochs']} epochs of fine-tuning" if card.get("training") else ""))
     print(f"{'metric':24}{'stored':>14}{'measured now':>14}{'difference':>12}")
     for key, v in card["reproduction"].items():
         if key in ("accuracy_exact", "samples"):

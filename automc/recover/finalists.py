@@ -30,13 +30,13 @@ from automc.errors import UserError, notice
 from automc.measure.evaluator import torch_threads
 from automc.recover.trainer import Progress, recover, resolve_device
 from automc.results.pareto import pareto_front
+from automc.run import RECOVERY_CHECKPOINT as CHECKPOINT
+from automc.run import RECOVERY_MODEL as MODEL
+from automc.run import RECOVERY_RESULT as RESULT
 from automc.run import RunDir
 from automc.search.candidate import COMPLETE, Candidate
 from automc.search.context import Context, base_recipe, materialize
 
-RESULT = "result.json"
-MODEL = "model.pt"
-CHECKPOINT = "checkpoint.pt"
 # settings that choose finalists or hardware, not what a finalist becomes
 _NOT_IN_KEY = ("candidates", "top", "device")
 
@@ -78,21 +78,6 @@ class RunCheckpoints:
 
     def save(self, state: dict[str, Any]) -> None:
         self.run.save_tensors(self.path, state)
-
-
-def read_results(run: RunDir) -> list[dict[str, Any]]:
-    """Every finished recovery of the run (their ``result.json``), by candidate number."""
-    if not run.recovery_dir.is_dir():
-        return []
-    out = []
-    for folder in sorted(run.recovery_dir.iterdir()):
-        f = folder / RESULT
-        if f.is_file():
-            try:
-                out.append(json.loads(f.read_text()))
-            except ValueError:
-                notice(f"{f} is damaged: recover that candidate again with 'automc finetune'")
-    return sorted(out, key=lambda r: (r["number"], r.get("finished_at", 0)))
 
 
 def training_indices(ctx: Context, split_name: str, images: int | None, seed: int, train_split: Any) -> np.ndarray:
@@ -181,15 +166,6 @@ def _reward(ctx: Context, metrics: dict[str, float]) -> float | None:
         return float(ctx.reward(metrics))
     except Exception:  # noqa: BLE001 - user reward code: the search recorded its failures already
         return None
-
-
-def load_recovered(ctx: Context, run: RunDir, result: dict[str, Any]) -> torch.nn.Module:
-    """The recovered model of ``result``: the policy's structure with the trained weights."""
-    folder = run.recovery(int(result["number"]), str(result["key"]))
-    state = run.load_tensors(folder / MODEL)
-    model = ctx.space.apply(ctx.model, result["params"])
-    model.load_state_dict(state, strict=True)
-    return model.eval()
 
 
 def require_finished(candidates: Sequence[Candidate], numbers: Sequence[int]) -> list[Candidate]:

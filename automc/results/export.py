@@ -34,9 +34,11 @@ from automc.search.candidate import COMPLETE
 from automc.search.context import base_recipe, build_context, materialize, weights_of
 
 
-def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8: bool = False) -> dict[str, Any]:
+def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8: bool = False, recovered: bool = False) -> dict[str, Any]:
     """Rebuild candidate ``number`` of the run in ``run_dir``, re-measure it and write it to
-    ``out``; returns the card (also saved as ``out/compression.json``)."""
+    ``out``; returns the card (also saved as ``out/compression.json``). ``recovered`` exports
+    its latest recovery (``automc finetune``): the policy's structure with the trained
+    weights, compared with the figures the recovery recorded."""
     rec = open_run(run_dir)
     run = RunDir(run_dir)
     cfg = parse_config(rec.config, str(run.config_file))
@@ -57,14 +59,24 @@ def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8:
             raise UserError(f"the run's trained base model {run.base_model} cannot be used ({why}): run 'automc search' on this run once to rebuild it")
     ctx = build_context(cfg, run, measure_base=False, cache=False, train=False)  # fresh measurements: no cache; writes nothing
     threads = int(cand.timings.get("threads", torch.get_num_threads()))
+    recovery = None
+    stored_metrics = dict(cand.metrics)
     with torch_threads(threads):
-        model = materialize(ctx, cand.params)
+        if recovered:
+            recovery, state = run.recovered_state(number)
+            threads = int(recovery.get("threads", threads))
+            model = ctx.space.apply(ctx.model, cand.params)
+            model.load_state_dict(state, strict=True)
+            model.eval()
+            stored_metrics = dict(recovery["after"])
+        else:
+            model = materialize(ctx, cand.params)
         now: dict[str, float] = dict(ctx.evaluator(model, prepared=True))
     for prof in ctx.profiles:
         now.update({k: float(v) for k, v in prof.measure(model, ctx.example_input).values.items()})
     comparison = {}
     for key, value in now.items():
-        stored = cand.metrics.get(key)
+        stored = stored_metrics.get(key)
         if stored is None:
             continue
         rel = (value - stored) / abs(stored) if stored else (0.0 if value == stored else math.inf)
@@ -88,9 +100,10 @@ def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8:
         space_name=cfg.space.name,
         params=cand.params,
         run={"run_dir": str(run.path.resolve()), "name": cfg.name, "candidate": number, "on_front": number in members, "reward": cand.reward, "threads": threads},
-        stored_metrics=dict(cand.metrics),
+        stored_metrics=stored_metrics,
         measured_metrics=now,
-        reproduction={"accuracy_exact": now.get("accuracy") == cand.metrics.get("accuracy"), **comparison},
+        reproduction={"accuracy_exact": now.get("accuracy") == stored_metrics.get("accuracy"), **comparison},
+        training=None if recovery is None else {k: recovery[k] for k in ("key", "recipe", "train", "history", "qat_layers", "adapters", "feature_points", "train_seconds", "device", "before")},
         int8=int8_info,
         files=files,
     )

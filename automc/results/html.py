@@ -31,6 +31,17 @@ def _table_html(report: Mapping[str, Any]) -> str:
     return f"<table id='candidates' class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _recovered_html(report: Mapping[str, Any]) -> str:
+    """One row per recovery: candidate, how it was trained, each objective before → after."""
+    metrics = [o["metric"] for o in report["objectives"]]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["#", "training", *[f"{m} before" for m in metrics], *[f"{m} after" for m in metrics], "reward after", "train s"])
+    rows = []
+    for r in report["recovered"]:
+        cells = [r["number"], r["how"], *[r["before"].get(m) for m in metrics], *[r["after"].get(m) for m in metrics], r["reward_after"], r["train_seconds"]]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(format_value(v))}</td>" for v in cells) + "</tr>")
+    return f"<table id='recovered' class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
 h1{font-size:1.5em;margin-bottom:4px}h2{font-size:1.15em;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -118,6 +129,8 @@ def write_html_report(report: Mapping[str, Any], path: str | Path) -> Path:
         ("Policies of the front", _fig_html(policy_figure(report), "policy")),
         ("All candidates (click a column to sort)", f"<div class='tablewrap'>{_table_html(report)}</div>"),
     ]
+    if report.get("recovered"):
+        sections.insert(1, ("Recovered finalists (fine-tuned; before → after)", _recovered_html(report)))
     path = Path(path)
     atomic_write_text(path, _page(f"automc report: {run['name']}", header, sections))
     return path

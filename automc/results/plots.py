@@ -13,6 +13,7 @@ from typing import Any
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 MAX_POLICY_MEMBERS = 10  # more bars than this per layer cannot be read
+RECOVERED = "#2ca02c"  # the recovered (fine-tuned) finalists
 
 
 def format_value(v: Any) -> str:
@@ -98,7 +99,17 @@ def scatter_panel(report: Mapping[str, Any], xi: int, yi: int) -> dict[str, Any]
         "staircase": objs[xi]["direction"] == "minimize" and objs[yi]["direction"] == "maximize" and len(objs) == 2,
         "base": base_point(report, mx, my),
         "constraints": lines,
+        "recovered": [r for r in report.get("recovered", []) if all(m in r["before"] and m in r["after"] for m in (mx, my))],
     }
+
+
+def recovered_hover(r: Mapping[str, Any], mx: str, my: str) -> str:
+    """Hover text of a recovered finalist: what it was and what training made of it."""
+    rows = [f"<b>#{r['number']} recovered</b> ({r['how']})"]
+    for m in dict.fromkeys([mx, my, "accuracy"]):
+        if m in r["before"] and m in r["after"]:
+            rows.append(f"{m}: {format_value(r['before'][m])} → {format_value(r['after'][m])}")
+    return "<br>".join(rows)
 
 
 # ---------------------------------------------------------------- plotly (HTML)
@@ -145,6 +156,23 @@ def pareto_figure(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> Any:
                 ),
                 row=1, col=p + 1,
             )
+            rec = panel["recovered"]
+            if rec:
+                xs: list[Any] = []
+                ys: list[Any] = []
+                for item in rec:  # a dotted segment from each finalist to what it became
+                    xs += [item["before"][mx], item["after"][mx], None]
+                    ys += [item["before"][my], item["after"][my], None]
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=RECOVERED, dash="dot", width=1), hoverinfo="skip", showlegend=False, legendgroup=f"{label}-recovered"), row=1, col=p + 1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[item["after"][mx] for item in rec], y=[item["after"][my] for item in rec], mode="markers",
+                        marker=dict(symbol="diamond", size=11, color=RECOVERED, line=dict(color="white", width=1)),
+                        name="recovered (fine-tuned)" if single else f"{label}: recovered", legendgroup=f"{label}-recovered", showlegend=p == 0,
+                        hovertext=[recovered_hover(item, mx, my) for item in rec], hoverinfo="text",
+                    ),
+                    row=1, col=p + 1,
+                )
             base = panel["base"]
             if base is not None:
                 fig.add_trace(

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from automc.results.plots import COLORS, axis_label, layer_knobs, panel_pairs, policy_members, scatter_panel
+from automc.results.plots import COLORS, RECOVERED, axis_label, layer_knobs, panel_pairs, policy_members, scatter_panel
 
 
 def _mpl() -> Any:
@@ -34,6 +34,9 @@ def _png_pareto(runs: Sequence[tuple[str, Mapping[str, Any]]], path: Path) -> Pa
             if bad:
                 ax.scatter([c["metrics"][mx] for c in bad], [c["metrics"][my] for c in bad], s=18, marker="x", color="#e08080" if single else color, alpha=0.6 if single else 0.25, label="infeasible" if single else None)
             ax.plot([c["metrics"][mx] for c in front], [c["metrics"][my] for c in front], "-o", drawstyle="steps-post" if panel["staircase"] else "default", color=color, markersize=6, label="Pareto front" if single else label)
+            for i, item in enumerate(panel["recovered"]):
+                ax.annotate("", xy=(item["after"][mx], item["after"][my]), xytext=(item["before"][mx], item["before"][my]), arrowprops=dict(arrowstyle="->", color=RECOVERED, lw=1, ls=":"))
+                ax.scatter([item["after"][mx]], [item["after"][my]], marker="D", s=40, color=RECOVERED, zorder=3, label="recovered (fine-tuned)" if single and i == 0 else None)
             base = panel["base"]
             if base is not None:
                 ax.scatter([base[0]], [base[1]], marker="*", s=160, color="#333" if single else color, label="uncompressed" if single else None, zorder=3)

@@ -152,6 +152,28 @@ def build_report(
             {**c.to_dict(), "feasible": front.feasible[i], "violations": front.violations[i], "on_front": front.on_front[i]}
             for i, c in enumerate(cands)
         ],
+        "recovered": [recovered_entry(r) for r in RunDir(rec.run_dir).recoveries()],
+    }
+
+
+def recovered_entry(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A finalist's recovery as the report shows it: metrics before → after, and how."""
+    recipe = result.get("recipe", {})
+    distill = recipe.get("distill") or {}
+    kinds = "+".join(distill.get("kinds", [])) or "none"
+    how = f"{len(result['history'])} epochs, KD {kinds}" + (", QAT" if result.get("qat_layers") else "")
+    return {
+        "number": result["number"],
+        "key": result["key"],
+        "how": how,
+        "before": dict(result["before"]),
+        "after": dict(result["after"]),
+        "reward_before": result.get("reward_before"),
+        "reward_after": result.get("reward_after"),
+        "epochs": len(result["history"]),
+        "train_seconds": result.get("train_seconds"),
+        "train": result.get("train", {}),
+        "recipe": recipe,
     }
 
 
