@@ -10,7 +10,7 @@ back, a recovery continues from its last epoch):
 2. ``automc finetune RUN --best --distill none`` with the same recipe: the cross-entropy twin;
 3. both recovered models, the BN-recalibrated candidate and the unpruned model are evaluated
    on ``test-exact`` (1,000 pixel-exact test images) and ``test-jpeg`` (all 10,000, lossy
-   copy). The search validates on 1,000 held-out *training* images, so no test image ever
+   copy). The search validates on 1,000 *training* images, so no test image ever
    chose a policy.
 
 Prints a table and writes ``OUT/headline.json`` (and ``benchmarks/results/recovery_<model>.json``)::
