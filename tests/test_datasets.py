@@ -218,6 +218,13 @@ def test_real_cifar10_files(shared_data: Path) -> None:
     assert len(tr_exact) == 7728 and len(tr_jpeg) == 50000
     first = tr_jpeg.images(np.array([0, 1]))
     assert np.abs(first.astype(int) - tr_exact.images(np.array([0, 1])).astype(int)).mean() < 13
+    # train-mixed: the JPEG copy with the exact images swapped in where they exist
+    mixed = ds.load("train-mixed")
+    where = np.load(shared_data / "cifar10" / "train_exact_subset.npz")["indices"]
+    assert len(mixed) == 50000 and np.array_equal(mixed.labels, tr_jpeg.labels)
+    assert np.array_equal(mixed.images(where[:5]), tr_exact.images(np.arange(5)))
+    other = np.setdiff1d(np.arange(50000), where)[:5]
+    assert np.array_equal(mixed.images(other), tr_jpeg.images(other))
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])

@@ -123,6 +123,7 @@ class Split:
         class_names: tuple[str, ...] = (),
         exact: bool = True,
         augmentation: str | None = None,
+        source: tuple[str, np.ndarray] | None = None,
     ) -> None:
         if (images is None) == (decode is None):
             raise ValueError("give exactly one of images or decode")
@@ -136,6 +137,10 @@ class Split:
         if augmentation is not None and augmentation not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augmentation!r}; valid: {', '.join(AUGMENTATIONS)}")
         self.augmentation = augmentation
+        # (collection, ids): which image of a larger collection each sample is, so splits that
+        # are copies or subsets of one collection (CIFAR's exact / JPEG / mixed training
+        # copies) can tell they share images; None: this split is its own collection
+        self.source = (name, np.arange(len(self.labels))) if source is None else (source[0], np.asarray(source[1], dtype=np.int64))
         self._images = images
         self._decode = decode
         if images is not None:
@@ -153,6 +158,13 @@ class Split:
 
     def __repr__(self) -> str:
         return f"Split({self.dataset}/{self.name}, n={len(self)}, shape={self.image_shape})"
+
+    def shared_with(self, other: Split, indices: np.ndarray) -> np.ndarray:
+        """Positions in this split of the images ``other[indices]`` are copies of (none when
+        the two come from different collections)."""
+        if self.dataset != other.dataset or self.source[0] != other.source[0]:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.isin(self.source[1], other.source[1][np.asarray(indices)]))
 
     @property
     def num_classes(self) -> int:

@@ -96,6 +96,7 @@ class CIFAR10(ImageDataset):
         "test-jpeg": "all 10,000 test images, lossy JPEG copy (npz)",
         "train-exact": "7,728 training images, pixel-exact (npz)",
         "train-jpeg": "all 50,000 training images, lossy JPEG copy (npz, decoded on demand)",
+        "train-mixed": "all 50,000 training images: the 7,728 pixel-exact ones, the JPEG copy for the rest",
     }
     default_eval_split = "test"
 
@@ -116,6 +117,8 @@ class CIFAR10(ImageDataset):
         return self.data_dir / "cifar10" / BATCHES_DIR
 
     def _load(self, split: str) -> Split:
+        if split == "train-mixed":
+            return self._mixed_split()
         if split in ("train", "test"):
             folder = self._batches_dir()
             names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
@@ -127,7 +130,8 @@ class CIFAR10(ImageDataset):
                 x, y = read_batch(path)
                 images.append(x)
                 labels.append(y)
-            return self._split(split, np.concatenate(labels), np.concatenate(images))
+            y = np.concatenate(labels)
+            return self._split(split, y, np.concatenate(images), source=(split, np.arange(len(y))))
 
         fname, sha = NPZ_FILES[split]
         path = self.require(self.data_dir / "cifar10" / fname, f"split {split!r}")
@@ -141,8 +145,31 @@ class CIFAR10(ImageDataset):
                     raise UserError(f"{path} has no '{key}' array: it is not the expected CIFAR-10 npz file")
             images = np.asarray(npz["images"], dtype=np.uint8)
             labels = np.asarray(npz["labels"], dtype=np.int64)
+            # which original image each one is: train-exact lists them, the test copies are
+            # the test set's first N images
+            ids = np.asarray(npz["indices"], dtype=np.int64) if "indices" in npz else np.arange(len(labels))
         exact = split.endswith("-exact")
-        return self._split(split, labels, images, exact=exact)
+        return self._split(split, labels, images, exact=exact, source=(split.split("-")[0], ids))
+
+    def _mixed_split(self) -> Split:
+        """The JPEG copy of the training set with its 7,728 pixel-exact images swapped in."""
+        jpeg = self.load("train-jpeg")
+        fname, sha = NPZ_FILES["train-exact"]
+        path = self.require(self.data_dir / "cifar10" / fname, "split 'train-mixed'")
+        if self.verify:
+            verify_file(path, sha256=sha)
+        with np.load(path, allow_pickle=False) as npz:
+            if "indices" not in npz:
+                raise UserError(f"{path} has no 'indices' array: it is not the expected CIFAR-10 exact-subset file")
+            exact = np.asarray(npz["images"], dtype=np.uint8)
+            where = np.full(len(jpeg), -1, dtype=np.int64)
+            where[np.asarray(npz["indices"], dtype=np.int64)] = np.arange(len(exact))
+        ids = ("train", np.arange(len(jpeg)))
+
+        def decode(i: int) -> np.ndarray:
+            return exact[where[i]] if where[i] >= 0 else jpeg.images(np.array([i]))[0]
+
+        return self._split("train-mixed", jpeg.labels, decode=decode, image_shape=self.image_shape, exact=False, source=ids)
 
     def _jpeg_split(self, split: str, path: Path, npz: Any) -> Split:
         for key in ("jpeg_bytes", "offsets", "labels"):
@@ -160,4 +187,4 @@ class CIFAR10(ImageDataset):
             with Image.open(io.BytesIO(blob[offsets[i] : offsets[i + 1]].tobytes())) as im:
                 return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
-        return self._split(split, labels, decode=decode, image_shape=self.image_shape, exact=False)
+        return self._split(split, labels, decode=decode, image_shape=self.image_shape, exact=False, source=("train", np.arange(len(labels))))

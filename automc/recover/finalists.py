@@ -82,11 +82,12 @@ class RunCheckpoints:
 
 def training_indices(ctx: Context, split_name: str, images: int | None, seed: int, train_split: Any) -> np.ndarray:
     """The training images: all of ``train_split`` (or a seeded subset of ``images``), never
-    one of the images the run validates on."""
+    one of the images the run validates on — nor a copy of one (``Split.shared_with``)."""
     idx = np.arange(len(train_split))
-    if split_name == ctx.evaluator.split.name:
-        idx = np.setdiff1d(idx, ctx.evaluator.indices)
-        notice(f"finetune trains on {split_name!r}, the split the run validates on: its {ctx.evaluator.samples} validation images are left out")
+    shared = train_split.shared_with(ctx.evaluator.split, ctx.evaluator.indices)
+    if len(shared):
+        idx = np.setdiff1d(idx, shared)
+        notice(f"finetune trains on {split_name!r}, which holds the run's validation images (from {ctx.evaluator.split.name!r}): those {len(shared)} are left out")
     if images is not None:
         if images > len(idx):
             raise UserError(f"finetune.train_images is {images} but {split_name!r} has only {len(idx)} usable images: ask for fewer", field="finetune.train_images")
