@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from automc.datasets import dataset_names, get_dataset, load_split
-from automc.datasets.base import draw_subsets, random_crop_flip
+from automc.datasets.base import Split, draw_subsets, random_crop_flip
 from automc.datasets.idx import read_idx
 from automc.errors import UserError
 
@@ -232,3 +232,18 @@ def test_real_idx_files(shared_data: Path, name: str) -> None:
     test = load_split(name, "test", shared_data)
     assert len(test) == 10000 and test.image_shape == (28, 28, 1)
     assert list(np.bincount(test.labels)) == ([1000] * 10 if name == "fashion-mnist" else list(np.bincount(test.labels)))
+
+
+def test_splits_of_one_collection_know_their_shared_images() -> None:
+    def split(name: str, ids: list[int], source: str = "train") -> Split:
+        n = len(ids)
+        return Split(dataset="toy", name=name, labels=np.zeros(n), images=np.zeros((n, 2, 2, 1), np.uint8), mean=(0.0,), std=(1.0,), source=(source, np.array(ids)))
+
+    exact = split("train-exact", [3, 7, 9])  # a subset of the training collection
+    full = split("train-jpeg", list(range(10)))  # a copy of all of it
+    test = split("test", [0, 1, 2], source="test")
+    assert list(full.shared_with(exact, np.array([0, 2]))) == [3, 9]  # copies of exact[0], exact[2]
+    assert list(exact.shared_with(full, np.arange(8))) == [0, 1]
+    assert len(full.shared_with(test, np.arange(3))) == 0  # another collection
+    plain = Split(dataset="toy", name="a", labels=np.zeros(2), images=np.zeros((2, 2, 2, 1), np.uint8), mean=(0.0,), std=(1.0,))
+    assert list(plain.shared_with(plain, np.array([1]))) == [1]  # a split is its own collection
