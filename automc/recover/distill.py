@@ -14,8 +14,8 @@ Three kinds, each switched on by name and weighted from the config
   al. 2019: normalised pairwise distances of the last point's pooled features agree). Both
   compare samples with each other, so widths need no adapter.
 
-Feature points default to the *stage outputs*: for every spatial resolution the forward
-pass produces, the last module to finish among the shallowest ones (``layer1``, ``layer2``,
+Feature points default to the *stage outputs*: for every spatial resolution above 1×1 the
+forward pass produces, the last module to finish among the shallowest ones (``layer1``, ``layer2``,
 ``layer3`` of a CIFAR ResNet). ``layers`` names them instead.
 """
 
@@ -68,7 +68,7 @@ def stage_points(model: nn.Module, example_input: torch.Tensor) -> list[str]:
     _, seen = _outputs(model, example_input)
     by_res: dict[tuple[int, ...], list[tuple[str, int]]] = {}
     for name, depth, shape in seen:
-        if len(shape) == 4:
+        if len(shape) == 4 and shape[2] * shape[3] > 1:  # 1×1 maps are pooled vectors (SE, heads)
             by_res.setdefault(tuple(shape[2:]), []).append((name, depth))
     points = []
     for mods in by_res.values():
