@@ -76,8 +76,7 @@ def _evaluate(run: Path, number: int, data_dir: str, recovered_key: str | None, 
 def _candidates(rd: Any, cfg: Any) -> list[Any]:
     from automc.search.snapshot import open_store
 
-    with open_store(rd.storage_url(cfg.storage), cfg.name) as store:
-        return store.candidates()
+    return open_store(rd.storage_url(cfg.storage), cfg.name).candidates()
 
 
 def _cpu() -> str:
@@ -96,7 +95,8 @@ def main() -> None:
     args = ap.parse_args()
     exp = REPO / "experiments" / f"amc_{args.model}_recovery.yaml"
     run = args.out or REPO / "benchmarks" / "results" / f"recovery_{args.model}"
-    env = {**os.environ, "AUTOMC_DATA_DIR": args.data_dir, "OMP_NUM_THREADS": str(args.threads)}
+    os.environ["AUTOMC_DATA_DIR"] = args.data_dir  # the evaluation below runs in this process
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 
     search = _cli("search", str(exp), "--run-dir", str(run), "--no-report", env=env)
     kd = search["recovered"][0]
@@ -109,7 +109,7 @@ def main() -> None:
     from automc.run import RunDir
 
     results = {r["key"]: r for r in RunDir(run).recoveries() if r["number"] == number}
-    kd_full = next(r for r in results.values() if (r["recipe"].get("distill") or {}).get("kinds"))
+    kd_full = results[kd["key"]]  # the recovery of the experiment's recipe (others may be there too)
     rows = {
         "unpruned": _evaluate(run, -1, args.data_dir, None, args.threads),
         "pruned, BN recalibrated": _evaluate(run, number, args.data_dir, None, args.threads),

@@ -99,6 +99,7 @@ def brief(result: Mapping[str, Any]) -> dict[str, Any]:
     """A recovery in a few figures: candidate, accuracy before → after, training time."""
     return {
         "number": result["number"],
+        "key": result["key"],
         "accuracy_before": result["before"].get("accuracy"),
         "accuracy_after": result["after"].get("accuracy"),
         "epochs": len(result["history"]),
