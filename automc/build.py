@@ -25,6 +25,7 @@ from automc.datasets.base import calibration_and_validation
 from automc.errors import UserError
 from automc.measure.evaluator import Evaluator, EvaluatorConfig
 from automc.models import load_model
+from automc.settings import resolve_device
 
 CALIBRATION_BATCH = 64  # images per calibration batch (BN statistics, activation ranges)
 
@@ -53,10 +54,12 @@ class Data:
         xc, _ = self.calibration_split.tensors(self.calibration_indices[: batches * CALIBRATION_BATCH])
         return [xc[i : i + CALIBRATION_BATCH] for i in range(0, len(xc), CALIBRATION_BATCH)]
 
-    def evaluator(self, *, bn_calibration_batches: int, threads: int | None = None, batch_size: int = 256) -> Evaluator:
+    def evaluator(self, *, bn_calibration_batches: int, threads: int | None = None, batch_size: int = 256, device: str = "cpu") -> Evaluator:
         """The evaluator on the validation subset, recalibrating BN on ``bn_calibration_batches``
-        batches of the calibration subset (0: no recalibration)."""
-        config = EvaluatorConfig(batch_size=batch_size, threads=threads, bn_calibration_batches=bn_calibration_batches, seed=self.seed)
+        batches of the calibration subset (0: no recalibration), running on ``device`` (a
+        ``device:`` setting, resolved here: ``cuda`` without a GPU is a user error)."""
+        where = str(resolve_device(device))
+        config = EvaluatorConfig(batch_size=batch_size, threads=threads, bn_calibration_batches=bn_calibration_batches, seed=self.seed, device=where)
         calibration = (self.calibration_split, self.calibration_indices) if bn_calibration_batches else None
         return Evaluator(self.split, self.validation_indices, calibration=calibration, config=config)
 

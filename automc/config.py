@@ -149,7 +149,7 @@ class FinetuneConfig(_Strict):
     distill: DistillConfig | None = DistillConfig()
     teacher: ModelConfig | None = Field(None, description="distil from this model (default: the uncompressed base model)")
     qat: bool = Field(True, description="train quantised layers with their fake quantisers (bit-widths kept)")
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="default: the experiment's device")
 
 
 class ExperimentConfig(_Strict):
@@ -167,6 +167,14 @@ class ExperimentConfig(_Strict):
     budget: BudgetConfig
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the run directory)")
     finetune: FinetuneConfig | None = None
+    device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="where candidates are evaluated, BN-recalibrated and recovered (latency profiles measure on their own device)")
+
+    @model_validator(mode="after")
+    def _finetune_device(self) -> ExperimentConfig:
+        # recovery runs where the evaluation runs unless its section says otherwise
+        if self.finetune is not None and self.finetune.device is None:
+            return self.model_copy(update={"finetune": self.finetune.model_copy(update={"device": self.device})})
+        return self
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -26,7 +26,7 @@ import yaml
 
 from automc.build import CALIBRATION_BATCH, open_data
 from automc.config import parse_config
-from automc.recover.trainer import recover, resolve_device
+from automc.recover.trainer import finetune_device, recover
 
 TESTS = ("test-exact", "test-jpeg")
 
@@ -66,7 +66,7 @@ def main() -> None:
     train = data.dataset.load(cfg.finetune.train_split or data.dataset.calibration_split())
     val = data.validation_indices if data.validation_indices is not None else np.arange(len(data.split))
     idx = np.setdiff1d(np.arange(len(train)), train.shared_with(data.split, val))
-    device = resolve_device(cfg.finetune.device)
+    device = finetune_device(cfg.finetune)
     t0 = time.perf_counter()
     done = recover(student, copy.deepcopy(base), train, idx, cfg=cfg.finetune, example_input=data.example_input(), seed=cfg.seed,
                    on_progress=lambda e: print(f"epoch {int(e['epoch'])}: loss {e['loss']:.4f} ({e['seconds']:.1f} s)", flush=True) if e["event"] == "epoch" and not args.json else None)

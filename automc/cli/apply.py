@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-split", metavar="NAME", help="split for BN / activation calibration (default: the dataset's training split)")
     p.add_argument("--bn-calibration", type=non_negative_int, default=16, metavar="B", help="BatchNorm recalibration batches of 64 (default 16; 0 = off)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="measure accuracy on a seeded stratified subset of N images")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="where BN recalibration and the accuracy forward passes run (default cpu; auto: a GPU when torch sees one)")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime QDQ) and check it against the PyTorch model")
     add_run_options(p)
     p.set_defaults(func=run)
@@ -49,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from automc.models import default_dataset, resolve_weights
     from automc.results.int8_onnx import export_int8_checked
     from automc.results.onnx import export_onnx
+    from automc.settings import resolve_device
 
     started = time.perf_counter()
+    resolve_device(args.device, "--device")  # a missing GPU is said before any data loads
     if args.bn_calibration < 0:
         raise UserError(f"--bn-calibration must be >= 0, got {args.bn_calibration}", field="bn_calibration")
     if args.limit is not None and args.limit < 1:
@@ -78,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         params = space.uniform(args.uniform) if args.uniform is not None else space.validate(load_policy(args.policy), partial=True)
         compressed = space.apply(base, params)
 
-    evaluator = data.evaluator(bn_calibration_batches=args.bn_calibration, threads=args.threads)
-    plain = data.evaluator(bn_calibration_batches=0, threads=args.threads)
+    evaluator = data.evaluator(bn_calibration_batches=args.bn_calibration, threads=args.threads, device=args.device)
+    plain = data.evaluator(bn_calibration_batches=0, threads=args.threads, device=args.device)
     acc_before = plain(base)
     acc_raw = plain(compressed)
     final = evaluator.prepare(compressed)

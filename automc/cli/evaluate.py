@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on a seeded stratified subset of N samples")
     p.add_argument("--bn-calibration", type=non_negative_int, default=0, metavar="B", help="recalibrate BatchNorm on B batches first (default 0: off)")
     p.add_argument("--calibration-split", metavar="NAME", help="split the calibration batches come from (default: the dataset's training split)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="where BN recalibration and the accuracy forward passes run (default cpu; auto: a GPU when torch sees one)")
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N")
     add_run_options(p)
     p.set_defaults(func=run)
@@ -34,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from automc.build import CALIBRATION_BATCH, open_data
     from automc.errors import UserError
     from automc.models import resolve_weights
+    from automc.settings import resolve_device
 
     started = time.perf_counter()
+    resolve_device(args.device, "--device")  # a missing GPU is said before any data loads
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}", field="limit")
     if args.bn_calibration < 0:
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     split, split_name = data.split, data.split.name
     weights = resolve_weights(args.weights, args.model, data.dataset.data_dir)
     model = data.model(args.model, weights, parse_kv(args.model_arg, "--model-arg"))
-    evaluator = data.evaluator(bn_calibration_batches=args.bn_calibration, threads=args.threads, batch_size=args.batch_size)
+    evaluator = data.evaluator(bn_calibration_batches=args.bn_calibration, threads=args.threads, batch_size=args.batch_size, device=args.device)
     metrics = _run_with_progress(evaluator, model, enabled=progress_enabled() and not args.json)
     result = {
         "model": args.model,

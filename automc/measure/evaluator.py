@@ -80,6 +80,9 @@ class EvaluatorConfig:
     # augmented training distribution, and plain images shift them (-3 points on ResNet-20).
     calibration_augment: bool = True
     seed: int = 0
+    # Where forward passes run (a resolved device: see automc.settings.resolve_device). Models
+    # come in and go out on the CPU either way; only the work moves.
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -154,11 +157,12 @@ class Evaluator:
         """
         if not self._calib:
             return model
+        dev = torch.device(self.config.device)
         with torch_threads(self.config.threads):
-            out = recalibrate_batchnorm(copy.deepcopy(model), self._calib)
+            out = recalibrate_batchnorm(copy.deepcopy(model).to(dev), [b.to(dev) for b in self._calib])
             if any(m.a_bits < FLOAT_BITS for m in quant_layers(out).values()):
-                calibrate_activations(out, self._calib_plain)
-        return out
+                calibrate_activations(out, [b.to(dev) for b in self._calib_plain])
+        return out.cpu()
 
     def __call__(self, model: nn.Module, *, prepared: bool = False, on_batch: Callable[[int], None] | None = None) -> dict[str, float]:
         """Top-1 accuracy (fraction), mean cross-entropy loss and sample count.
@@ -167,6 +171,9 @@ class Evaluator:
         recalibrated twice). ``on_batch(n)`` is called after each batch of ``n`` samples.
         """
         target = model if prepared else self.prepare(model)
+        dev = torch.device(self.config.device)
+        if dev.type != "cpu":
+            target = copy.deepcopy(target).to(dev)  # the caller's model stays where it is
         was_training = target.training
         target.eval()
         correct = 0
@@ -174,7 +181,7 @@ class Evaluator:
         try:
             with torch_threads(self.config.threads), torch.no_grad():
                 for xb, yb in _batches(self._x, self._y, self.config.batch_size):
-                    logits = target(xb)
+                    logits = target(xb.to(dev)).cpu()
                     loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
                     correct += int((logits.argmax(1) == yb).sum())
                     if on_batch is not None:

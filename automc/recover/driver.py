@@ -19,7 +19,7 @@ from automc.config import ExperimentConfig, FinetuneConfig, parse_config
 from automc.datasets import get_dataset
 from automc.errors import UserError
 from automc.recover.finalists import recover_candidate, require_finished, select_finalists, training_indices
-from automc.recover.trainer import Progress, build_distiller, resolve_device
+from automc.recover.trainer import Progress, build_distiller, finetune_device
 from automc.run import RunDir
 from automc.search.context import Context, base_recipe, build_context
 from automc.search.loop import run_experiment
@@ -41,7 +41,7 @@ def recover_finalists(
 ) -> list[dict[str, Any]]:
     """Recover candidates ``numbers`` (default: those ``ft.candidates`` selects); returns
     their results (see :func:`automc.recover.finalists.recover_candidate`)."""
-    resolve_device(ft.device)  # a missing GPU is said before anything trains
+    finetune_device(ft)  # a missing GPU is said before anything trains
     candidates = store.candidates()
     chosen = require_finished(candidates, numbers) if numbers else select_finalists(ctx.config, candidates, ft)
     results = []
@@ -70,7 +70,7 @@ def check_finetune(ctx: Context) -> None:
     ft = ctx.config.finetune
     if ft is None:
         return
-    resolve_device(ft.device)
+    finetune_device(ft)
     ds = get_dataset(ctx.config.data.dataset, ctx.config.data.data_dir, verify=ctx.config.data.verify)
     split = ft.train_split or ds.calibration_split()
     if split not in ds.splits:

@@ -28,7 +28,7 @@ from automc.config import ExperimentConfig, FinetuneConfig
 from automc.datasets import get_dataset
 from automc.errors import UserError, notice
 from automc.measure.evaluator import torch_threads
-from automc.recover.trainer import Progress, recover, resolve_device
+from automc.recover.trainer import Progress, finetune_device, recover
 from automc.results.pareto import pareto_front
 from automc.run import RECOVERY_CHECKPOINT as CHECKPOINT
 from automc.run import RECOVERY_MODEL as MODEL
@@ -148,7 +148,7 @@ def recover_candidate(ctx: Context, run: RunDir, cand: Candidate, ft: FinetuneCo
         "qat_layers": done_model.qat_layers,
         "adapters": {k: list(v) for k, v in done_model.adapters.items()},
         "feature_points": done_model.feature_points,
-        "device": str(resolve_device(ft.device)),
+        "device": str(finetune_device(ft)),
         "threads": threads,
         "train_seconds": done_model.seconds,
         "seconds_this_session": time.perf_counter() - t0,

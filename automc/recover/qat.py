@@ -79,7 +79,7 @@ class _Codebook(nn.Module):
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
         # the codebook a weight of this layout carries (mean over each codeword's weights)
         k = len(self.initial)
-        sums = torch.zeros(k, dtype=weight.dtype).scatter_add_(0, self.assign, weight.detach().reshape(-1))
+        sums = torch.zeros(k, dtype=weight.dtype, device=weight.device).scatter_add_(0, self.assign, weight.detach().reshape(-1))
         counts = torch.bincount(self.assign, minlength=k).to(weight.dtype)
         return sums / counts.clamp_min(1)
 

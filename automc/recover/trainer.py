@@ -26,6 +26,7 @@ from automc.datasets.base import Split
 from automc.errors import UserError
 from automc.recover.distill import Distiller
 from automc.recover.qat import finish_qat, prepare_qat
+from automc.settings import resolve_device
 
 Progress = Callable[[Mapping[str, Any]], None]
 
@@ -51,13 +52,6 @@ class Recovered:
     resumed_at_epoch: int = 0
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("finetune.device: cuda is not available here (no GPU visible to torch); use auto or cpu", field="finetune.device")
-    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
-
-
 def build_distiller(teacher: nn.Module, student: nn.Module, example_input: torch.Tensor, cfg: FinetuneConfig) -> Distiller:
     """The loss for ``cfg`` (plain cross-entropy without ``distill``), checked on
     ``example_input``: a teacher whose classes differ from the student's is a user error."""
@@ -80,6 +74,12 @@ def build_distiller(teacher: nn.Module, student: nn.Module, example_input: torch
         relation=d.relation,
         layers=d.layers,
     )
+
+
+def finetune_device(cfg: FinetuneConfig) -> torch.device:
+    """Where ``cfg`` trains (a section parsed inside an experiment carries the experiment's
+    device; one built on its own trains on the CPU)."""
+    return resolve_device(cfg.device or "cpu", "finetune.device")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -108,7 +108,7 @@ def recover(
     """
     if len(indices) == 0:
         raise UserError("finetune: no training images selected", field="finetune.train_images")
-    device = resolve_device(cfg.device)
+    device = finetune_device(cfg)
     distiller = build_distiller(teacher, student, example_input, cfg)
     plan = prepare_qat(student) if cfg.qat else None
     student.to(device)

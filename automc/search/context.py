@@ -123,7 +123,7 @@ def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base
     trained = weights is not None or cfg.model.train is None
     model = data.model(cfg.model.name, weights, cfg.model.kwargs)
     x = data.example_input()
-    evaluator = data.evaluator(bn_calibration_batches=cfg.data.calibration_batches if cfg.data.bn_calibration else 0)
+    evaluator = data.evaluator(bn_calibration_batches=cfg.data.calibration_batches if cfg.data.bn_calibration else 0, device=cfg.device)
     space = data.space(cfg.space.name, model, cfg.space.config, batches=cfg.data.calibration_batches)
     profiles = build_profiles(cfg, run if cache else None)
     reward = resolve_reward(cfg.reward.name, cfg.reward.kwargs)
