@@ -96,12 +96,22 @@ def training_indices(ctx: Context, split_name: str, images: int | None, seed: in
     return idx
 
 
-def recover_candidate(ctx: Context, run: RunDir, cand: Candidate, ft: FinetuneConfig, *, teacher: torch.nn.Module, on_progress: Progress | None = None) -> dict[str, Any]:
+def recover_candidate(
+    ctx: Context,
+    run: RunDir,
+    cand: Candidate,
+    ft: FinetuneConfig,
+    *,
+    teacher: torch.nn.Module,
+    on_progress: Progress | None = None,
+    folder: Path | None = None,
+) -> dict[str, Any]:
     """Recover one finalist against ``teacher`` (or read its finished recovery); returns its
-    ``result.json``."""
+    ``result.json``. ``folder`` keeps it outside the run's record (an ablation of a policy
+    that is no candidate of the run: see ``benchmarks/pqk.py``); default ``RUN/recovery/N-KEY``."""
     cfg = ctx.config
     key = recovery_key(cfg, cand, ft)
-    folder = run.recovery(cand.number, key)
+    folder = folder or run.recovery(cand.number, key)
     result_file = folder / RESULT
     if result_file.is_file() and run.check_tensors(folder / MODEL) is None:
         done: dict[str, Any] = json.loads(result_file.read_text())
