@@ -250,3 +250,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except UnicodeDecodeError:
         raise UserError(f"{p} is not a text (UTF-8) YAML file") from None
     return parse_config(data, str(p))
+
+
+def resolved_config(raw: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """``raw`` as this version of automc resolves it (defaults filled in): how a run's stored
+    config is compared with a new one."""
+    return parse_config(dict(raw), source).model_dump(mode="json")

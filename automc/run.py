@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -113,10 +113,12 @@ class RunDir:
         return result, self.load_tensors(self.recovery(number, str(result["key"])) / RECOVERY_MODEL)
 
     # -- writing --------------------------------------------------------------------------------
-    def check_config(self, resolved: Mapping[str, Any]) -> bool:
+    def check_config(self, resolved: Mapping[str, Any], *, normalize: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None) -> bool:
         """Refuse a folder that holds a run of a different config (that would mix two
         experiments in one record); only the budget and the finetune section (recoveries are
-        kept by recipe) may change. True when a run is there.
+        kept by recipe) may change. True when a run is there. ``normalize`` resolves the
+        stored config as ``resolved`` was (so a setting added to automc since, at its
+        default, is no change).
 
         Called before anything is spent; the config itself is written by :meth:`write_config`
         only once the experiment passed its dry run, so a mistake fixed and rerun just works.
@@ -124,7 +126,7 @@ class RunDir:
         self._check_not_a_file()
         if not self.config_file.exists():
             return False
-        previous = self.read_config()
+        previous = dict(normalize(self.read_config()) if normalize is not None else self.read_config())
         changed = [k for k in dict.fromkeys([*previous, *resolved]) if previous.get(k) != resolved.get(k) and k not in MUTABLE]
         if changed:
             diffs = "; ".join(f"{k}: {_short(previous.get(k))} -> {_short(resolved.get(k))}" for k in changed)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from automc.config import parse_config
 from automc.errors import UserError
@@ -50,6 +51,12 @@ def test_search_runs_and_status_reports(tmp_path: Path) -> None:
     before = trials_of(run_dir)
     again = json.loads(run_cli("search", str(write_config(tmp_path, TINY)), "--run-dir", str(run_dir), "--json").stdout)
     assert again["evaluated_now"] == 0 and trials_of(run_dir) == before
+    # a run written by an automc without a setting added since (at its default) still resumes
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del stored["device"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    older = run_cli("search", str(write_config(tmp_path, TINY)), "--run-dir", str(run_dir), "--json")
+    assert older.returncode == 0 and json.loads(older.stdout)["evaluated_now"] == 0, older.stderr
     changed = {**TINY, "seed": 1}
     assert_user_error(run_cli("search", str(write_config(tmp_path, changed, "other.yaml")), "--run-dir", str(run_dir)), "different config", "seed")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from automc.compress.saved import package_versions
-from automc.config import ExperimentConfig
+from automc.config import ExperimentConfig, resolved_config
 from automc.errors import notice
 from automc.run import DamagedFile, RunDir
 from automc.search.agent import Agent, build_agent
@@ -103,7 +103,7 @@ def run_experiment(
     run = RunDir(run_dir)
     resolved = cfg.model_dump(mode="json")
     with run.writer_lock():
-        run.check_config(resolved)
+        run.check_config(resolved, normalize=lambda stored: resolved_config(stored, str(run.config_file)))
         ctx, agent = check_experiment(cfg, run, checks=checks)
         try:
             run.write_config(resolved, {**package_versions(VERSIONED), "seed": cfg.seed})
