@@ -152,6 +152,22 @@ class FinetuneConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="default: the experiment's device")
 
 
+class FidelityConfig(_Strict):
+    """Multi-fidelity ranking (:mod:`automc.recover.fidelity`): every candidate gets the
+    BN-recalibrated score; successive halving promotes the best of each rung to a short KD
+    fine-tune of ``steps[k]`` steps in all (the ``finetune`` recipe), and the candidate is
+    ranked by the accuracy of the last rung it reached."""
+
+    steps: list[int] = Field([100, 300], min_length=1, description="total fine-tune steps at rung 1, 2, ... (increasing)")
+    reduction_factor: int = Field(3, ge=2, description="successive halving's eta: about 1/eta of a rung is promoted")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> FidelityConfig:
+        if any(s < 1 for s in self.steps) or any(b <= a for a, b in zip(self.steps, self.steps[1:])):
+            raise ValueError(f"steps must be positive and increasing, got {self.steps}")
+        return self
+
+
 class ExperimentConfig(_Strict):
     # a plain file name (the default run directory is runs/<name>): no "..", no separators
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=100)
@@ -167,6 +183,7 @@ class ExperimentConfig(_Strict):
     budget: BudgetConfig
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the run directory)")
     finetune: FinetuneConfig | None = None
+    fidelity: FidelityConfig | None = Field(None, description="rank candidates by short KD fine-tunes (successive halving); default: BN-recalibrated scores only")
     device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="where candidates are evaluated, BN-recalibrated and recovered (latency profiles measure on their own device)")
 
     @model_validator(mode="after")

@@ -12,13 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
-from automc.build import dataset_model
 from automc.config import ExperimentConfig, FinetuneConfig, parse_config
 from automc.datasets import get_dataset
 from automc.errors import UserError
-from automc.recover.finalists import recover_candidate, require_finished, select_finalists, training_indices
+from automc.recover.fidelity import FidelityExecutor, fidelity_recipe, successive_halving
+from automc.recover.finalists import recover_candidate, require_finished, select_finalists, teacher_of, training_indices
 from automc.recover.trainer import Progress, build_distiller, finetune_device
 from automc.run import RunDir
 from automc.search.context import Context, base_recipe, build_context
@@ -53,30 +51,40 @@ def recover_finalists(
     return results
 
 
-def teacher_of(ctx: Context, ft: FinetuneConfig) -> nn.Module:
-    """``ft``'s teacher (built for the dataset, weights loaded), else a copy of the
-    uncompressed base model."""
-    if ft.teacher is None:
-        return copy.deepcopy(ctx.model)
-    t = ft.teacher
-    ds = get_dataset(ctx.config.data.dataset, ctx.config.data.data_dir, verify=ctx.config.data.verify)
-    return dataset_model(ds, t.name, t.weights, t.kwargs)
-
-
 def check_finetune(ctx: Context) -> None:
     """The dry run of the ``finetune`` section, before any budget is spent: the device
     exists, the training split loads and holds ``train_images``, and the distillation
     (teacher classes, named layers) fits the model."""
-    ft = ctx.config.finetune
-    if ft is None:
+    if ctx.config.finetune is not None:
+        check_recipe(ctx, ctx.config.finetune)
+
+
+def check_fidelity(ctx: Context) -> None:
+    """The dry run of the ``fidelity`` section: its fine-tune recipe fits (as
+    :func:`check_finetune`) and the training split holds the images each rung trains on."""
+    fid = ctx.config.fidelity
+    if fid is None:
         return
+    ft = fidelity_recipe(ctx.config)
+    pool = check_recipe(ctx, ft)
+    more = [b - a for a, b in zip([0, *fid.steps], fid.steps)]
+    need = max(more) * ft.batch_size
+    if need > pool:
+        raise UserError(f"fidelity.steps: a rung trains up to {max(more)} steps of {ft.batch_size} images ({need}) but the training split has {pool} usable images: use fewer steps or a smaller batch_size", field="fidelity.steps")
+
+
+def check_recipe(ctx: Context, ft: FinetuneConfig) -> int:
+    """``ft`` fits the run: the device exists, the training split loads and holds
+    ``train_images``, the distillation (teacher classes, named layers) fits the model.
+    Returns how many training images it may use."""
     finetune_device(ft)
     ds = get_dataset(ctx.config.data.dataset, ctx.config.data.data_dir, verify=ctx.config.data.verify)
     split = ft.train_split or ds.calibration_split()
     if split not in ds.splits:
         raise UserError(f"finetune.train_split {split!r} is not a split of {ds.name}; splits: {', '.join(ds.splits)}", field="finetune.train_split")
-    training_indices(ctx, split, ft.train_images, ctx.config.seed, ds.load(split))
+    usable = training_indices(ctx, split, ft.train_images, ctx.config.seed, ds.load(split), quiet=True)
     build_distiller(teacher_of(ctx, ft), copy.deepcopy(ctx.model), ctx.example_input, ft)
+    return len(usable)
 
 
 def search_and_recover(cfg: ExperimentConfig, run_dir: str | Path, **search: Any) -> dict[str, Any]:
@@ -92,7 +100,13 @@ def search_and_recover(cfg: ExperimentConfig, run_dir: str | Path, **search: Any
         results = recover_finalists(ctx, run, store, cfg.finetune, on_finalist=on_finalist, on_progress=on_progress)
         return {"recovered": [brief(r) for r in results]}
 
-    return run_experiment(cfg, run_dir, checks=(check_finetune,), finish=finish, **search)
+    def wrap(executor: Any, ctx: Context, store: Store) -> Any:
+        assert cfg.fidelity is not None
+        return FidelityExecutor(executor, ctx, store, cfg.fidelity, fidelity_recipe(cfg))
+
+    if cfg.fidelity is not None:
+        search.update(wrap=wrap, pruner=successive_halving(cfg.fidelity))
+    return run_experiment(cfg, run_dir, checks=(check_finetune, check_fidelity), finish=finish, **search)
 
 
 def brief(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ a checkpoint continues from it, and another recipe gets another folder.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -24,6 +25,7 @@ import torch
 
 from automc.atomic import atomic_write_text
 from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
+from automc.build import dataset_model
 from automc.config import ExperimentConfig, FinetuneConfig
 from automc.datasets import get_dataset
 from automc.errors import UserError, notice
@@ -80,14 +82,26 @@ class RunCheckpoints:
         self.run.save_tensors(self.path, state)
 
 
-def training_indices(ctx: Context, split_name: str, images: int | None, seed: int, train_split: Any) -> np.ndarray:
+def teacher_of(ctx: Context, ft: FinetuneConfig) -> torch.nn.Module:
+    """``ft``'s teacher (built for the dataset, weights loaded), else a copy of the
+    uncompressed base model."""
+    if ft.teacher is None:
+        return copy.deepcopy(ctx.model)
+    t = ft.teacher
+    ds = get_dataset(ctx.config.data.dataset, ctx.config.data.data_dir, verify=ctx.config.data.verify)
+    return dataset_model(ds, t.name, t.weights, t.kwargs)
+
+
+def training_indices(ctx: Context, split_name: str, images: int | None, seed: int, train_split: Any, *, quiet: bool = False) -> np.ndarray:
     """The training images: all of ``train_split`` (or a seeded subset of ``images``), never
-    one of the images the run validates on — nor a copy of one (``Split.shared_with``)."""
+    one of the images the run validates on — nor a copy of one (``Split.shared_with``);
+    ``quiet`` leaves out the notice saying so (dry runs)."""
     idx = np.arange(len(train_split))
     shared = train_split.shared_with(ctx.evaluator.split, ctx.evaluator.indices)
     if len(shared):
         idx = np.setdiff1d(idx, shared)
-        notice(f"finetune trains on {split_name!r}, which holds the run's validation images (from {ctx.evaluator.split.name!r}): those {len(shared)} are left out")
+        if not quiet:
+            notice(f"finetune trains on {split_name!r}, which holds the run's validation images (from {ctx.evaluator.split.name!r}): those {len(shared)} are left out")
     if images is not None:
         if images > len(idx):
             raise UserError(f"finetune.train_images is {images} but {split_name!r} has only {len(idx)} usable images: ask for fewer", field="finetune.train_images")

@@ -168,6 +168,12 @@ def evaluate_candidate(ctx: Context, number: int, params: Mapping[str, Any]) -> 
     except Exception as exc:  # noqa: BLE001 - a broken candidate must not stop the search
         return Candidate(number, dict(params), metrics, None, FAILED, f"{type(exc).__name__}: {exc}", timings)
     metrics.update(ctx.base_metrics)
+    return rewarded(ctx, number, params, metrics, timings)
+
+
+def rewarded(ctx: Context, number: int, params: Mapping[str, Any], metrics: dict[str, float], timings: dict[str, float]) -> Candidate:
+    """The candidate with ``metrics`` and their reward; a reward that raises or is not finite
+    fails the candidate (message, file and line recorded)."""
     try:
         reward = ctx.reward(metrics)
     except Exception as exc:  # noqa: BLE001 - user reward code

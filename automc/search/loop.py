@@ -47,6 +47,9 @@ Check = Callable[[Context], None]
 # work after the search, inside the run's lock (e.g. recovering the finalists); its mapping
 # joins the summary
 Finish = Callable[[Context, RunDir, Store], Mapping[str, Any]]
+# wraps the executor (e.g. to raise promising candidates to a higher fidelity before their
+# outcome is recorded: automc.recover.fidelity)
+Wrap = Callable[[Executor, Context, Store], Executor]
 
 
 def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, checks: Sequence[Check] = ()) -> tuple[Context, Agent]:
@@ -89,11 +92,14 @@ def run_experiment(
     use_ray: bool | None = None,
     checks: Sequence[Check] = (),
     finish: Finish | None = None,
+    wrap: Wrap | None = None,
+    pruner: Any = None,
 ) -> dict[str, Any]:
     """Run (or resume) ``cfg`` in ``run_dir`` until its budget is spent; returns a summary.
 
     ``checks`` join the dry run; ``finish`` runs after the search, still holding the lock
-    (rerunning the command resumes it too).
+    (rerunning the command resumes it too). ``wrap`` wraps the executor and ``pruner`` (an
+    Optuna pruner) is the study's, for :meth:`Store.report` (multi-fidelity ranking).
 
     ``workers > 1`` or an ``address`` evaluates candidates on Ray (see
     :mod:`automc.search.executors`); ``use_ray`` forces the choice (benchmarks compare 1 Ray
@@ -107,7 +113,7 @@ def run_experiment(
         ctx, agent = check_experiment(cfg, run, checks=checks)
         try:
             run.write_config(resolved, {**package_versions(VERSIONED), "seed": cfg.seed})
-            store = Store(run.storage_url(cfg.storage), cfg.name)
+            store = Store(run.storage_url(cfg.storage), cfg.name, pruner=pruner)
             store.set_meta("config", resolved)
             store.set_meta("base_metrics", ctx.base_metrics)
             store.set_meta("locked_groups", ctx.space.locked_notes())
@@ -118,6 +124,8 @@ def run_experiment(
             ledger = Ledger((ctx.space.canonical(c.params), c) for c in history if c.duplicate_of is None)
             parallel = use_ray if use_ray is not None else (workers > 1 or address is not None)
             executor: Executor = RayExecutor(ctx, resolved, run.path, workers=workers, address=address) if parallel else SequentialExecutor(ctx)
+            if wrap is not None:
+                executor = wrap(executor, ctx, store)
             resumed = sum(1 for c in history if c.duplicate_of is None)
             try:
                 done, stop = _Loop(cfg, ctx, run, store, agent, executor, ledger, dists, on_candidate).run(resumed, retry)

@@ -64,7 +64,7 @@ class Store:
     ``export``); see :func:`automc.search.snapshot.open_store` for read-only folders.
     """
 
-    def __init__(self, url: str, study_name: str, *, readonly: bool = False) -> None:
+    def __init__(self, url: str, study_name: str, *, readonly: bool = False, pruner: optuna.pruners.BasePruner | None = None) -> None:
         try:
             if readonly:
                 self.study = optuna.load_study(storage=url, study_name=study_name, sampler=optuna.samplers.RandomSampler())
@@ -74,6 +74,7 @@ class Store:
                     study_name=study_name,
                     direction="maximize",
                     sampler=optuna.samplers.RandomSampler(),  # params are always enqueued
+                    pruner=pruner,  # decides promotions between fidelities (report)
                     load_if_exists=True,
                 )
         except ImportError as exc:
@@ -103,6 +104,14 @@ class Store:
         if trial.number != number:
             raise RuntimeError(f"store {self.url}: expected trial {number}, Optuna gave {trial.number}; another process writes to this study")
         self._open[number] = trial
+
+    def report(self, number: int, value: float, step: int) -> bool:
+        """Record ``value`` as candidate ``number``'s intermediate value at ``step`` and ask
+        the study's pruner whether to stop there (True) or go on to the next fidelity."""
+        trial = self._open[number]
+        with _writing(self.url):
+            trial.report(value, step)
+            return bool(trial.should_prune())
 
     def finish(self, candidate: Candidate, *, duplicate_of: int | None = None) -> None:
         """Record the outcome of a candidate :meth:`begin` started in this process: the
