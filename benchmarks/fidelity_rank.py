@@ -40,9 +40,8 @@ def main() -> None:
     from automc.atomic import atomic_write_text
     from automc.build import open_data
     from automc.config import parse_config
-    from automc.datasets import get_dataset
     from automc.recover.fidelity import fidelity_recipe, short_recovery
-    from automc.recover.finalists import teacher_of, training_indices
+    from automc.recover.finalists import teacher_of, training_indices, training_split
     from automc.run import RunDir
     from automc.search.context import build_context, materialize
     from automc.search.snapshot import open_store
@@ -52,9 +51,7 @@ def main() -> None:
     cfg = parse_config(rd.read_config())
     ctx = build_context(cfg, rd, cache=False, train=False)
     recipe = fidelity_recipe(cfg)
-    ds = get_dataset(cfg.data.dataset, cfg.data.data_dir, verify=cfg.data.verify)
-    split = recipe.train_split or ds.calibration_split()
-    train = ds.load(split)
+    split, train = training_split(ctx, recipe)
     pool = training_indices(ctx, split, None, cfg.seed, train)
     teacher = teacher_of(ctx, recipe)
     test = open_data("cifar10", args.data_dir, split="test-exact", calibration_images=0).evaluator(bn_calibration_batches=0)

@@ -16,14 +16,13 @@ from automc.config import ExperimentConfig
 
 def check_summary(cfg: ExperimentConfig, run_dir: Path, *, workers: int = 1) -> dict[str, Any]:
     """What ``automc search`` would do with ``cfg`` in ``run_dir``, after the dry run."""
-    from automc.config import resolved_config
     from automc.recover.driver import check_fidelity, check_finetune
     from automc.run import RunDir
-    from automc.search.loop import check_experiment
+    from automc.search.loop import check_experiment, check_run_config
     from automc.search.preflight import preflight, probe
 
     run = RunDir(run_dir)
-    resuming = run.check_config(cfg.model_dump(mode="json"), normalize=lambda stored: resolved_config(stored, str(run.config_file)))
+    resuming = check_run_config(run, cfg.model_dump(mode="json"))
     ctx, agent = check_experiment(cfg, run, train=False, checks=(check_finetune, check_fidelity))
     agent.close()
     reward = preflight(ctx)

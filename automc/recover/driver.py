@@ -13,10 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from automc.config import ExperimentConfig, FinetuneConfig, parse_config
-from automc.datasets import get_dataset
 from automc.errors import UserError
-from automc.recover.fidelity import FidelityExecutor, fidelity_recipe, successive_halving
-from automc.recover.finalists import recover_candidate, require_finished, select_finalists, teacher_of, training_indices
+from automc.recover.fidelity import (
+    FidelityExecutor,
+    fidelity_recipe,
+    successive_halving,
+)
+from automc.recover.finalists import (
+    recover_candidate,
+    require_finished,
+    select_finalists,
+    teacher_of,
+    training_indices,
+    training_split,
+)
 from automc.recover.trainer import Progress, build_distiller, finetune_device
 from automc.run import RunDir
 from automc.search.context import Context, base_recipe, build_context
@@ -78,11 +88,8 @@ def check_recipe(ctx: Context, ft: FinetuneConfig) -> int:
     ``train_images``, the distillation (teacher classes, named layers) fits the model.
     Returns how many training images it may use."""
     finetune_device(ft)
-    ds = get_dataset(ctx.config.data.dataset, ctx.config.data.data_dir, verify=ctx.config.data.verify)
-    split = ft.train_split or ds.calibration_split()
-    if split not in ds.splits:
-        raise UserError(f"finetune.train_split {split!r} is not a split of {ds.name}; splits: {', '.join(ds.splits)}", field="finetune.train_split")
-    usable = training_indices(ctx, split, ft.train_images, ctx.config.seed, ds.load(split), quiet=True)
+    split, train = training_split(ctx, ft)
+    usable = training_indices(ctx, split, ft.train_images, ctx.config.seed, train, quiet=True)
     build_distiller(teacher_of(ctx, ft), copy.deepcopy(ctx.model), ctx.example_input, ft)
     return len(usable)
 

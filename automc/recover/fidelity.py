@@ -28,9 +28,8 @@ from torch import nn
 
 from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
 from automc.config import ExperimentConfig, FidelityConfig, FinetuneConfig
-from automc.datasets import get_dataset
 from automc.datasets.base import Split
-from automc.recover.finalists import teacher_of, training_indices
+from automc.recover.finalists import teacher_of, training_indices, training_split
 from automc.recover.trainer import recover
 from automc.search.candidate import FAILED, Candidate
 from automc.search.context import Context, materialize, rewarded
@@ -50,9 +49,10 @@ def rung_step(fid: FidelityConfig, rung: int) -> int:
 
 def fidelity_recipe(cfg: ExperimentConfig) -> FinetuneConfig:
     """How the rungs train: the ``finetune`` section's recipe (its defaults, on the
-    experiment's device, without one); epochs and image counts come from ``steps``."""
+    experiment's device, without one); the images come from ``steps`` (see
+    :func:`short_recovery`), not from ``train_images``."""
     base = cfg.finetune or FinetuneConfig(device=cfg.device)
-    return base.model_copy(update={"epochs": 1, "train_images": None})
+    return base.model_copy(update={"train_images": None})
 
 
 class FidelityExecutor:
@@ -62,11 +62,8 @@ class FidelityExecutor:
     def __init__(self, inner: Executor, ctx: Context, store: Store, fid: FidelityConfig, recipe: FinetuneConfig) -> None:
         self.inner, self.ctx, self.store, self.fid, self.recipe = inner, ctx, store, fid, recipe
         self.slots = inner.slots
-        cfg = ctx.config
-        ds = get_dataset(cfg.data.dataset, cfg.data.data_dir, verify=cfg.data.verify)
-        split = recipe.train_split or ds.calibration_split()
-        self.train = ds.load(split)
-        self.pool = training_indices(ctx, split, None, cfg.seed, self.train)
+        split, self.train = training_split(ctx, recipe)
+        self.pool = training_indices(ctx, split, None, ctx.config.seed, self.train)
         self.teacher = teacher_of(ctx, recipe)
 
     def submit(self, number: int, params: Any) -> None:
@@ -116,7 +113,7 @@ def short_recovery(ctx: Context, model: nn.Module, teacher: nn.Module, train: Sp
     rng = np.random.default_rng([seed, 11, rung])
     size = min(len(pool), steps * recipe.batch_size)
     idx = np.sort(rng.choice(pool, size=size, replace=False))
-    one_pass = recipe.model_copy(update={"epochs": 1, "train_images": None})
+    one_pass = recipe.model_copy(update={"epochs": 1})
     out = recover(model, teacher, train, idx, cfg=one_pass, example_input=ctx.example_input, seed=seed + rung).model
     if any(m.a_bits < FLOAT_BITS for m in quant_layers(out).values()):
         calibrate_activations(out, ctx.evaluator.calibration_batches())  # ranges of the trained weights

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from automc.atomic import atomic_write_text
-from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
 from automc.build import dataset_model
+from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
 from automc.config import ExperimentConfig, FinetuneConfig
 from automc.datasets import get_dataset
+from automc.datasets.base import Split
 from automc.errors import UserError, notice
 from automc.measure.evaluator import torch_threads
 from automc.recover.trainer import Progress, finetune_device, recover
@@ -92,6 +93,17 @@ def teacher_of(ctx: Context, ft: FinetuneConfig) -> torch.nn.Module:
     return dataset_model(ds, t.name, t.weights, t.kwargs)
 
 
+def training_split(ctx: Context, ft: FinetuneConfig) -> tuple[str, Split]:
+    """The split ``ft`` trains on (default: the dataset's training split), loaded; a split the
+    dataset lacks is one line naming ``finetune.train_split``."""
+    cfg = ctx.config
+    ds = get_dataset(cfg.data.dataset, cfg.data.data_dir, verify=cfg.data.verify)
+    split = ft.train_split or ds.calibration_split()
+    if split not in ds.splits:
+        raise UserError(f"finetune.train_split {split!r} is not a split of {ds.name}; splits: {', '.join(ds.splits)}", field="finetune.train_split")
+    return split, ds.load(split)
+
+
 def training_indices(ctx: Context, split_name: str, images: int | None, seed: int, train_split: Any, *, quiet: bool = False) -> np.ndarray:
     """The training images: all of ``train_split`` (or a seeded subset of ``images``), never
     one of the images the run validates on — nor a copy of one (``Split.shared_with``);
@@ -131,9 +143,7 @@ def recover_candidate(
         done: dict[str, Any] = json.loads(result_file.read_text())
         return done
     folder.mkdir(parents=True, exist_ok=True)
-    ds = get_dataset(cfg.data.dataset, cfg.data.data_dir, verify=cfg.data.verify)
-    split_name = ft.train_split or ds.calibration_split()
-    train = ds.load(split_name)
+    split_name, train = training_split(ctx, ft)
     indices = training_indices(ctx, split_name, ft.train_images, cfg.seed, train)
     threads = int(cand.timings.get("threads", torch.get_num_threads()))
     t0 = time.perf_counter()

@@ -52,6 +52,12 @@ Finish = Callable[[Context, RunDir, Store], Mapping[str, Any]]
 Wrap = Callable[[Executor, Context, Store], Executor]
 
 
+def check_run_config(run: RunDir, resolved: Mapping[str, Any]) -> bool:
+    """:meth:`RunDir.check_config` with the stored config resolved by this automc (a setting
+    added since, at its default, is no change). True when a run is there."""
+    return run.check_config(resolved, normalize=lambda stored: resolved_config(stored, str(run.config_file)))
+
+
 def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, checks: Sequence[Check] = ()) -> tuple[Context, Agent]:
     """Context and agent of ``cfg``, dry-run checked (:func:`preflight`, then ``checks``).
     When the base model still has to be trained, everything is checked on the untrained
@@ -109,7 +115,7 @@ def run_experiment(
     run = RunDir(run_dir)
     resolved = cfg.model_dump(mode="json")
     with run.writer_lock():
-        run.check_config(resolved, normalize=lambda stored: resolved_config(stored, str(run.config_file)))
+        check_run_config(run, resolved)
         ctx, agent = check_experiment(cfg, run, checks=checks)
         try:
             run.write_config(resolved, {**package_versions(VERSIONED), "seed": cfg.seed})
