@@ -46,11 +46,14 @@ def variant(params: dict[str, Any], *, pruned: bool, eight_bit: bool) -> dict[st
     return out
 
 
-def _test_accuracy(ctx: Any, params: dict[str, Any], state: dict[str, Any] | None, data_dir: str) -> dict[str, float]:
+def _test_accuracy(ctx: Any, params: dict[str, Any], state: dict[str, Any] | None, data_dir: str, keep: Path) -> dict[str, float]:
     """Accuracy on the test splits: the float model (``params`` empty), or the compressed one
-    with the recovered ``state`` loaded."""
+    with the recovered ``state`` loaded; kept in ``keep`` so that a rerun reads it back."""
+    from automc.atomic import atomic_write_text
     from automc.build import open_data
 
+    if keep.exists():
+        return dict(json.loads(keep.read_text()))
     model = ctx.model if not params else ctx.space.apply(ctx.model, params)
     if state is not None:
         model.load_state_dict(state)
@@ -58,6 +61,8 @@ def _test_accuracy(ctx: Any, params: dict[str, Any], state: dict[str, Any] | Non
     for split in TESTS:
         data = open_data("cifar10", data_dir, split=split, calibration_images=0)
         out[split] = data.evaluator(bn_calibration_batches=0)(model.eval(), prepared=True)["accuracy"]
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(keep, json.dumps(out, indent=2) + "\n")
     return out
 
 
@@ -91,16 +96,17 @@ def main() -> None:
     best = next(c for c in open_store(rd.storage_url(cfg.storage), cfg.name).candidates() if c.number == number)
     ctx = build_context(cfg, rd, cache=False, train=False)
     ce = cfg.finetune.model_copy(update={"distill": None})
-    rows: list[dict[str, Any]] = [{"precision": "float", "stage": "unpruned", "size_bytes": ctx.base_metrics["base_size_bytes"], "test": _test_accuracy(ctx, {}, None, args.data_dir)}]
+    rows: list[dict[str, Any]] = [{"precision": "float", "stage": "unpruned", "size_bytes": ctx.base_metrics["base_size_bytes"], "test": _test_accuracy(ctx, {}, None, args.data_dir, rd.path / "pqk" / "test" / "float.json")}]
     for precision, eight in (("mixed 4/8 (searched)", False), ("8-bit", True)):
         for stage in STAGES:
             params = variant(best.params, pruned="pruned" in stage, eight_bit=eight)
+            slug = re.sub(r"[^a-z0-9]+", "-", f"{precision} {stage}".lower()).strip("-")
             ft = cfg.finetune if stage.endswith("KD") else ce
             if params == best.params and ft == cfg.finetune:
                 result = next(r for r in rd.recoveries() if r["key"] == kd_brief["key"])  # the run's own recovery
                 state = rd.load_tensors(rd.recovery(number, result["key"]) / RECOVERY_MODEL)
             else:
-                folder = rd.path / "pqk" / re.sub(r"[^a-z0-9]+", "-", f"{precision} {stage}".lower()).strip("-")
+                folder = rd.path / "pqk" / slug
                 with torch_threads(args.threads):
                     cand = evaluate_candidate(ctx, number, params)  # as the search would have (PTQ)
                     result = recover_candidate(ctx, rd, cand, ft, teacher=teacher_of(ctx, ft), folder=folder)
@@ -114,7 +120,7 @@ def main() -> None:
                     "val_before": result["before"]["accuracy"],
                     "val_after": result["after"]["accuracy"],
                     "train_seconds": result["train_seconds"],
-                    "test": _test_accuracy(ctx, params, state, args.data_dir),
+                    "test": _test_accuracy(ctx, params, state, args.data_dir, rd.path / "pqk" / "test" / f"{slug}.json"),
                 }
             )
     base_size = rows[0]["size_bytes"]
