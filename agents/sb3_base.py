@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -90,6 +90,14 @@ class _SB3Agent(Agent):
         except (TypeError, ValueError, AssertionError) as exc:  # SB3 rejects a passed-through setting
             raise user_code_error(f"agent {self.name!r}: {self.algorithm} rejects its settings {dict(algo_kwargs)}", exc, field="agent.config") from exc
         self._reseed()
+
+    def use_target(self, cost: Callable[[Mapping[str, Any]], float], budget: float) -> bool:
+        """The environment clamps each step against the run's target (AMC's clamp)."""
+        if self.budget is not None:
+            raise UserError("agent.config.budget and the experiment's target both limit the cost: keep one (target: {macs: 0.5} replaces budget: 0.5)", field="agent.config.budget")
+        self.budget = budget
+        self.env.budget, self.env.cost = budget, cost
+        return True
 
     # -- learner side ---------------------------------------------------------------------------
     def _on_episode(self, params: dict[str, Any]) -> float:

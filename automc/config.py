@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from automc.errors import UserError
+from automc.targets import TargetConfig
 
 
 class _Strict(BaseModel):
@@ -179,6 +180,7 @@ class ExperimentConfig(_Strict):
     reward: RewardConfig = RewardConfig(name="accuracy")
     objectives: list[Objective] = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
     constraints: list[Constraint] = []
+    target: TargetConfig | None = Field(None, description="upper limits relative to the uncompressed model or absolute, e.g. {macs: 0.5}: every agent's proposals are projected onto them (automc.targets)")
     agent: PluginConfig = PluginConfig(name="random")
     budget: BudgetConfig
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the run directory)")

@@ -12,6 +12,7 @@ from automc.measure.profiles import DeviceProfile, Measurement
 
 class FlopsProfile(DeviceProfile):
     name = "flops"
+    analytic = True
     metrics = ("macs", "effective_macs", "params", "nonzero_params", "size_bytes", "peak_activation_bytes")
 
     def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:

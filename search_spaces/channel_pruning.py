@@ -99,12 +99,15 @@ class ChannelPruningSpace(SearchSpace):
         names = {m: n for n, m in work.named_modules()}
         order = {n: i for i, (n, _) in enumerate(work.named_modules())}
         stats = {layer.name: layer for layer in analyze(model, example_input).layers}
-        self.layer_macs = {n: float(st.macs) for n, st in stats.items()}  # for analytic cost models
+        # for analytic cost models (automc.search.cost_model)
+        self.layer_macs = {n: float(st.macs) for n, st in stats.items()}
+        self.layer_params = {n: float(st.params) for n, st in stats.items()}
         self._roots: dict[str, str] = {}
         self._channels: dict[str, int] = {}
         for root_name, group in self._groups(work, dg):
             producers, consumers = [], []
-            for dep, _ in group:
+            shares: dict[str, list[int]] = {}  # consumer → [its input channels from this group, all its inputs]
+            for dep, idxs in group:
                 mod = dep.target.module
                 if not isinstance(mod, (nn.Conv2d, nn.Linear)):
                     if isinstance(mod, ShortcutConv) and dg.is_out_channel_pruning_fn(dep.handler):
@@ -115,6 +118,8 @@ class ChannelPruningSpace(SearchSpace):
                     producers.append(names[mod])
                 elif depthwise or dg.is_in_channel_pruning_fn(dep.handler):
                     consumers.append(names[mod])
+                    total = mod.in_channels if isinstance(mod, nn.Conv2d) else mod.in_features
+                    shares[names[mod]] = [len(idxs), int(total)]
             root = root_name
             channels = int(dg.get_out_channels(work.get_submodule(root)))
             if channels <= self.min_channels:
@@ -133,6 +138,7 @@ class ChannelPruningSpace(SearchSpace):
                 "members": members,
                 "producers": sorted(set(producers), key=lambda n: order.get(n, 0)),
                 "consumers": sorted(set(consumers), key=lambda n: order.get(n, 0)),
+                "consumer_channels": shares,
                 "macs": int(sum(stats[n].macs for n in members if n in stats)),
                 "params": int(sum(stats[n].params for n in members if n in stats)),
             }

@@ -39,6 +39,7 @@ class JointSpace(SearchSpace):
         self.precision = MixedPrecisionSpace(model, example_input, calibration=calibration, **dict(precision or {}))
         self._dims = {**self.pruning.dimensions, **self.precision.dimensions}
         self.layer_macs = self.pruning.layer_macs
+        self.layer_params = self.pruning.layer_params
         self.keep_count = self.pruning.keep_count
 
     def locked_notes(self) -> list[str]:

@@ -23,7 +23,7 @@ def check_summary(cfg: ExperimentConfig, run_dir: Path, *, workers: int = 1) -> 
 
     run = RunDir(run_dir)
     resuming = check_run_config(run, cfg.model_dump(mode="json"))
-    ctx, agent = check_experiment(cfg, run, train=False, checks=(check_finetune, check_fidelity))
+    ctx, agent, _ = check_experiment(cfg, run, train=False, checks=(check_finetune, check_fidelity))
     agent.close()
     reward = preflight(ctx)
     trial = probe(ctx)
@@ -49,6 +49,7 @@ def check_summary(cfg: ExperimentConfig, run_dir: Path, *, workers: int = 1) -> 
         "profiles": [p.name for p in cfg.profiles],
         "objectives": [f"{o.metric} ({o.direction})" for o in cfg.objectives],
         "constraints": [{"metric": k.metric, "min": k.min, "max": k.max} for k in cfg.constraints],
+        "target": [{"metric": t["metric"], "max": t["max"], "spec": t["spec"], "fraction": t["fraction"]} for t in ctx.limits],
         "reward": {"name": cfg.reward.name, "kwargs": dict(cfg.reward.kwargs), "uncompressed": reward},
         "uncompressed": {k: v for k, v in ctx.reference.items() if not k.startswith("base_")},
         "probe": trial,
@@ -71,6 +72,8 @@ def print_check(cfg: ExperimentConfig, run_dir: Path, *, as_json: bool, workers:
     print(f"  budget     {budget}" + (f" on {workers} workers" if workers > 1 else ""))
     print(f"  profiles   {', '.join(s['profiles'])}")
     print(f"  objectives {', '.join(s['objectives'])}" + (f"; constraints {s['constraints']}" if s["constraints"] else ""))
+    if s["target"]:
+        print("  target     " + ", ".join(f"{t['metric']} <= {t['max']:.6g} ({t['spec']}: {t['fraction']:.1%} of the uncompressed)" for t in s["target"]))
     print(f"  reward     {s['reward']['name']} {s['reward']['kwargs'] or ''} = {s['reward']['uncompressed']:.6g} on the uncompressed model")
     print("  uncompressed " + ", ".join(f"{k} {v:.6g}" for k, v in s["uncompressed"].items()))
     t = s["probe"]["timings"]

@@ -29,6 +29,7 @@ class CachedProfile(DeviceProfile):
         self.inner = profile
         self.name = profile.name  # type: ignore[misc] - mirrors the wrapped plugin
         self.metrics = profile.metrics  # type: ignore[misc]
+        self.analytic = profile.analytic  # type: ignore[misc]
         self.path = path
         self._entries: dict[str, Measurement] = {}
         if path is not None and path.is_file():

@@ -60,6 +60,9 @@ class DeviceProfile(ABC):
     # True when measurements depend on the architecture only (not weight values), so a run may
     # serve equal structures from its cache (automc.measure.cache) instead of measuring again.
     cacheable: ClassVar[bool] = False
+    # True when measurements are computed from the architecture (no timing): exact and
+    # repeatable, so a target on them can be guaranteed (automc.search.projection)
+    analytic: ClassVar[bool] = False
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable settings (stored with every run that uses the profile)."""

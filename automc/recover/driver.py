@@ -28,6 +28,7 @@ from automc.recover.finalists import (
     training_split,
 )
 from automc.recover.trainer import Progress, build_distiller, finetune_device
+from automc.results.pareto import run_constraints
 from automc.run import RunDir
 from automc.search.context import Context, base_recipe, build_context
 from automc.search.loop import run_experiment
@@ -51,7 +52,7 @@ def recover_finalists(
     their results (see :func:`automc.recover.finalists.recover_candidate`)."""
     finetune_device(ft)  # a missing GPU is said before anything trains
     candidates = store.candidates()
-    chosen = require_finished(candidates, numbers) if numbers else select_finalists(ctx.config, candidates, ft)
+    chosen = require_finished(candidates, numbers) if numbers else select_finalists(ctx.config, candidates, ft, run_constraints(ctx.config.model_dump(mode="json"), store.meta()))
     results = []
     teacher = teacher_of(ctx, ft)
     for i, cand in enumerate(chosen):

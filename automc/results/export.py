@@ -27,7 +27,7 @@ from automc.errors import UserError
 from automc.measure.evaluator import torch_threads
 from automc.results.int8_onnx import export_int8_checked
 from automc.results.onnx import export_onnx
-from automc.results.pareto import parse_constraints, parse_objectives, pareto_front
+from automc.results.pareto import pareto_front, parse_objectives, run_constraints
 from automc.results.report import open_run
 from automc.run import RunDir
 from automc.search.candidate import COMPLETE
@@ -44,7 +44,7 @@ def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8:
     cfg = parse_config(rec.config, str(run.config_file))
     cands = rec.store.candidates()
     by_number = {c.number: c for c in cands}
-    front = pareto_front(cands, parse_objectives(rec.config.get("objectives", [])), parse_constraints(rec.config.get("constraints", [])))
+    front = pareto_front(cands, parse_objectives(rec.config.get("objectives", [])), run_constraints(rec.config, rec.store.meta()))
     members = [cands[i].number for i in front.front_indices()]
     hint = f"front members: {', '.join(map(str, members))}" if members else "the run has no feasible candidate yet"
     cand = by_number.get(number)

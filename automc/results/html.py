@@ -116,6 +116,7 @@ def write_html_report(report: Mapping[str, Any], path: str | Path) -> Path:
         ("candidates", f"{counts['complete']} finished, {counts['failed']} failed, {counts['running']} running, {counts['interrupted']} interrupted, {counts.get('duplicates', 0)} duplicate proposals answered from the record; {run['elapsed_s'] / 60:.1f} min"),
         ("objectives", _objective_text(report)),
         ("constraints", ", ".join(f"{c['metric']} in [{format_value(c['min']) or '-inf'}, {format_value(c['max']) or 'inf'}]" for c in report["constraints"]) or "none"),
+        ("target", ", ".join(f"{t['metric']} ≤ {format_value(t['max'])} ({html.escape(t['spec'])}: {t['fraction']:.1%} of the uncompressed)" for t in report.get("target", [])) or "none"),
         ("uncompressed", ", ".join(f"{k.removeprefix('base_')} {format_value(v)}" for k, v in run["base_metrics"].items()) or "not measured"),
         ("front", f"{len(report['front'])} candidates: " + ", ".join(f"#{n}" for n in report["front"])),
         ("hypervolume", f"{hv['final_normalized']:.4f} normalised ({hv['final']:.6g} raw)"),

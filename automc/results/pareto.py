@@ -61,6 +61,13 @@ def parse_constraints(items: Iterable[Mapping[str, Any] | Constraint]) -> list[C
     return [c if isinstance(c, Constraint) else Constraint(metric=str(c["metric"]), min=c.get("min"), max=c.get("max")) for c in items]
 
 
+def run_constraints(config: Mapping[str, Any], meta: Mapping[str, Any]) -> list[Constraint]:
+    """A run's constraints: its config's and its target's resolved limits (store meta
+    ``target``, written by the runner)."""
+    limits = [{"metric": t["metric"], "max": t["max"]} for t in meta.get("target", []) or []]
+    return parse_constraints(list(config.get("constraints", [])) + limits)
+
+
 def losses(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> np.ndarray:
     """``(n, d)`` losses; NaN where a metric is missing or the candidate did not finish."""
     out = np.full((len(candidates), len(objectives)), np.nan)

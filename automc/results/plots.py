@@ -86,10 +86,13 @@ def scatter_panel(report: Mapping[str, Any], xi: int, yi: int) -> dict[str, Any]
     objs = report["objectives"]
     mx, my = objs[xi]["metric"], objs[yi]["metric"]
     lines = []
+    targets = {(t["metric"], t["max"]): t for t in report.get("target", [])}
     for c in report["constraints"]:
         for bound, sign in ((c["min"], "≥"), (c["max"], "≤")):
             if bound is not None and c["metric"] in (mx, my):
-                lines.append(("x" if c["metric"] == mx else "y", bound, f"{c['metric']} {sign} {bound:g}"))
+                t = targets.get((c["metric"], bound)) if sign == "≤" else None
+                text = f"target {c['metric']} ≤ {bound:g} ({t['fraction']:.0%})" if t else f"{c['metric']} {sign} {bound:g}"
+                lines.append(("x" if c["metric"] == mx else "y", bound, text))
     return {
         "mx": mx,
         "my": my,

@@ -12,7 +12,9 @@ Schema ``automc.report/1`` (keys added later will not change the meaning of thes
   (complete, failed, running, interrupted, duplicates — proposals equal to an earlier
   candidate, answered from its record and never evaluated);
 * ``objectives``: ``[{metric, direction, reference, reference_source, scale}]``;
-* ``constraints``: ``[{metric, min, max}]``;
+* ``constraints``: ``[{metric, min, max}]`` — the experiment's and its target's limits;
+* ``target``: ``[{metric, max, spec, fraction}]`` — the run's target (``spec`` as written,
+  ``fraction`` of the uncompressed model), empty without one;
 * ``dimensions``: ``[{name, layer, knob}]`` — the policy's dimensions in network order;
 * ``hypervolume``: ``final``, ``final_normalized``, ``history`` ``[{evaluations, candidate,
   hypervolume, normalized}]`` (see :mod:`automc.results.pareto` for the reference point);
@@ -38,9 +40,9 @@ from automc.results.pareto import (
     Objective,
     hypervolume_history,
     pareto_front,
-    parse_constraints,
     parse_objectives,
     reference_point,
+    run_constraints,
 )
 from automc.run import RunDir
 from automc.search.candidate import Candidate
@@ -99,8 +101,9 @@ def build_report(
     rec = run if isinstance(run, RunRecord) else open_run(run)
     cfg = rec.config
     objs = parse_objectives(objectives if objectives else cfg.get("objectives", []))
-    cons = parse_constraints(cfg.get("constraints", []))
     meta = rec.store.meta()
+    cons = run_constraints(cfg, meta)
+    target = {t["metric"]: t for t in meta.get("target", []) or []}
     base = dict(meta.get("base_metrics", {}))
     cands = rec.store.candidates()
     finished = [c for c in cands if c.state == "complete"]
@@ -141,6 +144,7 @@ def build_report(
             for o, s in zip(objs, scales)
         ],
         "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in cons],
+        "target": [{"metric": m, "max": t["max"], "spec": t["spec"], "fraction": t["fraction"]} for m, t in target.items()],
         "dimensions": dims,
         "hypervolume": {
             "final": history[-1]["hypervolume"] if history else 0.0,

@@ -19,7 +19,7 @@ from the record (``candidate.duplicate_of``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from automc.compress.spaces import SearchSpace
@@ -56,6 +56,13 @@ class Agent(ABC):
     def tell(self, candidate: Candidate) -> None:
         """The outcome of candidate ``candidate.number`` (proposed by this agent, by a previous
         run of it, or retried by the runner)."""
+
+    def use_target(self, cost: Callable[[Mapping[str, Any]], float], budget: float) -> bool:
+        """The run's target offered before the first ``ask``: ``cost(params) <= budget``
+        meets it (an estimate relative to the uncompressed model). True: the agent keeps its proposals within it itself (the RL
+        agents' clamp); False (the default): the runner projects them
+        (:mod:`automc.search.projection`)."""
+        return False
 
     def state_dict(self) -> dict[str, Any]:
         """What the agent needs to continue exactly (tensors, numbers, strings, lists, dicts:

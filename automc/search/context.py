@@ -15,7 +15,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from torch import nn
 
 from automc.build import CALIBRATION_BATCH, Data, open_data
 from automc.compress.spaces import SearchSpace
-from automc.config import ExperimentConfig
-from automc.errors import notice
+from automc.config import Constraint, ExperimentConfig
+from automc.errors import UserError, notice
 from automc.measure.cache import CachedProfile
 from automc.measure.evaluator import Evaluator
 from automc.measure.profiles import DeviceProfile, build_profile
@@ -50,6 +50,14 @@ class Context:
     # the uncompressed model's metrics under the names a candidate's have (plus base_*)
     reference: dict[str, float]
     base_trained: bool = True  # False when --check left a base model that needs training untrained
+    # the run's target resolved to absolute limits ([{metric, max, spec, fraction}]; empty
+    # without a target or when the base model was not measured)
+    limits: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def constraints(self) -> list[Constraint]:
+        """The experiment's constraints and its target's limits."""
+        return list(self.config.constraints) + [Constraint(metric=str(t["metric"]), max=float(t["max"])) for t in self.limits]
 
 
 def experiment_data(cfg: ExperimentConfig) -> Data:
@@ -137,7 +145,23 @@ def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base
             reference.update(measured)
             base_metrics.update({f"base_{k}": v for k, v in measured.items()})
         reference.update(base_metrics)
-    return Context(cfg, model, x, space, evaluator, profiles, reward, base_metrics, reference, trained)
+    limits = resolve_target(cfg, reference) if measure_base else []
+    return Context(cfg, model, x, space, evaluator, profiles, reward, base_metrics, reference, trained, limits)
+
+
+def resolve_target(cfg: ExperimentConfig, reference: Mapping[str, float]) -> list[dict[str, Any]]:
+    """The experiment's target as absolute limits, from the uncompressed model's metrics; a
+    metric no profile measures is a one-line error naming it."""
+    if cfg.target is None:
+        return []
+    for metric in cfg.target.limits:
+        if metric in ("accuracy", "loss", "samples"):
+            raise UserError(f"target {metric!r} is not a cost: a target limits what profiles measure (macs, size_bytes, latency_ms, ...); a minimum accuracy is a constraint", field=f"target.{metric}")
+        if metric not in reference or metric.startswith("base_"):
+            measured = ", ".join(sorted(k for k in reference if not k.startswith("base_")))
+            profiles = ", ".join(p.name for p in cfg.profiles)
+            raise UserError(f"target metric {metric!r} is measured by no profile of this experiment ({profiles}); measured: {measured}", field=f"target.{metric}")
+    return cfg.target.resolve(reference)
 
 
 def materialize(ctx: Context, params: Mapping[str, Any]) -> nn.Module:

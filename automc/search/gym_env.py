@@ -8,11 +8,13 @@ scale. With a ``budget`` (a fraction of the uncompressed cost), actions are clam
 the episode can always end within it — even if every later dimension took its most
 compressing value — so every finished episode meets the budget.
 
-The cost is analytic and instant (the clamp evaluates it often): MACs scaled by the kept
-input/output channel fractions (``ratio``) or density (``density``), times ``w × a`` when
-bit-widths are searched (BitOps). It is relative to the space's default policy — the
-uncompressed model for pruning, all-max-bits (8×8 by default) for mixed precision — so
-``budget=0.25`` on a mixed-precision space means a quarter of the 8-bit model's BitOps.
+The cost is analytic and instant (the clamp evaluates it often): by default
+:class:`~automc.search.cost_model.CostModel` — MACs scaled by the kept input/output channel
+fractions (``ratio``) or density (``density``), times ``w × a`` when bit-widths are searched
+(BitOps). It is relative to the space's default policy — the uncompressed model for pruning,
+all-max-bits (8×8 by default) for mixed precision — so ``budget=0.25`` on a mixed-precision
+space means a quarter of the 8-bit model's BitOps. A run-level ``target`` passes its own
+relative estimator as ``cost`` (:mod:`automc.search.projection`).
 
 The reward of an episode is only known after the candidate is evaluated elsewhere (another
 process, a Ray worker), so the final ``step`` hands the finished policy to ``on_episode``
@@ -28,77 +30,10 @@ import gymnasium as gym
 import numpy as np
 
 from automc.compress.spaces import SearchSpace, split_name
+from automc.search.cost_model import CostModel
 
 KNOBS = ("ratio", "density", "w_bits", "a_bits")
 OBS_SIZE = 10 + len(KNOBS)
-
-
-class CostModel:
-    """Analytic cost of a policy, relative to the uncompressed model (1.0)."""
-
-    def __init__(self, space: SearchSpace) -> None:
-        self.space = space
-        self.dims = space.dimensions
-        self.layers: dict[str, dict[str, Any]] = {}
-
-        def slot(layer: str) -> dict[str, Any]:
-            return self.layers.setdefault(layer, {"macs": 0.0, "in": None, "out": None, "density": None, "w": None, "a": None})
-
-        # which dimension scales each layer's input channels, output channels, density, bits
-        for name, d in self.dims.items():
-            info = dict(d.info)
-            layer, knob = split_name(name)
-            if knob == "ratio":
-                for p in info.get("producers", []):
-                    slot(p)["out"] = name
-                for c in info.get("consumers", []):
-                    slot(c)["in"] = name
-            elif knob in ("density", "w_bits", "a_bits"):
-                slot(layer)[{"density": "density", "w_bits": "w", "a_bits": "a"}[knob]] = name
-        # each layer's MACs: exact when the space knows them, else from per-layer dimensions,
-        # else (a pruning space that does not) its groups' MACs spread over their members
-        exact = dict(getattr(space, "layer_macs", None) or {})
-        for d in self.dims.values():
-            info = dict(d.info)
-            if "members" not in info and "layer" in info:
-                exact.setdefault(info["layer"], float(info.get("macs", 0.0)))
-        if not exact:
-            for d in self.dims.values():
-                info = dict(d.info)
-                members = info.get("members", [])
-                for m in members:
-                    exact[m] = max(exact.get(m, 0.0), float(info.get("macs", 0.0)) / max(1, len(members)))
-        for layer, m in exact.items():
-            slot(layer)["macs"] = float(m)
-        self.bits = any(v["w"] or v["a"] for v in self.layers.values())
-        self.base = self._raw({k: d.default for k, d in self.dims.items()}) or 1.0
-
-    def _fraction(self, dim: str | None, params: Mapping[str, Any]) -> float:
-        if dim is None:
-            return 1.0
-        d = self.dims[dim]
-        channels = dict(d.info).get("channels")
-        v = float(params[dim])
-        keep = getattr(self.space, "keep_count", None)
-        if channels and keep is not None:
-            return keep(int(channels), v) / int(channels)
-        return v
-
-    def _raw(self, params: Mapping[str, Any]) -> float:
-        total = 0.0
-        for layer in self.layers.values():
-            c = layer["macs"] * self._fraction(layer["in"], params) * self._fraction(layer["out"], params)
-            if layer["density"]:
-                c *= float(params[layer["density"]])
-            if self.bits:
-                w = float(params[layer["w"]]) if layer["w"] else 32.0
-                a = float(params[layer["a"]]) if layer["a"] else 32.0
-                c *= w * a / 1024.0
-            total += c
-        return total
-
-    def __call__(self, params: Mapping[str, Any]) -> float:
-        return self._raw(params) / self.base
 
 
 class CompressionEnv(gym.Env):
@@ -112,11 +47,12 @@ class CompressionEnv(gym.Env):
         *,
         budget: float | None = None,
         on_episode: Callable[[dict[str, Any]], float] | None = None,
+        cost: Callable[[Mapping[str, Any]], float] | None = None,
     ) -> None:
         super().__init__()
         self.space = space
         self.names = list(space.dimensions)
-        self.cost = CostModel(space)
+        self.cost = cost or CostModel(space)
         self.budget = budget
         self.on_episode = on_episode or (lambda params: 0.0)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (OBS_SIZE,), dtype=np.float32)

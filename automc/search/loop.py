@@ -34,6 +34,7 @@ from automc.search.context import Context, base_recipe, build_context
 from automc.search.executors import Executor, RayExecutor, SequentialExecutor
 from automc.search.ledger import Ledger, duplicate
 from automc.search.preflight import preflight
+from automc.search.projection import Projector, projector_for
 from automc.search.store import Store, check_storage, space_distributions
 from automc.search.summary import summarize
 
@@ -58,34 +59,36 @@ def check_run_config(run: RunDir, resolved: Mapping[str, Any]) -> bool:
     return run.check_config(resolved, normalize=lambda stored: resolved_config(stored, str(run.config_file)))
 
 
-def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, checks: Sequence[Check] = ()) -> tuple[Context, Agent]:
-    """Context and agent of ``cfg``, dry-run checked (:func:`preflight`, then ``checks``).
-    When the base model still has to be trained, everything is checked on the untrained
-    model first (``train=False`` stops there: ``--check``)."""
+def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, checks: Sequence[Check] = ()) -> tuple[Context, Agent, Projector | None]:
+    """Context, agent and target projector of ``cfg``, dry-run checked (:func:`preflight`,
+    the target, then ``checks``). When the base model still has to be trained, everything is
+    checked on the untrained model first (``train=False`` stops there: ``--check``)."""
     if cfg.storage is not None:
         check_storage(cfg.storage)
     untrained = cfg.model.weights is None and cfg.model.train is not None and run.check_tensors(run.base_model, {"recipe": base_recipe(cfg)}) is not None
     if untrained or not train:
         ctx = build_context(cfg, run, cache=False, train=False)
         agent = _agent(cfg, ctx)
-        _dry_run(ctx, checks)
+        projector = _dry_run(ctx, agent, checks)
         if not train or not untrained:
-            return ctx, agent
+            return ctx, agent, projector
         agent.close()
     ctx = build_context(cfg, run)
     agent = _agent(cfg, ctx)
-    _dry_run(ctx, checks)
-    return ctx, agent
+    projector = _dry_run(ctx, agent, checks)
+    return ctx, agent, projector
 
 
-def _dry_run(ctx: Context, checks: Sequence[Check]) -> None:
+def _dry_run(ctx: Context, agent: Agent, checks: Sequence[Check]) -> Projector | None:
     preflight(ctx)
+    projector = projector_for(ctx, agent)  # an unreachable target fails here
     for check in checks:
         check(ctx)
+    return projector
 
 
 def _agent(cfg: ExperimentConfig, ctx: Context) -> Agent:
-    return build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, constraints=cfg.constraints, config=cfg.agent.config)
+    return build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, constraints=ctx.constraints, config=cfg.agent.config)
 
 
 def run_experiment(
@@ -116,17 +119,21 @@ def run_experiment(
     resolved = cfg.model_dump(mode="json")
     with run.writer_lock():
         check_run_config(run, resolved)
-        ctx, agent = check_experiment(cfg, run, checks=checks)
+        ctx, agent, projector = check_experiment(cfg, run, checks=checks)
         try:
             run.write_config(resolved, {**package_versions(VERSIONED), "seed": cfg.seed})
             store = Store(run.storage_url(cfg.storage), cfg.name, pruner=pruner)
             store.set_meta("config", resolved)
             store.set_meta("base_metrics", ctx.base_metrics)
             store.set_meta("locked_groups", ctx.space.locked_notes())
+            store.set_meta("target", ctx.limits)
             dists = space_distributions(ctx.space)
             retry = store.recover(dists)  # params of candidates a killed run left unfinished
             history = [c for c in store.candidates(include_duplicates=True) if c.state in (COMPLETE, FAILED)]
             agent.resume(_agent_state(run), history)
+            if projector is not None:
+                for c in history:
+                    projector.observe(c)
             ledger = Ledger((ctx.space.canonical(c.params), c) for c in history if c.duplicate_of is None)
             parallel = use_ray if use_ray is not None else (workers > 1 or address is not None)
             executor: Executor = RayExecutor(ctx, resolved, run.path, workers=workers, address=address) if parallel else SequentialExecutor(ctx)
@@ -134,7 +141,7 @@ def run_experiment(
                 executor = wrap(executor, ctx, store)
             resumed = sum(1 for c in history if c.duplicate_of is None)
             try:
-                done, stop = _Loop(cfg, ctx, run, store, agent, executor, ledger, dists, on_candidate).run(resumed, retry)
+                done, stop = _Loop(cfg, ctx, run, store, agent, executor, ledger, dists, on_candidate, projector).run(resumed, retry)
             finally:
                 executor.close()
         finally:
@@ -163,9 +170,10 @@ class _Loop:
     """Keeps up to ``executor.slots`` candidates in flight (at most ``agent.max_outstanding``
     proposals awaiting their outcome)."""
 
-    def __init__(self, cfg: ExperimentConfig, ctx: Context, run: RunDir, store: Store, agent: Agent, executor: Executor, ledger: Ledger, dists: dict[str, Any], on_candidate: OnCandidate | None) -> None:
+    def __init__(self, cfg: ExperimentConfig, ctx: Context, run: RunDir, store: Store, agent: Agent, executor: Executor, ledger: Ledger, dists: dict[str, Any], on_candidate: OnCandidate | None, projector: Projector | None) -> None:
         self.cfg, self.ctx, self.run_dir, self.store, self.agent = cfg, ctx, run, store, agent
         self.executor, self.ledger, self.dists, self.on_candidate = executor, ledger, dists, on_candidate
+        self.projector = projector
         self.keys: dict[int, Any] = {}  # in-flight number → canonical key
         self.done = 0
         self.repeats = 0  # duplicates proposed since the last new policy
@@ -188,6 +196,8 @@ class _Loop:
                 if params is None:
                     stop = "agent exhausted"
                     break
+                if self.projector is not None:
+                    params = self.projector(params)  # a retried policy is already projected: a no-op
                 self._propose(number, params)
                 if self.repeats >= MAX_DUPLICATES_IN_A_ROW:
                     stop = f"agent converged ({self.repeats} already-evaluated policies proposed in a row)"
@@ -223,6 +233,8 @@ class _Loop:
         """Store the outcome (one write), tell the agent, save its state, report progress."""
         self.store.finish(cand, duplicate_of=cand.duplicate_of)
         self.agent.tell(cand)
+        if self.projector is not None and cand.duplicate_of is None:
+            self.projector.observe(cand)
         state = self.agent.state_dict()
         if state:
             self.run_dir.save_tensors(self.run_dir.agent_state, state)

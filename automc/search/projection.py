@@ -1,0 +1,210 @@
+"""Projection of proposals onto the run's target (``target:``, :mod:`automc.targets`).
+
+Users think "half the MACs" or "3 ms"; agents propose whatever their sampler draws. The
+runner moves every proposal of an agent that does not honour the target itself (all but the
+RL agents, whose environment clamps each step as AMC does) along one fixed path before it is
+evaluated:
+
+* every dimension's unit value ``u`` (0 = its cheapest setting, 1 = the uncompressed one)
+  moves by the same ``s``: towards 0 as ``u·(1 + s)`` for ``s < 0``, towards 1 as
+  ``u + s·(1 - u)`` for ``s > 0``. The agent's relative preferences between layers survive,
+  and the cost is monotone in ``s``, so bisection finds the largest ``s`` whose estimated cost
+  meets every limit;
+* ``boundary`` projection takes that ``s`` (every candidate spends the budget; proposals far
+  under it are raised), ``feasible`` only lowers proposals that are over it;
+* estimates: :class:`~automc.search.cost_model.CostModel` for MACs, BitOps, parameters and
+  size; for a measured metric (latency, energy) the MACs estimate scaled by a line fitted to
+  the candidates measured so far. For metrics of an analytic profile (``flops``) the
+  projected policy is then built and measured, and the bisection continues on the measured
+  value when the estimate was off — so analytic targets always hold; for measured metrics
+  the estimate steers and the measurement decides feasibility.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from automc.compress.spaces import SearchSpace
+from automc.config import Constraint
+from automc.errors import UserError
+from automc.search.agent import Agent
+from automc.search.candidate import Candidate
+from automc.search.context import Context
+from automc.search.cost_model import METRICS as COST_METRICS
+from automc.search.cost_model import CostModel
+
+Params = dict[str, Any]
+# measures the analytic metrics of a policy's (unrecalibrated) model
+Exact = Callable[[Mapping[str, Any]], Mapping[str, float]]
+_BISECTIONS = 30
+_EXACT_BISECTIONS = 12
+
+
+def target_constraints(limits: Sequence[Mapping[str, Any]]) -> list[Constraint]:
+    """The resolved target (``[{metric, max, ...}]``) as constraints (feasibility, reports)."""
+    return [Constraint(metric=str(t["metric"]), max=float(t["max"])) for t in limits]
+
+
+class _LineFit:
+    """``metric / base ≈ c0 + c1 · (MACs / base MACs)``, refitted as candidates are measured
+    (starting from proportionality); the slope stays positive so the cost stays monotone."""
+
+    def __init__(self, macs: CostModel) -> None:
+        self.macs = macs
+        self.x: list[float] = [1.0]
+        self.y: list[float] = [1.0]  # the uncompressed model: both ratios are 1
+        self.c0, self.c1 = 0.0, 1.0
+
+    def add(self, params: Mapping[str, Any], ratio: float) -> None:
+        self.x.append(self.macs(params))
+        self.y.append(float(ratio))
+        if len(set(self.x)) >= 3:
+            c1, c0 = np.polyfit(np.asarray(self.x), np.asarray(self.y), 1)
+            if c1 > 1e-6:
+                self.c0, self.c1 = float(c0), float(c1)
+
+    def __call__(self, params: Mapping[str, Any]) -> float:
+        return self.c0 + self.c1 * self.macs(params)
+
+
+class Projector:
+    """``projector(params)``: the proposal moved onto the target (see the module docstring).
+
+    ``limits``: the resolved target (``[{metric, max, fraction}]``); ``base``: the uncompressed
+    model's metrics; ``analytic``: the metrics ``exact`` measures exactly. Raises UserError
+    when even the cheapest policy misses an analytic limit (before any budget is spent)."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        limits: Sequence[Mapping[str, Any]],
+        base: Mapping[str, float],
+        *,
+        mode: str = "boundary",
+        analytic: Sequence[str] = (),
+        exact: Exact | None = None,
+    ) -> None:
+        self.space = space
+        self.dims = space.dimensions
+        self.limits = [dict(t) for t in limits]
+        self.base = dict(base)
+        self.mode = mode
+        self.analytic = set(analytic) if exact is not None else set()
+        self.exact = exact
+        macs = CostModel(space, "macs")
+        self.estimators: dict[str, Callable[[Mapping[str, Any]], float]] = {}
+        self._fits: dict[str, _LineFit] = {}
+        for t in self.limits:
+            m = t["metric"]
+            if m in COST_METRICS and m != "auto":
+                self.estimators[m] = CostModel(space, m)
+            else:
+                self._fits[m] = self.estimators[m] = _LineFit(macs)
+        self._check_reachable()
+
+    # -- the path and the estimates ------------------------------------------------------------
+    def _at(self, params: Mapping[str, Any], s: float) -> Params:
+        if s == 0.0:
+            return dict(params)
+        out = dict(params)
+        for k, d in self.dims.items():
+            u = float(d.to_unit(params[k]))
+            out[k] = d.from_unit(u * (1.0 + s) if s < 0 else u + s * (1.0 - u))
+        return out
+
+    def relative_cost(self, params: Mapping[str, Any]) -> float:
+        """The estimated cost against the target: ≤ 1 meets every limit (the RL clamp's cost)."""
+        return max(self.estimators[t["metric"]](params) / t["fraction"] for t in self.limits)
+
+    def env_cost(self) -> tuple[Callable[[Mapping[str, Any]], float], float]:
+        """``(cost, budget)`` for an agent that clamps itself (:meth:`Agent.use_target`): the
+        first limit's estimate relative to the uncompressed model, the others scaled onto it."""
+        first = self.limits[0]["fraction"]
+        return (lambda params: first * self.relative_cost(params)), float(first)
+
+    def _measured_ok(self, params: Mapping[str, Any]) -> bool:
+        metrics = self.exact(params) if self.exact is not None else {}
+        return all(float(metrics[t["metric"]]) <= t["max"] for t in self.limits if t["metric"] in self.analytic)
+
+    def _largest(self, params: Mapping[str, Any], lo: float, hi: float, ok: Callable[[Params], bool], steps: int) -> float:
+        """The largest ``s`` in [lo, hi] with ``ok(path(s))`` (``ok(path(lo))`` assumed)."""
+        if ok(self._at(params, hi)):
+            return hi
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            if ok(self._at(params, mid)):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _check_reachable(self) -> None:
+        cheapest = {k: d.from_unit(0.0) for k, d in self.dims.items()}
+        measured = dict(self.exact(cheapest)) if self.exact is not None and self.analytic else {}
+        for t in self.limits:
+            m = t["metric"]
+            if m in measured:
+                least = float(measured[m]) / float(self.base[m])
+            elif m in self._fits:
+                continue  # a measured metric: only the measurements can tell
+            else:
+                least = self.estimators[m](cheapest)
+            if least > t["fraction"] * (1 + 1e-9):
+                raise UserError(
+                    f"target {m} {t['spec']} ({t['fraction']:.1%} of the uncompressed model) is below what the space reaches "
+                    f"with every dimension at its cheapest setting ({least:.1%}): raise the target or widen the space (e.g. a lower lbound)",
+                    field=f"target.{m}",
+                )
+
+    # -- projection -----------------------------------------------------------------------------
+    def __call__(self, params: Mapping[str, Any]) -> Params:
+        if self.mode == "off":
+            return dict(params)
+
+        def estimated_ok(p: Params) -> bool:
+            return self.relative_cost(p) <= 1.0 + 1e-12
+
+        if self.mode == "feasible" and estimated_ok(dict(params)):
+            s = 0.0
+        else:
+            s = self._largest(params, -1.0, 1.0 if self.mode == "boundary" else 0.0, estimated_ok, _BISECTIONS)
+        if self.analytic and not self._measured_ok(self._at(params, s)):
+            s = self._largest(params, -1.0, s, self._measured_ok, _EXACT_BISECTIONS)
+        return self._at(params, s)
+
+    def observe(self, candidate: Candidate) -> None:
+        """Refit the estimate of each measured target metric with a finished candidate."""
+        if not candidate.ok:
+            return
+        for m, fit in self._fits.items():
+            value = candidate.metrics.get(m)
+            if value is not None and float(self.base.get(m, 0.0)) > 0:
+                fit.add(candidate.params, float(value) / float(self.base[m]))
+
+
+def projector_for(ctx: Context, agent: Agent) -> Projector | None:
+    """The run's projector, or None without a target. An ``agent`` that honours the target
+    itself is given the estimate to clamp against, and the projector only refits it. ``auto`` projection is
+    ``boundary`` for scalar-reward agents, ``feasible`` for multi-objective ones."""
+    target = ctx.config.target
+    if target is None or not ctx.limits:
+        return None
+    analytic = sorted({m for p in ctx.profiles if p.analytic for m in p.metrics})
+
+    def exact(params: Mapping[str, Any]) -> dict[str, float]:
+        model = ctx.space.apply(ctx.model, params)
+        out: dict[str, float] = {}
+        for p in ctx.profiles:
+            if p.analytic:
+                out.update({k: float(v) for k, v in p.measure(model, ctx.example_input).values.items()})
+        return out
+
+    mode = target.projection if target.projection != "auto" else ("feasible" if agent.multi_objective else "boundary")
+    base = {k: v for k, v in ctx.reference.items() if not k.startswith("base_")}
+    projector = Projector(ctx.space, ctx.limits, base, mode=mode, analytic=analytic, exact=exact)
+    if agent.use_target(*projector.env_cost()):
+        projector.mode = "off"  # still refits the estimate the agent's clamp uses
+    return projector

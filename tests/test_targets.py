@@ -1,0 +1,176 @@
+"""Run-level targets: parsing, the analytic cost model, projection, and whole searches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from automc.compress.analysis import analyze
+from automc.config import parse_config
+from automc.errors import UserError
+from automc.models import build_model
+from automc.results.report import build_report
+from automc.search.candidate import Candidate
+from automc.search.cost_model import CostModel
+from automc.search.projection import Projector
+from automc.search_spaces.channel_pruning import ChannelPruningSpace
+from automc.targets import parse_limit
+from tests.conftest import assert_user_error, run_cli
+from tests.search_support import TINY, write_config
+
+
+@pytest.mark.parametrize(
+    ("metric", "spec", "expected"),
+    [
+        ("macs", 0.5, ("relative", 0.5)),
+        ("macs", "50%", ("relative", 0.5)),
+        ("macs", "20.3M", ("absolute", 20.3e6)),
+        ("macs", 20275520, ("absolute", 20275520.0)),
+        ("size_bytes", "200kB", ("absolute", 200e3)),
+        ("size_bytes", "1.5MiB", ("absolute", 1.5 * 1024**2)),
+        ("latency_ms", 3.0, ("absolute", 3.0)),
+        ("latency_ms", 0.8, ("absolute", 0.8)),  # the unit is in the name: a plain number is ms
+        ("latency_ms", "800us", ("absolute", 0.8)),
+        ("latency_ms", "80%", ("relative", 0.8)),
+        ("energy_mj", "2J", ("absolute", 2000.0)),
+    ],
+)
+def test_target_specs_read_as_users_write_them(metric: str, spec: object, expected: tuple[str, float]) -> None:
+    mode, value = parse_limit(metric, spec)
+    assert mode == expected[0] and value == pytest.approx(expected[1])
+
+
+@pytest.mark.parametrize(("metric", "spec", "needle"), [("macs", "fast", "not a number"), ("macs", -1, "positive"), ("macs", "3ms", "unknown unit"), ("size_bytes", "150%", "at most 100%"), ("macs", True, "must be a number")])
+def test_bad_target_specs_name_the_field(metric: str, spec: object, needle: str) -> None:
+    with pytest.raises(UserError, match=needle) as info:
+        parse_config({**TINY, "target": {metric: spec}})
+    assert "target" in str(info.value)
+
+
+def test_target_config_keeps_projection_apart_from_the_limits() -> None:
+    cfg = parse_config({**TINY, "target": {"macs": 0.5, "projection": "feasible"}})
+    assert cfg.target is not None and cfg.target.limits == {"macs": 0.5} and cfg.target.projection == "feasible"
+    again = parse_config(cfg.model_dump(mode="json"))  # the stored form reads back the same
+    assert again.target == cfg.target
+    limits = cfg.target.resolve({"macs": 1000.0})
+    assert limits == [{"metric": "macs", "max": 500.0, "spec": "0.5", "fraction": 0.5}]
+
+
+def _space(name: str, mode: str = "all", round_to: int = 1):  # noqa: ANN202 - (model, x, space)
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    x = torch.zeros(1, 3, 32, 32)
+    return model, x, ChannelPruningSpace(model, x, mode=mode, round_to=round_to)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "squeezenet", "mobilenetv2"])
+def test_cost_model_macs_equal_the_built_models(name: str) -> None:
+    """Exact, not approximate: residual groups, concatenations (SqueezeNet's fire modules: a
+    consumer fed by two groups), depthwise convolutions — a channel miscounted anywhere breaks
+    the equality."""
+    model, x, space = _space(name)
+    cost = CostModel(space, "macs")
+    base = analyze(model, x).macs
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        params = space.sample(rng)
+        assert cost(params) * base == pytest.approx(analyze(space.apply(model, params), x).macs, rel=1e-12)
+
+
+def _projector(space, model, x, limits, mode):  # noqa: ANN001, ANN202
+    base = analyze(model, x).summary()
+
+    def exact(params):  # noqa: ANN001, ANN202
+        return analyze(space.apply(model, params), x).summary()
+
+    resolved = [{"metric": m, "max": f * base[m], "spec": str(f), "fraction": f} for m, f in limits.items()]
+    return Projector(space, resolved, base, mode=mode, analytic=list(base), exact=exact), base
+
+
+def test_boundary_projection_spends_the_budget_and_never_exceeds_it() -> None:
+    model, x, space = _space("resnet20", "inner_only")
+    proj, base = _projector(space, model, x, {"macs": 0.5}, "boundary")
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        params = space.sample(rng)
+        macs = analyze(space.apply(model, proj(params)), x).macs / base["macs"]
+        assert 0.49 <= macs <= 0.5, macs  # raised or lowered onto the target, never over it
+
+
+def test_feasible_projection_only_moves_what_is_over() -> None:
+    model, x, space = _space("resnet20", "inner_only")
+    proj, base = _projector(space, model, x, {"macs": 0.5}, "feasible")
+    low = space.uniform(0.3)
+    assert proj(low) == low  # under the target: unchanged
+    high = space.uniform(0.95)
+    moved = proj(high)
+    assert analyze(space.apply(model, moved), x).macs <= 0.5 * base["macs"]
+    values = list(moved.values())
+    assert max(values) - min(values) < 1e-9  # one path for all dimensions: a uniform policy stays uniform
+
+
+def test_projection_holds_an_inexact_estimate_by_measuring() -> None:
+    """Parameters: the estimate leaves out BatchNorm and biases, so projection measures the
+    built model and continues the bisection on the measured count."""
+    model, x, space = _space("resnet20")
+    proj, base = _projector(space, model, x, {"params": 0.4}, "boundary")
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        params = analyze(space.apply(model, proj(space.sample(rng))), x).params
+        assert params <= 0.4 * base["params"]
+        assert params >= 0.37 * base["params"]
+
+
+def test_unreachable_target_is_refused_before_the_search() -> None:
+    model, x, space = _space("resnet20", "inner_only")
+    with pytest.raises(UserError, match="below what the space reaches") as info:
+        _projector(space, model, x, {"macs": 0.05}, "boundary")
+    assert info.value.field == "target.macs"
+
+
+def test_measured_metric_estimate_follows_the_measurements() -> None:
+    """A latency target steers by MACs scaled by a line fitted to what was measured."""
+    model, x, space = _space("resnet20", "inner_only")
+    base = {**analyze(model, x).summary(), "latency_ms": 10.0}
+    proj = Projector(space, [{"metric": "latency_ms", "max": 7.0, "spec": "7", "fraction": 0.7}], base, mode="boundary")
+    mac = CostModel(space, "macs")
+    first = mac(proj(space.uniform(1.0)))
+    assert first == pytest.approx(0.7, abs=0.02)  # before any measurement: latency ∝ MACs
+    # measured: a fixed 4 ms overhead plus 6 ms × the MACs ratio
+    for r in (0.3, 0.5, 0.8):
+        p = space.uniform(r)
+        proj.observe(Candidate(0, p, {"latency_ms": 4.0 + 6.0 * mac(p)}, 0.0))
+    assert mac(proj(space.uniform(1.0))) == pytest.approx(0.5, abs=0.03)  # 4 + 6 × 0.5 = 7 ms
+
+
+@pytest.mark.parametrize("agent", ["random", "optuna-nsga2", "ddpg"])
+def test_search_with_a_target_keeps_every_candidate_within_it(tmp_path: Path, agent: str) -> None:
+    """Projected (random: onto the boundary; NSGA-II: into the feasible set) or clamped (DDPG)."""
+    run_dir = tmp_path / "run"
+    cfg = {**TINY, "agent": {"name": agent}, "target": {"macs": 0.5}, "budget": {"candidates": 5}}
+    proc = run_cli("search", str(write_config(tmp_path, cfg)), "--run-dir", str(run_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = build_report(run_dir)
+    limit = report["target"][0]["max"]
+    assert report["target"][0]["fraction"] == 0.5 and {"metric": "macs", "min": None, "max": limit} in report["constraints"]
+    macs = [c["metrics"]["macs"] for c in report["candidates"] if c["state"] == "complete"]
+    assert len(macs) == 5 and all(m <= limit for m in macs)
+    assert all(c["feasible"] for c in report["candidates"] if c["state"] == "complete")
+    if agent == "random":
+        assert min(macs) >= 0.4 * report["run"]["base_metrics"]["base_macs"]  # raised onto the target, not left far under
+
+
+def test_target_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:
+    run = ("--run-dir", str(tmp_path / "run"))
+    unmeasured = {**TINY, "target": {"latency_ms": 3}}
+    assert_user_error(run_cli("search", str(write_config(tmp_path, unmeasured)), *run), "target metric 'latency_ms' is measured by no profile", "macs")
+    not_a_cost = {**TINY, "target": {"accuracy": 0.5}}
+    assert_user_error(run_cli("search", str(write_config(tmp_path, not_a_cost)), *run), "not a cost")
+    unreachable = {**TINY, "target": {"macs": 0.01}}
+    assert_user_error(run_cli("search", str(write_config(tmp_path, unreachable)), *run), "target macs 0.01", "lbound")
+    both = {**TINY, "target": {"macs": 0.5}, "agent": {"name": "ddpg", "config": {"budget": 0.5}}}
+    assert_user_error(run_cli("search", str(write_config(tmp_path, both)), *run), "agent.config.budget", "keep one")
+    assert not (tmp_path / "run" / "base_model.pt").exists()  # checked on the untrained model: nothing trained
