@@ -15,7 +15,8 @@ from tests.search_support import TINY, write_config
 
 
 def test_a_kill_between_enqueue_and_ask_leaves_no_waiting_trial_to_mismatch(tmp_path: Path) -> None:
-    """Store.begin enqueues then asks; a kill in between leaves a WAITING trial. On resume it
+    """Runs written by earlier automc (begin enqueued, then asked): a kill in between left a
+    WAITING trial (today's begin writes the trial whole, in one transaction). On resume it
     is failed as interrupted and its params proposed again, so the next candidate's trial
     holds the next candidate's params (Optuna would otherwise hand it the stale one)."""
     import optuna
@@ -62,8 +63,8 @@ def test_a_kill_between_outcome_and_state_keeps_the_evaluation(tmp_path: Path) -
 
 
 def test_a_kill_inside_optunas_ask_retries_the_whole_proposal(tmp_path: Path) -> None:
-    """Optuna writes an asked trial's params one at a time: a kill in between leaves a RUNNING
-    trial with some params. The retried proposal is the whole enqueued one, never a partial
+    """Runs written by earlier automc: Optuna's ask writes a trial's params one at a time, so a
+    kill in between left a RUNNING trial with some params. The retried proposal is the whole enqueued one, never a partial
     policy (found by benchmarks/fault_injection.py: a DDPG resume crashed replaying one)."""
     import optuna
 

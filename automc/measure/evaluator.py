@@ -20,6 +20,7 @@ from torch import nn
 
 from automc.datasets.base import Split
 from automc.errors import UserError
+from automc.compress.analysis import outputs_close
 from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
 
 
@@ -83,6 +84,10 @@ class EvaluatorConfig:
     # Where forward passes run (a resolved device: see automc.settings.resolve_device). Models
     # come in and go out on the CPU either way; only the work moves.
     device: str = "cpu"
+    # NHWC ("channels_last") tensors: oneDNN's convolutions run about 1.5× faster on CPUs.
+    # None: use them for image inputs when the model accepts them and its outputs agree
+    # (checked once, on the first model prepared); False: never.
+    channels_last: bool | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -115,6 +120,8 @@ class Evaluator:
         if len(self.indices) == 0:
             raise UserError("the validation subset is empty: ask for at least one sample", field="validation")
         self._x, self._y = split.tensors(self.indices)
+        self._nhwc: bool | None = self.config.channels_last if self._x.dim() == 4 else False
+        self._x_nhwc: torch.Tensor | None = None  # the validation images in NHWC, made once
         self._calib: list[torch.Tensor] = []
         self._calib_plain: list[torch.Tensor] = []
         need = self.config.bn_calibration_batches
@@ -149,8 +156,9 @@ class Evaluator:
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         return self.split.example_input(batch_size)
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """The model as it is evaluated: a BN-recalibrated copy when configured, else itself.
+    def prepare(self, model: nn.Module, *, in_place: bool = False) -> nn.Module:
+        """The model as it is evaluated: a BN-recalibrated copy when configured, else itself
+        (``in_place``: recalibrate ``model`` itself — for a fresh model nobody else holds).
 
         Quantised layers' activation ranges are re-calibrated after the BN statistics change
         (on the un-augmented calibration images, as a deployment calibrator would see them).
@@ -159,10 +167,37 @@ class Evaluator:
             return model
         dev = torch.device(self.config.device)
         with torch_threads(self.config.threads):
-            out = recalibrate_batchnorm(copy.deepcopy(model).to(dev), [b.to(dev) for b in self._calib])
+            out = (model if in_place else copy.deepcopy(model)).to(dev)
+            nhwc = self._channels_last(out)
+            if nhwc:
+                out = out.to(memory_format=torch.channels_last)
+                out._automc_nhwc = True  # its inputs go in NHWC too (see __call__)
+            recalibrate_batchnorm(out, [self._layout(b, nhwc).to(dev) for b in self._calib])
             if any(m.a_bits < FLOAT_BITS for m in quant_layers(out).values()):
-                calibrate_activations(out, [b.to(dev) for b in self._calib_plain])
+                calibrate_activations(out, [self._layout(b, nhwc).to(dev) for b in self._calib_plain])
         return out.cpu()
+
+    @staticmethod
+    def _layout(x: torch.Tensor, nhwc: bool) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if nhwc else x
+
+    def _channels_last(self, model: nn.Module) -> bool:
+        """Whether to run ``model`` in NHWC: decided on the first model (it runs and agrees
+        with NCHW up to float rounding, else never), then kept for every later one."""
+        if self._nhwc is None:
+            xb = (self._calib[0] if self._calib else self._x)[:16]
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    ref = model(xb)
+                    alt = copy.deepcopy(model).to(memory_format=torch.channels_last)(self._layout(xb, True))
+                self._nhwc = isinstance(ref, torch.Tensor) and isinstance(alt, torch.Tensor) and outputs_close(alt, ref)
+            except Exception:  # noqa: BLE001 - e.g. a view() that needs NCHW strides: stay with NCHW
+                self._nhwc = False
+            finally:
+                model.train(was_training)
+        return bool(self._nhwc)
 
     def __call__(self, model: nn.Module, *, prepared: bool = False, on_batch: Callable[[int], None] | None = None) -> dict[str, float]:
         """Top-1 accuracy (fraction), mean cross-entropy loss and sample count.
@@ -178,9 +213,14 @@ class Evaluator:
         target.eval()
         correct = 0
         loss_sum = 0.0
+        x = self._x
+        if getattr(target, "_automc_nhwc", False):
+            if self._x_nhwc is None:
+                self._x_nhwc = self._layout(self._x, True)
+            x = self._x_nhwc
         try:
             with torch_threads(self.config.threads), torch.no_grad():
-                for xb, yb in _batches(self._x, self._y, self.config.batch_size):
+                for xb, yb in _batches(x, self._y, self.config.batch_size):
                     logits = target(xb.to(dev)).cpu()
                     loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
                     correct += int((logits.argmax(1) == yb).sum())

@@ -168,7 +168,15 @@ def materialize(ctx: Context, params: Mapping[str, Any]) -> nn.Module:
     """The candidate model as it is evaluated: compressed, then BN- (and activation-)
     recalibrated. Deterministic for given params, config and thread count, which is what lets
     ``automc export`` rebuild a stored candidate with the same accuracy."""
-    return ctx.evaluator.prepare(ctx.space.apply(ctx.model, params))
+    model = ctx.space.apply(ctx.model, params)
+    return ctx.evaluator.prepare(model, in_place=not _shares_tensors(model, ctx.model))
+
+
+def _shares_tensors(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models share a parameter or buffer (then ``a`` must not be changed in
+    place: a space's ``apply`` may hand back parts of the base model)."""
+    ids = {id(t) for t in (*b.parameters(), *b.buffers())}
+    return any(id(t) in ids for t in (*a.parameters(), *a.buffers()))
 
 
 def evaluate_candidate(ctx: Context, number: int, params: Mapping[str, Any]) -> Candidate:

@@ -192,12 +192,10 @@ class _Loop:
                 stop = "minutes"
             while stop == "budget" and not out_of_time and self._outstanding() < limit and (target is None or self.done + self.executor.pending() < target):
                 number = self.store.next_number()
-                params = retry.pop(0) if retry else self.agent.ask(number)
+                params = retry.pop(0) if retry else self._ask(number)
                 if params is None:
                     stop = "agent exhausted"
                     break
-                if self.projector is not None:
-                    params = self.projector(params)  # a retried policy is already projected: a no-op
                 self._propose(number, params)
                 if self.repeats >= MAX_DUPLICATES_IN_A_ROW:
                     stop = f"agent converged ({self.repeats} already-evaluated policies proposed in a row)"
@@ -209,6 +207,11 @@ class _Loop:
                 self._record(dup)
             self.store.set_meta("elapsed_s", elapsed_before + time.monotonic() - started)
         return self.done, stop
+
+    def _ask(self, number: int) -> dict[str, Any] | None:
+        """The agent's next proposal, projected onto the target (a retried one already is)."""
+        params = self.agent.ask(number)
+        return params if params is None or self.projector is None else self.projector(params)
 
     def _outstanding(self) -> int:
         return self.executor.pending() + self.ledger.waiting()

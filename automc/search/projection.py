@@ -14,10 +14,11 @@ evaluated:
   under it are raised), ``feasible`` only lowers proposals that are over it;
 * estimates: :class:`~automc.search.cost_model.CostModel` for MACs, BitOps, parameters and
   size; for a measured metric (latency, energy) the MACs estimate scaled by a line fitted to
-  the candidates measured so far. For metrics of an analytic profile (``flops``) the
-  projected policy is then built and measured, and the bisection continues on the measured
-  value when the estimate was off — so analytic targets always hold; for measured metrics
-  the estimate steers and the measurement decides feasibility.
+  the candidates measured so far. For metrics of an analytic profile (``flops``) whose
+  estimate is not exact — checked at the start against 8 built policies, and again by every
+  candidate's measurement — the projected policy is built and measured, and the bisection
+  continues on the measured value: analytic targets hold. For measured metrics the estimate
+  steers and the measurement decides feasibility.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from automc.compress.spaces import SearchSpace
 from automc.config import Constraint
-from automc.errors import UserError
+from automc.errors import UserError, notice
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
 from automc.search.context import Context
@@ -104,6 +105,7 @@ class Projector:
             else:
                 self._fits[m] = self.estimators[m] = _LineFit(macs)
         self._check_reachable()
+        self.verify = self._untrusted()
 
     # -- the path and the estimates ------------------------------------------------------------
     def _at(self, params: Mapping[str, Any], s: float) -> Params:
@@ -127,7 +129,25 @@ class Projector:
 
     def _measured_ok(self, params: Mapping[str, Any]) -> bool:
         metrics = self.exact(params) if self.exact is not None else {}
-        return all(float(metrics[t["metric"]]) <= t["max"] for t in self.limits if t["metric"] in self.analytic)
+        return all(float(metrics[t["metric"]]) <= t["max"] for t in self.limits if t["metric"] in self.verify)
+
+    def _untrusted(self) -> set[str]:
+        """The analytic limits whose projections are measured: those whose estimate differs
+        from the built model's value on any of 8 seeded policies (an exact estimate, as MACs
+        are for convolutional pruning, saves building every candidate twice)."""
+        if not self.analytic:
+            return set()
+        rng = np.random.default_rng(0)
+        policies = [self.space.sample(rng) for _ in range(8)]
+        measured = [self.exact(p) for p in policies] if self.exact is not None else []
+        out = set()
+        for t in self.limits:
+            m = t["metric"]
+            if m not in self.analytic:
+                continue
+            if m in self._fits or any(abs(self.estimators[m](p) * float(self.base[m]) - float(v[m])) > 1e-9 * float(self.base[m]) for p, v in zip(policies, measured)):
+                out.add(m)
+        return out
 
     def _largest(self, params: Mapping[str, Any], lo: float, hi: float, ok: Callable[[Params], bool], steps: int) -> float:
         """The largest ``s`` in [lo, hi] with ``ok(path(s))`` (``ok(path(lo))`` assumed)."""
@@ -171,14 +191,21 @@ class Projector:
             s = 0.0
         else:
             s = self._largest(params, -1.0, 1.0 if self.mode == "boundary" else 0.0, estimated_ok, _BISECTIONS)
-        if self.analytic and not self._measured_ok(self._at(params, s)):
+        if self.verify and not self._measured_ok(self._at(params, s)):
             s = self._largest(params, -1.0, s, self._measured_ok, _EXACT_BISECTIONS)
         return self._at(params, s)
 
     def observe(self, candidate: Candidate) -> None:
-        """Refit the estimate of each measured target metric with a finished candidate."""
+        """Refit the estimate of each measured target metric with a finished candidate; an
+        analytic limit it exceeds (an estimate wrong where the 8 checks were right) is measured
+        for every projection from then on."""
         if not candidate.ok:
             return
+        for t in self.limits:
+            m = t["metric"]
+            if m in self.analytic and m not in self.verify and float(candidate.metrics.get(m, 0.0)) > t["max"]:
+                notice(f"candidate {candidate.number}: {m} {candidate.metrics[m]:.6g} is over the target {t['max']:.6g} (the cost model's estimate was off): measuring every projection from now on")
+                self.verify.add(m)
         for m, fit in self._fits.items():
             value = candidate.metrics.get(m)
             if value is not None and float(self.base.get(m, 0.0)) > 0:

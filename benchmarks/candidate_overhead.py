@@ -1,0 +1,141 @@
+"""Seconds per candidate and how much of it is not model forward passes (issue 14's targets:
+≤ 1.5 s per ResNet-20 candidate with 1,000 validation images and 8 calibration batches of
+64 on 2 cores, ≤ 10% outside forward passes, ≤ 2 GiB resident for a 100-candidate search).
+
+One in-process search of the pretrained CIFAR-10 ResNet-20 (channel pruning, FLOPs profile,
+``--agent``, ``--candidates``) into a fresh run folder, timed from inside:
+
+* **forward**: BN recalibration's and evaluation's forward passes (the work a candidate must
+  do), summed by wrapping :func:`automc.measure.evaluator.recalibrate_batchnorm` and
+  :meth:`Evaluator.__call__`;
+* **compress**: the space's ``apply`` (copy, prune) — and the target projection, when
+  ``--target`` is given;
+* **profile**: the profiles' measurements;
+* **loop**: everything else of the search loop's wall time (agent, store, ledger, saving the
+  agent's state).
+
+Prints a breakdown per candidate, the fraction outside forward passes, and the process's peak
+resident memory::
+
+    .venv/bin/python benchmarks/candidate_overhead.py --data-dir ../shared/data [--candidates 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from recovery_headline import REPO, _cpu
+
+import automc.measure.evaluator as evaluator_mod
+import automc.search.context as context_mod
+from automc.config import parse_config
+from automc.search.loop import run_experiment
+
+
+class Clock:
+    """Wall-time sums of the wrapped calls, by label; ``inner`` ones count only while an
+    ``outer`` call runs (forward passes of candidates, not of the setup's base model)."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = {}
+        self.outer = 0
+
+    def wrap(self, label: str, fn: Any, *, outer: bool = False) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if not outer and not self.outer:
+                return fn(*args, **kwargs)
+            self.outer += outer
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.outer -= outer
+                self.total[label] = self.total.get(label, 0.0) + time.perf_counter() - t0
+
+        return timed
+
+
+def experiment(args: argparse.Namespace) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "name": "overhead",
+        "seed": args.seed,
+        "model": {"name": "resnet20", "weights": "pretrained"},
+        "data": {"dataset": "cifar10", "data_dir": args.data_dir, "eval_split": "train-exact", "calibration_split": "train-exact", "validation": 1000, "calibration_batches": 8},
+        "space": {"name": "channel_pruning", "config": {"mode": args.mode, "lbound": 0.2, "round_to": 8}},
+        "profiles": [{"name": "flops"}],
+        "reward": {"name": "accuracy"},
+        "agent": {"name": args.agent},
+        "budget": {"candidates": args.candidates},
+    }
+    if args.target:
+        cfg["target"] = {"macs": args.target}
+    return cfg
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument("--agent", default="random")
+    ap.add_argument("--mode", default="all", choices=("all", "inner_only"))
+    ap.add_argument("--target", type=float, default=0.5, help="MACs target (fraction; 0: none)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, help="also write the figures here (JSON)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    clock = Clock()
+    evaluator_mod.recalibrate_batchnorm = clock.wrap("forward", evaluator_mod.recalibrate_batchnorm)
+    evaluator_mod.Evaluator.__call__ = clock.wrap("forward", evaluator_mod.Evaluator.__call__)
+    evaluate = context_mod.evaluate_candidate
+    context_mod.evaluate_candidate = clock.wrap("candidate", evaluate, outer=True)
+    import automc.search.executors as executors_mod
+
+    executors_mod.evaluate_candidate = context_mod.evaluate_candidate
+    import automc.search.projection as projection_mod
+
+    projection_mod.Projector.__call__ = clock.wrap("projection", projection_mod.Projector.__call__, outer=True)
+    cfg = parse_config(experiment(args))
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = run_experiment(cfg, Path(tmp) / "run")
+        from automc.results.report import open_run
+
+        cands = [c for c in open_run(Path(tmp) / "run").store.candidates() if c.state == "complete"]
+    n = max(1, summary["finished"])
+    # the loop's own clock (setup, training, the base model's measurement excluded)
+    loop_s = float(summary["elapsed_s"])
+    sums = {k: sum(float(c.timings.get(k, 0.0)) for c in cands) for k in ("compress_s", "evaluate_s", "profile_s")}
+    forward = clock.total.get("forward", 0.0)
+    # compress_s includes BN recalibration (a forward): what remains is the copy and the pruning
+    compress = sums["compress_s"] - (forward - sums["evaluate_s"])
+    projection = clock.total.get("projection", 0.0)
+    loop_other = loop_s - clock.total.get("candidate", 0.0) - projection
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    rows = {
+        "forward passes (BN recalibration + evaluation)": forward,
+        "compress (copy, prune)": compress,
+        "target projection": projection,
+        "profiles": sums["profile_s"],
+        "loop (agent, store, ledger, agent state)": loop_other,
+    }
+    print(f"ResNet-20, {summary['finished']} candidates ({args.agent}, {args.mode} groups" + (f", target macs {args.target:g}" if args.target else "") + f"), {args.threads} threads, {_cpu()}")
+    print(f"{'':48}{'s/candidate':>12}{'share':>8}")
+    for label, seconds in rows.items():
+        print(f"{label:48}{seconds / n:>12.3f}{seconds / loop_s:>8.1%}")
+    print(f"{'total (the loop wall time)':48}{loop_s / n:>12.3f}")
+    outside = 1.0 - forward / loop_s
+    print(f"outside forward passes: {outside:.1%}; peak resident memory {peak_gib:.2f} GiB")
+    if args.out:
+        args.out.write_text(json.dumps({"candidates": summary["finished"], "agent": args.agent, "mode": args.mode, "target": args.target, "threads": args.threads, "cpu": _cpu(), "seconds_per_candidate": loop_s / n, "breakdown_s_per_candidate": {k: v / n for k, v in rows.items()}, "outside_forward": outside, "peak_rss_gib": peak_gib}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
