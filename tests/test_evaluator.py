@@ -106,3 +106,45 @@ def test_config_and_calibration_errors(digits) -> None:
         EvaluatorConfig(batch_size=0)
     with pytest.raises(UserError, match="validation subset is empty"):
         Evaluator(test, np.array([], dtype=int))
+
+
+def test_channels_last_evaluation_agrees_and_leaves_the_callers_model_alone(digits, trained) -> None:
+    """NHWC (oneDNN's faster layout) is used when the model accepts it: same accuracy and loss
+    up to float rounding, and the caller's model keeps its NCHW weights."""
+    _, test = digits
+    model, _ = trained
+    auto, nchw = Evaluator(test), Evaluator(test, config=EvaluatorConfig(channels_last=False))
+    a, b = auto(model), nchw(model)
+    assert auto._nhwc is True and nchw._nhwc is False
+    assert abs(a["accuracy"] - b["accuracy"]) <= 1 / len(test) and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+    class UnfoldConv(torch.nn.Module):  # a hand-written convolution: weight.view() needs NCHW strides
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.weight = torch.nn.Parameter(torch.randn(4, 4, 3, 3) * 0.1)
+            self.fc = torch.nn.Linear(4, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.stem(x)
+            cols = torch.nn.functional.unfold(h, 3, padding=1)  # (n, 4·9, 64)
+            h = (self.weight.view(4, -1) @ cols).mean(-1)
+            return self.fc(h)
+
+    ev = Evaluator(test)
+    assert 0.0 <= ev(UnfoldConv())["accuracy"] <= 1.0 and ev._nhwc is False  # fell back to NCHW
+
+    class Flatten(torch.nn.Module):  # view(n, -1) over feature maps: fine in NCHW
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 8 * 8, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x).view(x.size(0), -1))
+
+    # one-channel images come in canonical NCHW strides (once, they kept NHWC ones and this crashed)
+    assert test.tensors()[0].stride() == (64, 64, 8, 1)
+    ev = Evaluator(test)
+    assert 0.0 <= ev(Flatten())["accuracy"] <= 1.0 and ev._nhwc is False

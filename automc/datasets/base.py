@@ -190,7 +190,10 @@ class Split:
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.std).view(1, -1, 1, 1)
-        return ((x - mean) / std).contiguous()
+        y = (x - mean) / std
+        # canonical NCHW strides: for one channel, contiguous() keeps the permuted (NHWC)
+        # strides, convolutions then answer in NHWC and a model's view(n, -1) fails
+        return torch.empty(y.shape, dtype=y.dtype).copy_(y)
 
     def augment(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The dataset's training augmentation applied to raw uint8 images (identity if none)."""

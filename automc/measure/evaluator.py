@@ -207,6 +207,9 @@ class Evaluator:
         """
         target = model if prepared else self.prepare(model)
         dev = torch.device(self.config.device)
+        nhwc = self._channels_last(target)  # every evaluation by this evaluator in one layout
+        if nhwc and not getattr(target, "_automc_nhwc", False):
+            target = copy.deepcopy(target).to(memory_format=torch.channels_last)  # the caller's model keeps its layout
         if dev.type != "cpu":
             target = copy.deepcopy(target).to(dev)  # the caller's model stays where it is
         was_training = target.training
@@ -214,7 +217,7 @@ class Evaluator:
         correct = 0
         loss_sum = 0.0
         x = self._x
-        if getattr(target, "_automc_nhwc", False):
+        if nhwc:
             if self._x_nhwc is None:
                 self._x_nhwc = self._layout(self._x, True)
             x = self._x_nhwc
