@@ -177,3 +177,13 @@ def test_target_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:
     both = {**TINY, "target": {"macs": 0.5}, "agent": {"name": "ddpg", "config": {"budget": 0.5}}}
     assert_user_error(run_cli("search", str(write_config(tmp_path, both)), *run), "agent.config.budget", "keep one")
     assert not (tmp_path / "run" / "base_model.pt").exists()  # checked on the untrained model: nothing trained
+
+
+def test_progress_lines_mark_infeasible_candidates(tmp_path: Path) -> None:
+    """Off a terminal: one line per candidate with its objectives, infeasible ones marked
+    (here every one: no pruned small CNN keeps 99.9% accuracy)."""
+    cfg = {**TINY, "target": {"macs": 0.6}, "constraints": [{"metric": "accuracy", "min": 0.999}], "budget": {"candidates": 3}}
+    proc = run_cli("search", str(write_config(tmp_path, cfg)), "--run-dir", str(tmp_path / "run"), "--no-report", "--verbose")
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
+    assert len(lines) == 3 and all("accuracy" in ln and "macs" in ln and ln.endswith("(infeasible)") for ln in lines), lines

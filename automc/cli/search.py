@@ -13,6 +13,7 @@ from automc.cli.common import (
     print_locked,
     progress_enabled,
 )
+from automc.cli.search_progress import SearchProgress, metric_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", metavar="ADDR", help="join this Ray cluster instead (e.g. ray://head:10001)")
     p.add_argument("--no-report", action="store_true", help="skip writing RUN_DIR/report at the end ('automc report RUN_DIR' writes it later)")
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    p.add_argument("--verbose", action="store_true", help="one line per candidate instead of the live progress bar")
     p.add_argument("--check", action="store_true", help="validate the experiment and dry-run it on the uncompressed model, print what the search will do, and stop (writes nothing)")
     p.set_defaults(func=run_search)
 
@@ -31,15 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--top", type=non_negative_int, default=5, metavar="N", help="how many of the best candidates to list (default 5)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=run_status)
-
-
-def _metric_line(metrics: dict[str, float], names: list[str]) -> str:
-    parts = []
-    for n in names:
-        if n in metrics:
-            v = metrics[n]
-            parts.append(f"{n} {100 * v:.2f}%" if n == "accuracy" else f"{n} {v:,.4g}")
-    return ", ".join(parts)
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -53,37 +46,7 @@ def run_search(args: argparse.Namespace) -> int:
         from automc.cli.check import print_check
 
         return print_check(cfg, run_dir, as_json=args.json, workers=args.workers)
-    show = progress_enabled() and not args.json
-    names = [o.metric for o in cfg.objectives]
-    best: dict[str, Any] = {"reward": None}
-    if show:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[best]}"))
-        bar.start()
-        task = bar.add_task(cfg.name, total=cfg.budget.candidates, best="")
-    else:
-        bar = None
-
-    def on_candidate(c: Any, done: int, total: int) -> None:
-        if c.duplicate_of is not None:
-            if bar is None and not args.json:
-                print(f"[{done}/{total or '?'}] proposal #{c.number} repeats candidate #{c.duplicate_of}: answered from the record, not evaluated", flush=True)
-            return
-        if c.ok and (best["reward"] is None or c.reward > best["reward"]):
-            best.update(reward=c.reward, text=f"best reward {c.reward:.4g} (#{c.number}: {_metric_line(dict(c.metrics), names)})")
-        if bar is not None:
-            bar.update(task, completed=done, best=best.get("text", ""))
-        elif not args.json:
-            status = f"reward {c.reward:.4g}" if c.ok else f"FAILED: {c.error}"
-            print(f"[{done}/{total or '?'}] candidate #{c.number}: {status}", flush=True)
+    on_candidate = SearchProgress(cfg, bar=progress_enabled() and not args.verbose, quiet=args.json)
 
     import os
     import sys
@@ -96,15 +59,14 @@ def run_search(args: argparse.Namespace) -> int:
     view = RecoveryView(quiet=args.json)
 
     def on_finalist(number: int, index: int, count: int) -> None:
-        if bar is not None and index == 0:
-            bar.stop()  # the search is over: the recovery shows its own progress
+        if index == 0:
+            on_candidate.stop()  # the search is over: the recovery shows its own progress
         view.on_finalist(number, index, count)
 
     try:
         summary = search_and_recover(cfg, run_dir, on_candidate=on_candidate, workers=args.workers, address=args.address, on_finalist=on_finalist, on_progress=view.on_progress)
     finally:
-        if bar is not None:
-            bar.stop()
+        on_candidate.stop()
         view.close()
         if saved is not None:
             sys.stdout.flush()
@@ -119,7 +81,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(summary)
         return 0
-    _print_summary(summary, names)
+    _print_summary(summary, on_candidate.names)
     print_locked(summary.get("locked_groups", []))
     print(f"run directory: {run_dir} (resume with the same command; 'automc status {run_dir}')")
     if paths is not None:
@@ -139,9 +101,9 @@ def _print_summary(summary: dict[str, Any], names: list[str]) -> None:
     )
     base = summary.get("base_metrics", {})
     if base:
-        print("uncompressed: " + _metric_line({k.removeprefix("base_"): v for k, v in base.items()}, names))
+        print("uncompressed: " + metric_line({k.removeprefix("base_"): v for k, v in base.items()}, names))
     for c in summary["best"]:
-        print(f"  #{c['number']:<4} reward {c['reward']:.4g}  {_metric_line(c['metrics'], names)}")
+        print(f"  #{c['number']:<4} reward {c['reward']:.4g}  {metric_line(c['metrics'], names)}")
     if summary.get("recovered"):
         print("recovered by fine-tuning (automc finetune RUN_DIR for more):")
         for r in summary["recovered"]:
