@@ -2,9 +2,13 @@
 :mod:`automc.agents.sb3_base`).
 
 DDPG follows AMC: warm-up episodes of random actions (``warmup_episodes``), Gaussian
-exploration noise decaying by ``noise_decay`` per episode, discount 1, and the budget clamp in
-the env so every episode meets ``budget``. PPO and the MNasNet controller (a recurrent policy)
-learn on-policy on the same env.
+exploration noise decaying by ``noise_decay`` per episode, and the budget clamp in the env so
+every episode meets ``budget``. As in AMC, an episode's reward — minus a moving-average
+baseline (``baseline_decay``) — is given to *every* step of the episode and the critic
+regresses it directly (``gamma`` 0): Q(s, a) estimates the final reward of taking action a
+at layer s, with no bootstrapping through a chain of zero rewards (what made DDPG on all
+channel groups collapse). The networks train after each episode, one gradient step per
+layer. PPO and the MNasNet controller (a recurrent policy) learn on-policy on the same env.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ class DDPGAgent(_SB3Agent):
         seed: int = 0,
         warmup_episodes: int = 10,
         noise_sigma: float = 0.5,
-        noise_decay: float = 0.95,
+        noise_decay: float = 0.98,
+        baseline_decay: float = 0.95,
         buffer_size: int = 20000,
         batch_size: int = 64,
         **kwargs: Any,
@@ -43,14 +48,34 @@ class DDPGAgent(_SB3Agent):
         _number("warmup_episodes", warmup_episodes, 0, None, integer=True)
         _number("noise_sigma", noise_sigma, 0, None)
         _number("noise_decay", noise_decay, 0, 1, low_open=True)
+        _number("baseline_decay", baseline_decay, 0, 1)
         _number("buffer_size", buffer_size, 1, None, integer=True)
         _number("batch_size", batch_size, 1, None, integer=True)
         self.warmup_episodes = int(warmup_episodes)
         self.noise_sigma = float(noise_sigma)
         self.noise_decay = float(noise_decay)
+        self.baseline_decay = float(baseline_decay)
+        self.baseline: float | None = None  # moving average of episode rewards
         self.buffer_size = int(buffer_size)
         self.batch_size = int(batch_size)
         super().__init__(space, objectives, seed=seed, **kwargs)
+
+    def _advantage(self, reward: float) -> float:
+        """``reward`` against the moving baseline (which it then updates)."""
+        if self.baseline is None:
+            self.baseline = reward
+        shaped = reward - self.baseline
+        self.baseline = self.baseline_decay * self.baseline + (1.0 - self.baseline_decay) * reward
+        return shaped
+
+    def _shape_reward(self, reward: float) -> float:
+        """Every earlier step of the episode (already in the replay buffer with reward 0)
+        gets the episode's baselined reward; the last step gets it from the env."""
+        shaped = self._advantage(reward)
+        buf = self.model.replay_buffer
+        for back in range(1, self.steps_per_episode):
+            buf.rewards[(buf.pos - back) % buf.buffer_size] = shaped
+        return shaped
 
     def _noise(self) -> Any:
         from stable_baselines3.common.noise import NormalActionNoise
@@ -73,8 +98,10 @@ class DDPGAgent(_SB3Agent):
             buffer_size=self.buffer_size,
             learning_starts=self.warmup_episodes * self.steps_per_episode,
             batch_size=self.batch_size,
-            gamma=kwargs.pop("gamma", 1.0),
+            gamma=kwargs.pop("gamma", 0.0),
             tau=kwargs.pop("tau", 0.01),
+            train_freq=kwargs.pop("train_freq", (1, "episode")),
+            gradient_steps=kwargs.pop("gradient_steps", -1),
             action_noise=self._noise(),
             policy_kwargs={"net_arch": net_arch},
             seed=self.seed,
@@ -88,9 +115,10 @@ class DDPGAgent(_SB3Agent):
 
     def _replay(self, candidate: Candidate, reward: float) -> None:
         buf = self.model.replay_buffer
-        for obs, action, r, next_obs, done in self.env.episode_transitions(candidate.params, reward):
+        shaped = self._advantage(reward)
+        for obs, action, _, next_obs, done in self.env.episode_transitions(candidate.params, reward):
             scaled = self.model.policy.scale_action(action)  # SB3 stores actions in [-1, 1]
-            buf.add(obs[None], next_obs[None], scaled[None], np.array([r]), np.array([done]), [{}])
+            buf.add(obs[None], next_obs[None], scaled[None], np.array([shaped]), np.array([done]), [{}])
         self.model.num_timesteps += self.steps_per_episode
         self.episodes += 1
         self.model.action_noise = self._noise()

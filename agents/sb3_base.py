@@ -105,10 +105,16 @@ class _SB3Agent(Agent):
         reward = self._reward_q.get()
         if reward is _STOP:
             raise _Stop
+        shaped = self._shape_reward(float(reward))
         self.episodes += 1
         self._after_episode()
         self._reseed()
-        return float(reward)
+        return shaped
+
+    def _shape_reward(self, reward: float) -> float:
+        """The reward the learner sees for an episode (DDPG: against a moving baseline, and
+        given to every step of the episode)."""
+        return reward
 
     def _after_episode(self) -> None:
         pass

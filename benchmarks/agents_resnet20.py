@@ -6,8 +6,9 @@ step against it; the others' proposals are projected onto it), reward = accuracy
 *training* images (BN-recalibrated, no fine-tuning), 100 candidates per run. Per agent, mean ±
 sd over the seeds: the best in-target validation accuracy, the hypervolume (accuracy vs MACs,
 reference point (0, the uncompressed MACs), normalised) after 25/50/100 candidates, the
-fraction of candidates within the target, seconds per candidate; and each run's best policy
-on ``test-exact`` (1,000) and ``test-jpeg`` (10,000), which no search step saw.
+fraction of candidates within the target, seconds per candidate, the learning curve (mean
+and best reward per 10 candidates); and each run's best policy on ``test-exact`` (1,000) and
+``test-jpeg`` (10,000), which no search step saw.
 
 **Quickstart** (digits, small CNN, accuracy vs MACs, 40 candidates, no target): the
 hypervolume after 40 for ``random``, ``optuna-tpe`` and ``optuna-nsga2``, 3 seeds.
@@ -94,7 +95,11 @@ def measure(run_dir: Path, checkpoints: tuple[int, ...]) -> dict[str, Any]:
         upto = [h["normalized"] for h in history if h["evaluations"] <= k]
         hv[str(k)] = upto[-1] if upto else 0.0
     base = report["run"]["base_metrics"]
+    # learning curve: mean and best reward of each block of 10 candidates (in number order)
+    rewards = [c["reward"] for c in sorted(done, key=lambda c: c["number"]) if c["reward"] is not None]
+    curve = [{"candidates": i + len(rewards[i : i + 10]), "mean": statistics.fmean(rewards[i : i + 10]), "best": max(rewards[i : i + 10])} for i in range(0, len(rewards), 10)]
     return {
+        "curve": curve,
         "finished": len(done),
         "best": None if best is None else {"number": best["number"], "accuracy": best["metrics"]["accuracy"], "macs_ratio": best["metrics"]["macs"] / base["base_macs"]},
         "hypervolume": hv,
@@ -111,6 +116,29 @@ def _base_macs(run_dir: Path) -> float:
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def plot_curves(resnet: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Mean (solid) and best (dashed) reward per 10 candidates, one line per seed and agent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(resnet), figsize=(3.2 * len(resnet), 3.2), sharey=True, squeeze=False)
+    for ax, (label, runs) in zip(axes[0], resnet.items()):
+        for seed, r in enumerate(runs):
+            x = [p["candidates"] for p in r["curve"]]
+            line = ax.plot(x, [p["mean"] for p in r["curve"]], label=f"seed {seed} mean")[0]
+            ax.plot(x, [p["best"] for p in r["curve"]], "--", color=line.get_color(), label=f"seed {seed} best")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("candidates")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("reward (validation accuracy)")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -164,6 +192,12 @@ def main() -> None:
             m, sd = _mean_sd([100 * r["test"][s] for r in ok if "test" in r]) if ok else (float("nan"), 0.0)
             row += f"{m:>10.2f}±{sd:<5.2f}"
         print(row)
+    print("\nLearning curves: mean reward per 10 candidates (best in brackets), mean over seeds")
+    for label, runs in results["resnet20"].items():
+        blocks = min(len(r["curve"]) for r in runs)
+        cells = [f"{statistics.fmean(r['curve'][b]['mean'] for r in runs):.3f} ({statistics.fmean(r['curve'][b]['best'] for r in runs):.3f})" for b in range(blocks)]
+        print(f"{label:20}" + "  ".join(cells))
+    plot_curves(results["resnet20"], args.out / "learning_curves.png")
     if results["quickstart"]:
         print("\nQuickstart, 40 candidates: hypervolume (normalised) mean ± sd")
         for agent, runs in results["quickstart"].items():
