@@ -37,8 +37,8 @@ AGENTS: list[tuple[str, str, dict[str, Any], str]] = [
     ("random", "random", {}, "all"),
     ("optuna-tpe", "optuna-tpe", {}, "all"),
     ("optuna-nsga2", "optuna-nsga2", {}, "all"),
-    ("ddpg (inner-only)", "ddpg", {"warmup_episodes": 20, "noise_sigma": 0.5, "noise_decay": 0.95}, "inner_only"),
-    ("ddpg", "ddpg", {"warmup_episodes": 20, "noise_sigma": 0.5, "noise_decay": 0.95}, "all"),
+    ("ddpg (inner-only)", "ddpg", {"warmup_episodes": 20}, "inner_only"),
+    ("ddpg", "ddpg", {"warmup_episodes": 20}, "all"),
     ("ppo", "ppo", {}, "all"),
     ("mnas-controller", "mnas-controller", {}, "all"),
 ]
