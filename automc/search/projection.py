@@ -214,7 +214,8 @@ class Projector:
 
 def projector_for(ctx: Context, agent: Agent) -> Projector | None:
     """The run's projector, or None without a target. An ``agent`` that honours the target
-    itself is given the estimate to clamp against, and the projector only refits it. ``auto`` projection is
+    itself is given the estimate to clamp against; the projector then only refits it (and
+    lowers policies over an analytic limit whose estimate is not exact). ``auto`` projection is
     ``boundary`` for scalar-reward agents, ``feasible`` for multi-objective ones."""
     target = ctx.config.target
     if target is None or not ctx.limits:
@@ -233,5 +234,7 @@ def projector_for(ctx: Context, agent: Agent) -> Projector | None:
     base = {k: v for k, v in ctx.reference.items() if not k.startswith("base_")}
     projector = Projector(ctx.space, ctx.limits, base, mode=mode, analytic=analytic, exact=exact)
     if agent.use_target(*projector.env_cost()):
-        projector.mode = "off"  # still refits the estimate the agent's clamp uses
+        # the agent clamps against the estimate; where that estimate is not exact, its
+        # policies over an analytic limit are still lowered onto it (and the estimate refitted)
+        projector.mode = "feasible" if projector.verify else "off"
     return projector
