@@ -92,3 +92,33 @@ def test_rl_env_passes_check_env_and_clamps_to_budget(tiny_space) -> None:
         obs, reward, done, _, info = env.step(np.array([1.0], dtype=np.float32))
     assert info["cost"] <= 0.4 + 1e-9
     assert CostModel(tiny_space)(tiny_space.default_params()) == pytest.approx(1.0)
+
+
+def test_ddpg_gives_every_step_the_baselined_episode_reward(tiny_space) -> None:
+    """AMC's credit assignment: each of the episode's transitions carries the episode's reward
+    minus the moving baseline (the first episode sets the baseline: advantage 0), live and
+    when a stored run is replayed into a fresh agent."""
+    from automc.search.candidate import Candidate
+
+    objectives = [Objective(metric="accuracy", direction="maximize")]
+    agent = build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6, "warmup_episodes": 2, "baseline_decay": 0.5})
+    steps = agent.steps_per_episode
+    told = []
+    try:
+        for number, reward in enumerate((0.7, 0.9, 0.5)):
+            params = agent.ask(number)
+            told.append(Candidate(number, params, {"accuracy": reward}, reward))
+            agent.tell(told[-1])
+        buf = agent.model.replay_buffer
+        rewards = buf.rewards[: 3 * steps, 0].reshape(3, steps)  # (the learner has begun the next episode)
+        # baselines: 0.7, then 0.5·0.7 + 0.5·0.9 = 0.8
+        assert np.allclose(rewards, np.array([[0.0] * steps, [0.2] * steps, [-0.3] * steps]))
+    finally:
+        agent.close()
+    replayed = build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6, "warmup_episodes": 2, "baseline_decay": 0.5})
+    try:
+        replayed.resume(None, told)
+        buf = replayed.model.replay_buffer
+        assert np.allclose(buf.rewards[: 3 * steps, 0].reshape(3, steps), rewards)
+    finally:
+        replayed.close()
