@@ -1,9 +1,15 @@
 """Does multi-fidelity ranking find a better policy for the same search time? Two searches of
-AMC's ResNet-20 setting (``experiments/amc_resnet20_recovery.yaml``) with the same agent, seed
-and wall-time budget (``--minutes``): one ranks candidates by the BN-recalibrated score, the
-other with a ``fidelity:`` section (successive halving into short KD fine-tunes). Each run's
-best candidate is then recovered with the experiment's ``finetune`` recipe (``--epochs``) and
-measured on ``test-exact`` and ``test-jpeg``, which no search step saw.
+AMC's ResNet-20 setting (``experiments/amc_resnet20_recovery.yaml``: inner-block channels,
+validation on 1,000 training images) with the same agent, seed and wall-time budget
+(``--minutes``): one ranks candidates by the BN-recalibrated score, the other with a
+``fidelity:`` section (successive halving into short KD fine-tunes). Each run's best candidate
+is then recovered with the experiment's ``finetune`` recipe (``--epochs``) and measured on
+``test-exact`` and ``test-jpeg``, which no search step saw.
+
+The agent is ``random`` with ``target: {macs: 0.5}`` (every proposal projected onto half the
+MACs), not the experiment's DDPG: the same proposals in the same order in both arms, so the
+ranking alone differs, and neither arm can stop early — a first attempt with DDPG (noise decay
+0.95) converged to one policy after 66 s of its 20 minutes (200 repeated proposals in a row).
 
 The search time counts everything the loop does — the rungs' training included — and survives
 a restart (the store keeps the elapsed time), so both arms get the same minutes. Resumable:
@@ -33,6 +39,8 @@ def arm_config(base: dict[str, Any], *, minutes: float, epochs: int, train_image
     """The experiment with a wall-time budget only, the recovery's epochs (and images, for a
     smoke run), and the fidelity section (or none)."""
     cfg = {**base, "name": f"{base['name']}_{'fidelity' if fidelity else 'bn'}", "budget": {"minutes": minutes}}
+    cfg["agent"] = {"name": "random"}
+    cfg["target"] = {"macs": 0.5}
     cfg["finetune"] = {**base["finetune"], "epochs": epochs}
     if train_images:
         cfg["finetune"]["train_images"] = train_images
@@ -95,7 +103,7 @@ def main() -> None:
         "minutes": args.minutes,
         "epochs": args.epochs,
         "fidelity": fidelity,
-        "agent": base["agent"],
+        "agent": "random, target macs 0.5",
         "arms": arms,
         "fidelity_minus_bn": {s: arms["fidelity"]["recovered_test"][s] - arms["bn"]["recovered_test"][s] for s in TESTS},
         "cpu": _cpu(),
