@@ -191,8 +191,7 @@ class Split:
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.std).view(1, -1, 1, 1)
         y = (x - mean) / std
-        # canonical NCHW strides: for one channel, contiguous() keeps the permuted (NHWC)
-        # strides, convolutions then answer in NHWC and a model's view(n, -1) fails
+        # canonical NCHW strides (contiguous() keeps NHWC ones for C = 1: a view(n, -1) then fails)
         return torch.empty(y.shape, dtype=y.dtype).copy_(y)
 
     def augment(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
