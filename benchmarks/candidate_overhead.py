@@ -80,6 +80,38 @@ def experiment(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
+def one_search(args: argparse.Namespace, clock: Clock, *, nhwc: bool) -> dict[str, Any]:
+    """One search into a fresh folder; its per-candidate breakdown (``nhwc=False``: the
+    evaluator kept in NCHW, for the side-by-side ratio)."""
+    import functools
+
+    import automc.build as build_mod
+
+    build_mod.EvaluatorConfig = functools.partial(evaluator_mod.EvaluatorConfig, channels_last=None if nhwc else False)
+    clock.total.clear()
+    cfg = parse_config(experiment(args))
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = run_experiment(cfg, Path(tmp) / "run")
+        from automc.results.report import open_run
+
+        cands = [c for c in open_run(Path(tmp) / "run").store.candidates() if c.state == "complete"]
+    n = max(1, summary["finished"])
+    loop_s = float(summary["elapsed_s"])  # the loop's own clock: setup and the base model's measurement excluded
+    sums = {k: sum(float(c.timings.get(k, 0.0)) for c in cands) for k in ("compress_s", "evaluate_s", "profile_s")}
+    forward = clock.total.get("forward", 0.0)
+    # compress_s includes BN recalibration (a forward): what remains is the copy and the pruning
+    compress = sums["compress_s"] - (forward - sums["evaluate_s"])
+    projection = clock.total.get("projection", 0.0)
+    rows = {
+        "forward passes (BN recalibration + evaluation)": forward,
+        "compress (copy, prune)": compress,
+        "target projection": projection,
+        "profiles": sums["profile_s"],
+        "loop (agent, store, ledger, agent state)": loop_s - clock.total.get("candidate", 0.0) - projection,
+    }
+    return {"candidates": n, "seconds_per_candidate": loop_s / n, "breakdown_s_per_candidate": {k: v / n for k, v in rows.items()}, "outside_forward": 1.0 - forward / loop_s, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
@@ -89,52 +121,33 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.5, help="MACs target (fraction; 0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-compare", action="store_true", help="skip the second search with NCHW evaluation")
     ap.add_argument("--out", type=Path, help="also write the figures here (JSON)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     clock = Clock()
     evaluator_mod.recalibrate_batchnorm = clock.wrap("forward", evaluator_mod.recalibrate_batchnorm)
     evaluator_mod.Evaluator.__call__ = clock.wrap("forward", evaluator_mod.Evaluator.__call__)
-    evaluate = context_mod.evaluate_candidate
-    context_mod.evaluate_candidate = clock.wrap("candidate", evaluate, outer=True)
+    context_mod.evaluate_candidate = clock.wrap("candidate", context_mod.evaluate_candidate, outer=True)
     import automc.search.executors as executors_mod
-
-    executors_mod.evaluate_candidate = context_mod.evaluate_candidate
     import automc.search.projection as projection_mod
 
+    executors_mod.evaluate_candidate = context_mod.evaluate_candidate
     projection_mod.Projector.__call__ = clock.wrap("projection", projection_mod.Projector.__call__, outer=True)
-    cfg = parse_config(experiment(args))
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = run_experiment(cfg, Path(tmp) / "run")
-        from automc.results.report import open_run
-
-        cands = [c for c in open_run(Path(tmp) / "run").store.candidates() if c.state == "complete"]
-    n = max(1, summary["finished"])
-    # the loop's own clock (setup, training, the base model's measurement excluded)
-    loop_s = float(summary["elapsed_s"])
-    sums = {k: sum(float(c.timings.get(k, 0.0)) for c in cands) for k in ("compress_s", "evaluate_s", "profile_s")}
-    forward = clock.total.get("forward", 0.0)
-    # compress_s includes BN recalibration (a forward): what remains is the copy and the pruning
-    compress = sums["compress_s"] - (forward - sums["evaluate_s"])
-    projection = clock.total.get("projection", 0.0)
-    loop_other = loop_s - clock.total.get("candidate", 0.0) - projection
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    rows = {
-        "forward passes (BN recalibration + evaluation)": forward,
-        "compress (copy, prune)": compress,
-        "target projection": projection,
-        "profiles": sums["profile_s"],
-        "loop (agent, store, ledger, agent state)": loop_other,
-    }
-    print(f"ResNet-20, {summary['finished']} candidates ({args.agent}, {args.mode} groups" + (f", target macs {args.target:g}" if args.target else "") + f"), {args.threads} threads, {_cpu()}")
-    print(f"{'':48}{'s/candidate':>12}{'share':>8}")
-    for label, seconds in rows.items():
-        print(f"{label:48}{seconds / n:>12.3f}{seconds / loop_s:>8.1%}")
-    print(f"{'total (the loop wall time)':48}{loop_s / n:>12.3f}")
-    outside = 1.0 - forward / loop_s
-    print(f"outside forward passes: {outside:.1%}; peak resident memory {peak_gib:.2f} GiB")
+    runs = {"nhwc": one_search(args, clock, nhwc=True)}
+    if not args.no_compare:
+        runs["nchw"] = one_search(args, clock, nhwc=False)
+    print(f"ResNet-20, {runs['nhwc']['candidates']} candidates ({args.agent}, {args.mode} groups" + (f", target macs {args.target:g}" if args.target else "") + f"), {args.threads} threads, {_cpu()}")
+    print(f"{'s/candidate':48}" + "".join(f"{'evaluated ' + k.upper():>16}" for k in runs))
+    for label in runs["nhwc"]["breakdown_s_per_candidate"]:
+        print(f"{label:48}" + "".join(f"{r['breakdown_s_per_candidate'][label]:>16.3f}" for r in runs.values()))
+    print(f"{'total (the loop wall time)':48}" + "".join(f"{r['seconds_per_candidate']:>16.3f}" for r in runs.values()))
+    print(f"{'outside forward passes':48}" + "".join(f"{r['outside_forward']:>16.1%}" for r in runs.values()))
+    if "nchw" in runs:
+        print(f"NHWC vs NCHW evaluation: {runs['nchw']['seconds_per_candidate'] / runs['nhwc']['seconds_per_candidate']:.2f}x candidates per second")
+    print(f"peak resident memory (the first search): {runs['nhwc']['peak_rss_gib']:.2f} GiB")
     if args.out:
-        args.out.write_text(json.dumps({"candidates": summary["finished"], "agent": args.agent, "mode": args.mode, "target": args.target, "threads": args.threads, "cpu": _cpu(), "seconds_per_candidate": loop_s / n, "breakdown_s_per_candidate": {k: v / n for k, v in rows.items()}, "outside_forward": outside, "peak_rss_gib": peak_gib}, indent=2) + "\n")
+        args.out.write_text(json.dumps({"agent": args.agent, "mode": args.mode, "target": args.target, "threads": args.threads, "cpu": _cpu(), **runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
