@@ -157,6 +157,9 @@ def test_search_with_a_target_keeps_every_candidate_within_it(tmp_path: Path, ag
     proc = run_cli("search", str(write_config(tmp_path, cfg)), "--run-dir", str(run_dir), "--json")
     assert proc.returncode == 0, proc.stderr
     report = build_report(run_dir)
+    assert report["run"]["validation"]["images"] == 120  # which images every accuracy comes from
+    page = (run_dir / "report" / "report.html").read_text()
+    assert "120 images of the &#x27;test&#x27; split" in page and "so accuracy on them is optimistic" in page  # digits validates on its test split
     limit = report["target"][0]["max"]
     assert report["target"][0]["fraction"] == 0.5 and {"metric": "macs", "min": None, "max": limit} in report["constraints"]
     macs = [c["metrics"]["macs"] for c in report["candidates"] if c["state"] == "complete"]

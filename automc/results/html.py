@@ -93,6 +93,17 @@ def _fig_html(fig: Any, div_id: str) -> str:
     return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False, "responsive": True}))
 
 
+def _validation_text(v: Mapping[str, Any] | None) -> str:
+    """Which images the candidates' accuracy comes from, and a warning when they are test
+    images (then test figures of the chosen candidates are optimistic: they chose them)."""
+    if not v:
+        return "not recorded (a run made before automc recorded it)"
+    text = f"accuracy of every candidate on {v['images']:,} images of the {v['split']!r} split (seeded, disjoint from the BN-calibration images)"
+    if str(v["split"]).startswith("test"):
+        text += " — test images: they chose the candidates, so accuracy on them is optimistic; validate on a training split and keep the test split for the final figures"
+    return html.escape(text)
+
+
 def _meta_table(rows: Sequence[tuple[str, str]]) -> str:
     return "<table class='meta'>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows) + "</table>"
 
@@ -112,6 +123,7 @@ def write_html_report(report: Mapping[str, Any], path: str | Path) -> Path:
 
     rows = [
         ("model", f"{name('model')} on {cfg.get('data', {}).get('dataset', '?')}"),
+        ("validation", _validation_text(run.get("validation"))),
         ("search", f"space {name('space')}, agent {name('agent')}, reward {name('reward')}"),
         ("candidates", f"{counts['complete']} finished, {counts['failed']} failed, {counts['running']} running, {counts['interrupted']} interrupted, {counts.get('duplicates', 0)} duplicate proposals answered from the record; {run['elapsed_s'] / 60:.1f} min"),
         ("objectives", _objective_text(report)),

@@ -8,7 +8,8 @@ Schema ``automc.report/1`` (keys added later will not change the meaning of thes
 
 * ``schema``, ``created`` (ISO 8601, UTC), ``automc_version``;
 * ``run``: ``name``, ``run_dir``, ``config`` (resolved experiment), ``versions``,
-  ``base_metrics`` (the uncompressed model, ``base_<metric>``), ``elapsed_s``, ``counts``
+  ``base_metrics`` (the uncompressed model, ``base_<metric>``), ``validation`` (``{split,
+  images}``: the images every candidate's accuracy is measured on), ``elapsed_s``, ``counts``
   (complete, failed, running, interrupted, duplicates — proposals equal to an earlier
   candidate, answered from its record and never evaluated);
 * ``objectives``: ``[{metric, direction, reference, reference_source, scale}]``;
@@ -136,6 +137,7 @@ def build_report(
             "versions": rec.versions,
             "base_metrics": base,
             "locked_groups": list(meta.get("locked_groups", [])),
+            "validation": meta.get("validation"),  # {split, images}: where every candidate's accuracy comes from
             "elapsed_s": float(meta.get("elapsed_s", 0.0)),
             "counts": _counts(rec.store.counts()),
         },

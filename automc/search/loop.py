@@ -127,6 +127,7 @@ def run_experiment(
             store.set_meta("base_metrics", ctx.base_metrics)
             store.set_meta("locked_groups", ctx.space.locked_notes())
             store.set_meta("target", ctx.limits)
+            store.set_meta("validation", {"split": ctx.evaluator.split.name, "images": ctx.evaluator.samples})
             dists = space_distributions(ctx.space)
             retry = store.recover(dists)  # params of candidates a killed run left unfinished
             history = [c for c in store.candidates(include_duplicates=True) if c.state in (COMPLETE, FAILED)]
