@@ -101,7 +101,7 @@ def _validation_text(v: Mapping[str, Any] | None) -> str:
     text = f"accuracy of every candidate on {v['images']:,} images of the {v['split']!r} split (seeded, disjoint from the BN-calibration images)"
     if str(v["split"]).startswith("test"):
         text += " — test images: they chose the candidates, so accuracy on them is optimistic; validate on a training split and keep the test split for the final figures"
-    return html.escape(text)
+    return text  # escaped by _meta_table
 
 
 def _meta_table(rows: Sequence[tuple[str, str]]) -> str:
@@ -128,7 +128,7 @@ def write_html_report(report: Mapping[str, Any], path: str | Path) -> Path:
         ("candidates", f"{counts['complete']} finished, {counts['failed']} failed, {counts['running']} running, {counts['interrupted']} interrupted, {counts.get('duplicates', 0)} duplicate proposals answered from the record; {run['elapsed_s'] / 60:.1f} min"),
         ("objectives", _objective_text(report)),
         ("constraints", ", ".join(f"{c['metric']} in [{format_value(c['min']) or '-inf'}, {format_value(c['max']) or 'inf'}]" for c in report["constraints"]) or "none"),
-        ("target", ", ".join(f"{t['metric']} ≤ {format_value(t['max'])} ({html.escape(t['spec'])}: {t['fraction']:.1%} of the uncompressed)" for t in report.get("target", [])) or "none"),
+        ("target", ", ".join(f"{t['metric']} ≤ {format_value(t['max'])} ({t['spec']}: {t['fraction']:.1%} of the uncompressed)" for t in report.get("target", [])) or "none"),
         ("uncompressed", ", ".join(f"{k.removeprefix('base_')} {format_value(v)}" for k, v in run["base_metrics"].items()) or "not measured"),
         ("front", f"{len(report['front'])} candidates: " + ", ".join(f"#{n}" for n in report["front"])),
         ("hypervolume", f"{hv['final_normalized']:.4f} normalised ({hv['final']:.6g} raw)"),
