@@ -61,6 +61,7 @@ class _SB3Agent(Agent):
         seed: int = 0,
         constraints: Sequence[Constraint] = (),
         budget: float | None = None,
+        budget_floor: float | None = 0.95,
         failure_reward: float = -1.0,
         learning_rate: float = 1e-3,
         net_arch: Sequence[int] = (64, 64),
@@ -69,6 +70,8 @@ class _SB3Agent(Agent):
         super().__init__(space, objectives, seed=seed, constraints=constraints)
         if budget is not None:
             _number("budget", budget, 0, 1, low_open=True)
+        if budget_floor is not None:
+            _number("budget_floor", budget_floor, 0, 1)
         _number("failure_reward", failure_reward)
         _number("learning_rate", learning_rate, 0, None, low_open=True)
         if isinstance(net_arch, (str, bytes)) or not isinstance(net_arch, Sequence) or not net_arch or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in net_arch):
@@ -82,7 +85,8 @@ class _SB3Agent(Agent):
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.episodes = 0
-        self.env = CompressionEnv(space, budget=budget, on_episode=self._on_episode)
+        # episodes end within [budget_floor, 1] × budget: they spend it, not far under it
+        self.env = CompressionEnv(space, budget=budget, floor=budget_floor, on_episode=self._on_episode)
         self.steps_per_episode = len(self.env.names)
         self._check_algo_kwargs(algo_kwargs)
         try:

@@ -94,6 +94,22 @@ def test_rl_env_passes_check_env_and_clamps_to_budget(tiny_space) -> None:
     assert CostModel(tiny_space)(tiny_space.default_params()) == pytest.approx(1.0)
 
 
+def test_rl_env_floor_makes_episodes_spend_the_budget(tiny_space) -> None:
+    """The most compressing actions still end within [floor, 1] × budget with a floor (and far
+    under it without one)."""
+    from automc.search.gym_env import CompressionEnv
+
+    def cheapest(env: CompressionEnv) -> float:
+        env.reset(seed=0)
+        done, info = False, {}
+        while not done:
+            _, _, done, _, info = env.step(np.array([0.0], dtype=np.float32))
+        return float(info["cost"])
+
+    assert cheapest(CompressionEnv(tiny_space, budget=0.6)) < 0.5
+    assert 0.9 * 0.6 - 1e-9 <= cheapest(CompressionEnv(tiny_space, budget=0.6, floor=0.9)) <= 0.6 + 1e-9
+
+
 def test_ddpg_gives_every_step_the_baselined_episode_reward(tiny_space) -> None:
     """AMC's credit assignment: each of the episode's transitions carries the episode's reward
     minus the moving baseline (the first episode sets the baseline: advantage 0), live and

@@ -6,7 +6,9 @@ stride, its share of the cost, the cost already cut, the cost still to decide, t
 action, and which knob it is), the action in [0, 1] is that dimension's value on the unit
 scale. With a ``budget`` (a fraction of the uncompressed cost), actions are clamped so that
 the episode can always end within it — even if every later dimension took its most
-compressing value — so every finished episode meets the budget.
+compressing value — so every finished episode meets the budget; with a ``floor`` they are
+also raised where the episode could otherwise no longer reach ``floor × budget``, so episodes
+spend the budget instead of ending far under it.
 
 The cost is analytic and instant (the clamp evaluates it often): by default
 :class:`~automc.search.cost_model.CostModel` — MACs scaled by the kept input/output channel
@@ -36,6 +38,18 @@ KNOBS = ("ratio", "density", "w_bits", "a_bits")
 OBS_SIZE = 10 + len(KNOBS)
 
 
+def _last_true(pred: Callable[[int], bool], n: int = 101) -> int:
+    """The last i in [0, n) with ``pred(i)`` for a predicate true on a prefix (-1: none)."""
+    lo, hi = -1, n  # pred(lo) true (or lo = -1), pred(hi) false (or hi = n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 class CompressionEnv(gym.Env):
     """One episode = one policy; see the module docstring."""
 
@@ -46,6 +60,7 @@ class CompressionEnv(gym.Env):
         space: SearchSpace,
         *,
         budget: float | None = None,
+        floor: float | None = None,
         on_episode: Callable[[dict[str, Any]], float] | None = None,
         cost: Callable[[Mapping[str, Any]], float] | None = None,
     ) -> None:
@@ -54,6 +69,7 @@ class CompressionEnv(gym.Env):
         self.names = list(space.dimensions)
         self.cost = cost or CostModel(space)
         self.budget = budget
+        self.floor = floor  # episodes end at >= floor × budget (None: no lower clamp)
         self.on_episode = on_episode or (lambda params: 0.0)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (OBS_SIZE,), dtype=np.float32)
         self.action_space = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
@@ -106,13 +122,27 @@ class CompressionEnv(gym.Env):
         return np.asarray(obs, dtype=np.float32)
 
     def clamp(self, u: float) -> float:
-        """The largest unit value <= u that still lets the episode meet the budget."""
+        """``u`` moved into [lowest, highest]: the highest unit value that still lets the
+        episode meet the budget (every later dimension at its cheapest), and — with a
+        ``floor`` — the lowest that still lets it reach ``floor × budget`` (every later
+        dimension at its default). The budget wins where the two cross."""
         if self.budget is None:
             return u
         d = self.space.dimensions[self.names[self.t]]
-        grid = np.linspace(0.0, 1.0, 101)
-        feasible = [g for g in grid if g <= u + 1e-9 and self.cost(self._policy_with(d.from_unit(g), "low")) <= self.budget + 1e-9]
-        return float(max(feasible)) if feasible else 0.0
+        budget = self.budget
+        # on a grid of 0.01; the cost grows with the value, so both bounds are found by bisection
+        top = _last_true(lambda i: self.cost(self._policy_with(d.from_unit(i / 100), "low")) <= budget + 1e-9)
+        if top < 0:
+            return 0.0  # nothing fits (the cheapest setting included): the cheapest it is
+        chosen = min(top, int(np.floor(u * 100 + 1e-6))) / 100
+        if self.floor is None:
+            return chosen
+        target = self.floor * budget
+        reaches = lambda i: self.cost(self._policy_with(d.from_unit(i / 100), "high")) >= target - 1e-9  # noqa: E731
+        if reaches(round(chosen * 100)):
+            return chosen
+        lowest = _last_true(lambda i: not reaches(i)) + 1  # the first grid value that still reaches the floor
+        return min(lowest, top) / 100
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
