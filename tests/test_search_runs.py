@@ -155,7 +155,7 @@ def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> Non
     first = json.loads(run_cli("search", str(write_config(tmp_path, cfg)), "--run-dir", str(run_dir), "--json").stdout)
     assert first["finished"] == 5 and (run_dir / "agent_state.pt").exists()
     state = torch.load(run_dir / "agent_state.pt", weights_only=True)
-    assert int(state["episodes"]) == 5
+    assert int(state["episodes"]) == 5 + first["duplicates"]  # every episode told, repeats answered from the record included
     cfg["budget"] = {"candidates": 8}
     out = run_cli("search", str(write_config(tmp_path, cfg)), "--run-dir", str(run_dir), "--json")
     assert out.returncode == 0, out.stderr
