@@ -7,7 +7,7 @@ what is allowed — one line, never a traceback (see :func:`load_config`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -102,6 +102,11 @@ class Constraint(_Strict):
         if self.max is not None and v > self.max:
             return f"{self.metric} {v:.6g} > max {self.max:.6g}"
         return None
+
+
+def limit_constraints(limits: Iterable[Mapping[str, Any]]) -> list[Constraint]:
+    """A target's resolved limits (``[{metric, max, ...}]``) as constraints."""
+    return [Constraint(metric=str(t["metric"]), max=float(t["max"])) for t in limits]
 
 
 class BudgetConfig(_Strict):

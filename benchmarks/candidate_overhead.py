@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from agents_resnet20 import resnet_config
 from recovery_headline import REPO, _cpu
 
 import automc.measure.evaluator as evaluator_mod
@@ -64,17 +65,10 @@ class Clock:
 
 
 def experiment(args: argparse.Namespace) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "name": "overhead",
-        "seed": args.seed,
-        "model": {"name": "resnet20", "weights": "pretrained"},
-        "data": {"dataset": "cifar10", "data_dir": args.data_dir, "eval_split": "train-exact", "calibration_split": "train-exact", "validation": 1000, "calibration_batches": 8},
-        "space": {"name": "channel_pruning", "config": {"mode": args.mode, "lbound": 0.2, "round_to": 8}},
-        "profiles": [{"name": "flops"}],
-        "reward": {"name": "accuracy"},
-        "agent": {"name": args.agent},
-        "budget": {"candidates": args.candidates},
-    }
+    """The agents benchmark's ResNet-20 task (its target replaced by ``--target``)."""
+    cfg = resnet_config("overhead", args.agent, {}, args.mode, args.seed, args.candidates, args.data_dir)
+    cfg["name"] = "overhead"
+    cfg.pop("target")
     if args.target:
         cfg["target"] = {"macs": args.target}
     return cfg

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from automc.config import Constraint, ExperimentConfig
+from automc.config import Constraint, ExperimentConfig, limit_constraints
 
 
 def metric_line(metrics: Mapping[str, float], names: list[str]) -> str:
@@ -55,7 +55,7 @@ class SearchProgress:
             base = {k.removeprefix("base_"): float(v) for k, v in metrics.items() if k.startswith("base_")}
             if not all(m in base for m in target.limits):
                 return list(self.cfg.constraints)  # a failed candidate carries no base metrics
-            self._target = [Constraint(metric=t["metric"], max=t["max"]) for t in target.resolve(base)]
+            self._target = limit_constraints(target.resolve(base))
         return list(self.cfg.constraints) + (self._target or [])
 
     def __call__(self, c: Any, done: int, total: int) -> None:

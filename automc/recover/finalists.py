@@ -44,11 +44,11 @@ from automc.search.context import Context, base_recipe, materialize
 _NOT_IN_KEY = ("candidates", "top", "device")
 
 
-def select_finalists(cfg: ExperimentConfig, candidates: Sequence[Candidate], ft: FinetuneConfig, constraints: Sequence[Constraint] | None = None) -> list[Candidate]:
+def select_finalists(cfg: ExperimentConfig, candidates: Sequence[Candidate], ft: FinetuneConfig, constraints: Sequence[Constraint]) -> list[Candidate]:
     """The candidates ``ft.candidates`` names: the Pareto front, the best feasible by reward,
     or the ``ft.top`` best feasible; ordered by reward, best first. ``constraints``: the
-    run's (its target's limits included; default: the config's)."""
-    front = pareto_front(candidates, cfg.objectives, cfg.constraints if constraints is None else constraints)
+    run's, its target's limits included (:func:`automc.results.pareto.run_constraints`)."""
+    front = pareto_front(candidates, cfg.objectives, constraints)
     feasible = sorted((c for c, ok in zip(candidates, front.feasible) if ok and c.reward is not None), key=lambda c: -float(c.reward or 0.0))
     if ft.candidates == "front":
         members = {candidates[i].number for i in front.front_indices()}

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from automc.config import Constraint, Objective
+from automc.config import Constraint, Objective, limit_constraints
 from automc.errors import UserError
 from automc.search.candidate import COMPLETE, Candidate
 
@@ -64,8 +64,7 @@ def parse_constraints(items: Iterable[Mapping[str, Any] | Constraint]) -> list[C
 def run_constraints(config: Mapping[str, Any], meta: Mapping[str, Any]) -> list[Constraint]:
     """A run's constraints: its config's and its target's resolved limits (store meta
     ``target``, written by the runner)."""
-    limits = [{"metric": t["metric"], "max": t["max"]} for t in meta.get("target", []) or []]
-    return parse_constraints(list(config.get("constraints", [])) + limits)
+    return parse_constraints(config.get("constraints", [])) + limit_constraints(meta.get("target", []) or [])
 
 
 def losses(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> np.ndarray:

@@ -24,7 +24,7 @@ from torch import nn
 
 from automc.build import CALIBRATION_BATCH, Data, open_data
 from automc.compress.spaces import SearchSpace
-from automc.config import Constraint, ExperimentConfig
+from automc.config import Constraint, ExperimentConfig, limit_constraints
 from automc.errors import UserError, notice
 from automc.measure.cache import CachedProfile
 from automc.measure.evaluator import Evaluator
@@ -57,7 +57,7 @@ class Context:
     @property
     def constraints(self) -> list[Constraint]:
         """The experiment's constraints and its target's limits."""
-        return list(self.config.constraints) + [Constraint(metric=str(t["metric"]), max=float(t["max"])) for t in self.limits]
+        return list(self.config.constraints) + limit_constraints(self.limits)
 
 
 def experiment_data(cfg: ExperimentConfig) -> Data:

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from automc.compress.spaces import SearchSpace
-from automc.config import Constraint
 from automc.errors import UserError, notice
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
@@ -42,11 +41,6 @@ Params = dict[str, Any]
 Exact = Callable[[Mapping[str, Any]], Mapping[str, float]]
 _BISECTIONS = 30
 _EXACT_BISECTIONS = 12
-
-
-def target_constraints(limits: Sequence[Mapping[str, Any]]) -> list[Constraint]:
-    """The resolved target (``[{metric, max, ...}]``) as constraints (feasibility, reports)."""
-    return [Constraint(metric=str(t["metric"]), max=float(t["max"])) for t in limits]
 
 
 class _LineFit:

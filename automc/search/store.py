@@ -86,7 +86,6 @@ class Store:
             fix = "; the folder is read-only or full: pass a writable --run-dir" if "readonly" in text or "disk" in text or "unable to open" in text else ""
             raise UserError(f"cannot open storage {url!r}: {text}{fix}") from None
         self.url = url
-        self._study_id = self.study._study_id  # noqa: SLF001 - see begin
         self._open: dict[int, optuna.trial.Trial] = {}  # candidates begun by this process
 
     def next_number(self) -> int:
@@ -102,7 +101,7 @@ class Store:
         frozen = optuna.trial.create_trial(state=_STATE.RUNNING, params={k: params[k] for k in dists}, distributions=dists)
         storage = self.study._storage  # noqa: SLF001 - Optuna exposes no public handle to a study's storage
         with _writing(self.url):
-            trial_id = storage.create_new_trial(self._study_id, template_trial=frozen)
+            trial_id = storage.create_new_trial(self.study._study_id, template_trial=frozen)  # noqa: SLF001
         got = storage.get_trial_number_from_id(trial_id)
         if got != number:
             raise RuntimeError(f"store {self.url}: expected trial {number}, Optuna gave {got}; another process writes to this study")
