@@ -8,7 +8,9 @@ baseline (``baseline_decay``) — is given to *every* step of the episode and th
 regresses it directly (``gamma`` 0): Q(s, a) estimates the final reward of taking action a
 at layer s, with no bootstrapping through a chain of zero rewards (what made DDPG on all
 channel groups collapse). The networks train after each episode, one gradient step per
-layer. PPO and the MNasNet controller (a recurrent policy) learn on-policy on the same env.
+layer (with ``episodes_in_flight: N``, after each batch of N episodes evaluated in parallel).
+PPO and the MNasNet controller (a recurrent policy) learn on-policy on the same env, a
+rollout's episodes all in flight at once.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from automc.agents.sb3_base import _number, _SB3Agent
 
 from automc.compress.spaces import SearchSpace
 from automc.config import Objective
+from automc.errors import UserError
 from automc.search.candidate import Candidate
 
 
@@ -68,13 +71,16 @@ class DDPGAgent(_SB3Agent):
         self.baseline = self.baseline_decay * self.baseline + (1.0 - self.baseline_decay) * reward
         return shaped
 
-    def _shape_reward(self, reward: float) -> float:
-        """Every earlier step of the episode (already in the replay buffer with reward 0)
-        gets the episode's baselined reward; the last step gets it from the env."""
+    def _buffer(self) -> Any:
+        return self.model.replay_buffer
+
+    def _shape_reward(self, reward: float, end: int, *, stored: bool) -> float:
+        """Every step of the episode already in the replay buffer (with reward 0) gets the
+        episode's baselined reward; a last step not yet stored gets it from the env."""
         shaped = self._advantage(reward)
         buf = self.model.replay_buffer
-        for back in range(1, self.steps_per_episode):
-            buf.rewards[(buf.pos - back) % buf.buffer_size] = shaped
+        for back in range(0 if stored else 1, self.steps_per_episode):
+            buf.rewards[(end - back) % buf.buffer_size] = shaped
         return shaped
 
     def _noise(self) -> Any:
@@ -91,6 +97,10 @@ class DDPGAgent(_SB3Agent):
     def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
         from stable_baselines3 import DDPG
 
+        if self.in_flight > 1 and "train_freq" in kwargs:
+            raise UserError(f"agent 'ddpg' trains once per batch of episodes_in_flight={self.in_flight} episodes: leave train_freq out (or set episodes_in_flight: 1)", field="agent.config.train_freq")
+        if self.in_flight * self.steps_per_episode > self.buffer_size:
+            raise UserError(f"buffer_size ({self.buffer_size}) must hold a batch of episodes_in_flight={self.in_flight} episodes of {self.steps_per_episode} steps", field="agent.config.buffer_size")
         return DDPG(
             "MlpPolicy",
             self.env,
@@ -100,7 +110,7 @@ class DDPGAgent(_SB3Agent):
             batch_size=self.batch_size,
             gamma=kwargs.pop("gamma", 0.0),
             tau=kwargs.pop("tau", 0.01),
-            train_freq=kwargs.pop("train_freq", (1, "episode")),
+            train_freq=kwargs.pop("train_freq", (self.in_flight, "episode")),  # AMC: after every episode
             gradient_steps=kwargs.pop("gradient_steps", -1),
             action_noise=self._noise(),
             policy_kwargs={"net_arch": net_arch},
@@ -131,10 +141,16 @@ class PPOAgent(_SB3Agent):
     algorithm = "PPO"
     derived = frozenset({"n_steps"})
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, episodes_per_update: int = 4, **kwargs: Any) -> None:
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, episodes_per_update: int = 4, episodes_in_flight: int | None = None, **kwargs: Any) -> None:
         _number("episodes_per_update", episodes_per_update, 1, None, integer=True)
         self.episodes_per_update = int(episodes_per_update)
-        super().__init__(space, objectives, seed=seed, **kwargs)
+        # a rollout's episodes all use the same policy: they can all be out at once, and are
+        # by default (the updates are the same as one at a time)
+        in_flight = self.episodes_per_update if episodes_in_flight is None else episodes_in_flight
+        _number("episodes_in_flight", in_flight, 1, None, integer=True)
+        if self.episodes_per_update % int(in_flight):
+            raise UserError(f"episodes_in_flight ({in_flight}) must divide episodes_per_update ({self.episodes_per_update}): a rollout is a whole number of batches", field="agent.config.episodes_in_flight")
+        super().__init__(space, objectives, seed=seed, episodes_in_flight=int(in_flight), **kwargs)
 
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
         from stable_baselines3 import PPO

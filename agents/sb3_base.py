@@ -3,10 +3,16 @@
 
 Design: SB3's ``learn()`` owns its loop, the runner owns ask/tell. ``learn()`` therefore runs
 in a learner thread on the env; the env's last ``step`` of an episode hands the finished
-policy to ``ask()`` and blocks until ``tell()`` returns that candidate's reward. The main
-thread and the learner strictly take turns (``tell`` returns only once the learner has
-produced the next policy and is waiting again), so runs are deterministic for a seed, and
-evaluation can happen anywhere (this process, a Ray worker) — the agent never evaluates.
+policy to ``ask()``. Episodes go out in batches of ``episodes_in_flight``: the first ones of a
+batch get a placeholder reward of 0 and the learner rolls the next episode at once; the last
+one blocks until ``tell()`` has returned every reward of the batch, which are then written
+into the learner's buffer where the placeholders went, before the learner trains on them
+(DDPG trains once per batch; PPO's rollout is a whole number of batches, so its updates see
+exactly what they would have one episode at a time). A batch of N keeps N workers busy. The
+main thread and the learner strictly take turns (the main thread takes a whole batch, and the
+last ``tell`` of a batch returns only once the learner has produced the next batch and is
+waiting again), so runs are deterministic for a seed, and evaluation can happen anywhere
+(this process, a Ray worker) — the agent never evaluates.
 
 Resuming: DDPG's replay buffer is refilled from the stored candidates (each is a
 deterministic episode); the networks and their optimizers come back from ``state_dict``
@@ -46,7 +52,6 @@ def _number(name: str, value: Any, low: float | None = None, high: float | None 
 
 class _SB3Agent(Agent):
     algorithm: ClassVar[str] = ""
-    max_outstanding: ClassVar[int] = 1  # one episode at a time: the learner waits for its reward
     # the learner has rolled part of the next episode (and trained on it) when the state is
     # saved: a resumed agent continues with restored networks and buffer, not bit-identically
     exact_resume: ClassVar[bool] = False
@@ -65,9 +70,12 @@ class _SB3Agent(Agent):
         failure_reward: float = -1.0,
         learning_rate: float = 1e-3,
         net_arch: Sequence[int] = (64, 64),
+        episodes_in_flight: int = 1,
         **algo_kwargs: Any,
     ) -> None:
         super().__init__(space, objectives, seed=seed, constraints=constraints)
+        _number("episodes_in_flight", episodes_in_flight, 1, None, integer=True)
+        self.max_outstanding = self.in_flight = int(episodes_in_flight)
         if budget is not None:
             _number("budget", budget, 0, 1, low_open=True)
         if budget_floor is not None:
@@ -78,10 +86,16 @@ class _SB3Agent(Agent):
             raise UserError(f"net_arch must be a list of layer widths (integers >= 1), got {net_arch!r}", field="agent.config.net_arch")
         self.budget = budget
         self.failure_reward = float(failure_reward)
-        self._params_q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._params_q: queue.Queue[Any] = queue.Queue()
         self._reward_q: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._outstanding: int | None = None  # the candidate number whose reward the learner awaits
-        self._ready: dict[str, Any] | None = None
+        # main thread: the batch's policies not yet asked, and per episode of the batch its
+        # candidate number (once asked) and reward (once told)
+        self._ready: list[dict[str, Any]] = []
+        self._numbers: list[int] = []
+        self._rewards: dict[int, float] = {}
+        # learner thread: where each handed-over episode of the batch ends in its buffer
+        self._ends: list[int] = []
+        self._deferred: list[tuple[Candidate, float]] = []  # replays told while a batch is out
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.episodes = 0
@@ -105,19 +119,39 @@ class _SB3Agent(Agent):
 
     # -- learner side ---------------------------------------------------------------------------
     def _on_episode(self, params: dict[str, Any]) -> float:
+        """The env's last step: hand the policy over; the batch's last episode waits for every
+        reward of the batch, writes them into the buffer and returns its own."""
+        self._ends.append(self._buffer().pos)  # where this episode's last transition goes
         self._params_q.put(params)
-        reward = self._reward_q.get()
-        if reward is _STOP:
+        if len(self._ends) < self.in_flight:
+            self._next_episode()
+            return 0.0  # a placeholder: the batch's last episode writes the real one
+        rewards = self._reward_q.get()
+        if rewards is _STOP:
             raise _Stop
-        shaped = self._shape_reward(float(reward))
+        ends, self._ends = self._ends, []
+        shaped = [self._shape_reward(float(r), end, stored=i < len(ends) - 1) for i, (r, end) in enumerate(zip(rewards, ends))]
+        for candidate, reward in self._deferred:  # after the positions above were used
+            self._replay(candidate, reward)
+        self._deferred = []
+        self._next_episode()
+        return shaped[-1]
+
+    def _next_episode(self) -> None:
         self.episodes += 1
         self._after_episode()
         self._reseed()
-        return shaped
 
-    def _shape_reward(self, reward: float) -> float:
-        """The reward the learner sees for an episode (DDPG: against a moving baseline, and
-        given to every step of the episode)."""
+    def _buffer(self) -> Any:
+        """The learner's transition buffer (``rewards`` indexed by position, ``pos``)."""
+        return self.model.rollout_buffer
+
+    def _shape_reward(self, reward: float, end: int, *, stored: bool) -> float:
+        """The reward the learner sees for the episode whose last transition goes to position
+        ``end`` of its buffer (already there with a placeholder when ``stored``; DDPG: against
+        a moving baseline, and given to every step of the episode)."""
+        if stored:
+            self._buffer().rewards[end] = reward
         return reward
 
     def _after_episode(self) -> None:
@@ -137,28 +171,38 @@ class _SB3Agent(Agent):
             self._error = exc
             self._params_q.put(_STOP)
 
-    def _next_params(self) -> dict[str, Any]:
+    def _next_batch(self) -> list[dict[str, Any]]:
+        """The learner's next ``in_flight`` policies (it then waits for their rewards)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._learn, name=f"automc-{self.name}", daemon=True)
             self._thread.start()
-        item = self._params_q.get()
-        if item is _STOP:
-            raise RuntimeError(f"{self.name} learner stopped: {self._error!r}") from self._error
-        return item
+        batch = []
+        for _ in range(self.in_flight):
+            item = self._params_q.get()
+            if item is _STOP:
+                raise RuntimeError(f"{self.name} learner stopped: {self._error!r}") from self._error
+            batch.append(item)
+        return batch
 
     # -- ask / tell -------------------------------------------------------------------------------
     def ask(self, number: int) -> dict[str, Any] | None:
-        if self._ready is None:
-            self._ready = self._next_params()
-        params, self._ready, self._outstanding = self._ready, None, number
-        return dict(params)
+        if not self._ready:
+            if self._numbers:
+                raise RuntimeError(f"{self.name}: asked for more than episodes_in_flight={self.in_flight} policies before their rewards")
+            self._ready = self._next_batch()  # the first batch (later ones come with the last tell)
+        self._numbers.append(number)
+        return dict(self._ready.pop(0))
 
     def tell(self, candidate: Candidate) -> None:
         reward = candidate.reward if candidate.ok and candidate.reward is not None else self.failure_reward
-        if self._outstanding is not None and candidate.number == self._outstanding:
-            self._outstanding = None
-            self._reward_q.put(reward)
-            self._ready = self._next_params()  # the learner is idle again: state_dict is consistent
+        if candidate.number in self._numbers:
+            self._rewards[candidate.number] = reward
+            if len(self._rewards) == self.in_flight:  # the batch is complete: the learner goes on
+                self._reward_q.put([self._rewards[n] for n in self._numbers])
+                self._numbers, self._rewards = [], {}
+                self._ready = self._next_batch()  # the learner is idle again: state_dict is consistent
+        elif self._thread is not None:  # the learner has a batch out: it replays this when that closes
+            self._deferred.append((candidate, reward))
         else:
             self._replay(candidate, reward)
 

@@ -1,53 +1,73 @@
 """Throughput of the search with 2 Ray workers vs 1 (and the in-process executor), one run.
 
-The same experiment (digits, a 128-wide small CNN, channel pruning, random agent, FLOPs
-profile) is run three times into fresh run directories; candidates per minute come from the
-search loop's own wall time (setup and Ray start excluded).
+The ResNet-20 task of ``benchmarks/agents_resnet20.py`` (pretrained, CIFAR-10, channel
+pruning of all groups projected onto half the MACs, accuracy on 1,000 training images after
+BN recalibration) is searched by one agent into fresh run directories: in process (torch on
+``--threads`` threads), then on Ray with 1 and with 2 workers (1 thread each). Candidates per
+minute come from the search loop's own wall time (setup and Ray start excluded); the driver's
+own CPU seconds per candidate (agent, projection, store, Ray bookkeeping) are printed beside
+them, since on 2 cores every driver second is taken from a worker.
 
-    .venv/bin/python benchmarks/ray_workers.py [--candidates 40]
+    .venv/bin/python benchmarks/ray_workers.py --data-dir ../shared/data [--agent random] [--candidates 40]
+
+RL agents keep ``episodes_in_flight`` episodes outstanding (``--in-flight``, default 2) so
+that both workers have work. Writes ``benchmarks/results/ray_workers_<agent>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from agents_resnet20 import resnet_config
+from recovery_headline import REPO, _cpu
 
 from automc.config import parse_config
 from automc.search.loop import run_experiment
 
+RL_AGENTS = ("ddpg", "ppo", "mnas-controller")
+
+
+def _driver_cpu_s() -> float:
+    """CPU seconds this process (the driver) has used so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--agent", default="random")
     ap.add_argument("--candidates", type=int, default=40)
+    ap.add_argument("--in-flight", type=int, default=2, help="episodes in flight for an RL agent")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the in-process run")
     args = ap.parse_args()
-    cfg = parse_config(
-        {
-            "name": "ray-bench",
-            "model": {"name": "small_cnn", "kwargs": {"width": 128}, "train": {"epochs": 1}},
-            "data": {"dataset": "digits", "calibration_batches": 8},
-            "space": {"name": "channel_pruning"},
-            "profiles": [{"name": "flops"}],
-            "reward": {"name": "amc"},
-            "agent": {"name": "random"},
-            "budget": {"candidates": args.candidates},
-        }
-    )
-    rows = []
+    agent_config: dict[str, Any] = {"episodes_in_flight": args.in_flight} if args.agent in RL_AGENTS else {}
+    cfg = parse_config(resnet_config(args.agent, args.agent, agent_config, "all", 0, args.candidates, args.data_dir))
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        trained = None
-        for label, workers, use_ray in (("in-process", 1, False), ("ray, 1 worker", 1, True), ("ray, 2 workers", 2, True)):
+        for label, workers, use_ray in (("in process", 1, False), ("ray, 1 worker", 1, True), ("ray, 2 workers", 2, True)):
             run_dir = Path(tmp) / label.replace(" ", "_").replace(",", "")
-            run_dir.mkdir()
-            if trained is not None:  # same base model (and its checksum sidecar) for every run
-                for name, data in trained.items():
-                    (run_dir / name).write_bytes(data)
-            s = run_experiment(cfg, run_dir, workers=workers, use_ray=use_ray)
-            trained = trained or {name: (run_dir / name).read_bytes() for name in ("base_model.pt", "base_model.pt.meta.json")}
+            marks: list[float] = []  # the driver's CPU seconds at each finished candidate
+            s = run_experiment(cfg, run_dir, workers=workers, use_ray=use_ray, on_candidate=lambda *_: marks.append(_driver_cpu_s()))
+            cpu = (marks[-1] - marks[0]) / max(1, len(marks) - 1)
             per_min = s["finished"] / (s["elapsed_s"] / 60)
-            rows.append((label, s["finished"], s["elapsed_s"], per_min))
-            print(f"{label:<16} {s['finished']:>3} candidates in {s['elapsed_s']:6.1f} s: {per_min:6.1f} candidates/min", flush=True)
-    print(f"2 Ray workers vs 1: {rows[2][3] / rows[1][3]:.2f}x candidates per minute (2 cores)")
+            row = {"executor": label, "workers": workers, "candidates": s["finished"], "elapsed_s": s["elapsed_s"], "per_minute": per_min, "driver_cpu_s_per_candidate": None if not use_ray else cpu}
+            rows.append(row)
+            driver = "" if not use_ray else f"; driver {row['driver_cpu_s_per_candidate']:.3f} CPU s per candidate"
+            print(f"{label:<16} {s['finished']:>3} candidates in {s['elapsed_s']:6.1f} s: {per_min:6.1f} candidates/min{driver}", flush=True)
+    ratio = rows[2]["per_minute"] / rows[1]["per_minute"]
+    print(f"2 Ray workers vs 1: {ratio:.2f}x candidates per minute ({os.cpu_count()} cores)")
+    out = {"task": "resnet20, channel pruning (all groups), target macs 0.5, 1,000 validation images", "agent": args.agent, "agent_config": agent_config, "rows": rows, "two_vs_one": ratio, "cpu": _cpu(), "cores": os.cpu_count()}
+    (REPO / "benchmarks" / "results" / f"ray_workers_{args.agent}.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -238,6 +238,61 @@ def test_ray_workers_survive_a_candidate_that_kills_its_worker(tmp_path: Path) -
     assert all("worker died" in e for e in errors)
 
 
+SLOW_PROFILE = """
+import time
+from automc.compress.analysis import analyze
+from automc.measure.profiles import DeviceProfile, Measurement
+
+
+class Slow(DeviceProfile):
+    '''MACs, after a pause: a candidate lasts long enough to lose its node mid-evaluation.'''
+
+    name = "slow"
+    metrics = ("macs",)
+
+    def measure(self, model, example_input):
+        time.sleep(0.4)
+        return Measurement({"macs": float(analyze(model, example_input[:1]).macs)}, {}, 1, {"analytic": True})
+"""
+
+
+def test_a_search_on_a_ray_cluster_survives_losing_a_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two 1-CPU nodes, one killed (its processes SIGKILLed) after the second candidate: the
+    candidate it was evaluating is recorded as lost and evaluated again under its number on the
+    node left, no candidate fails, the budget is completed with one worker; asking a cluster
+    for more workers than it has CPUs is a one-line error."""
+    from ray.cluster_utils import Cluster
+
+    from automc.run import RunDir
+    from automc.search.loop import run_experiment
+    from automc.search.store import Store
+
+    (tmp_path / "slow_profile.py").write_text(SLOW_PROFILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    cfg = parse_config({**TINY, "profiles": [{"name": "slow_profile:Slow"}], "budget": {"candidates": 8}})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        second = cluster.add_node(num_cpus=1)
+        with pytest.raises(UserError, match="--workers 3 needs 3 CPUs, the Ray cluster has 2"):
+            run_experiment(cfg, tmp_path / "too_many", workers=3, address=cluster.address)
+        killed: list[int] = []
+
+        def kill_second_node(cand, done: int, _target: int) -> None:
+            if done == 2 and not killed:
+                killed.append(cand.number)
+                cluster.remove_node(second, allow_graceful=False)
+
+        summary = run_experiment(cfg, tmp_path / "run", workers=2, address=cluster.address, on_candidate=kill_second_node)
+    finally:
+        cluster.shutdown()
+    store = Store(RunDir(tmp_path / "run").storage_url(None), "tiny", readonly=True)
+    assert killed and summary["finished"] == 8 and summary["failed"] == 0, [c.error for c in store.candidates() if c.error]
+    retried = {t.number: t.user_attrs["retries"] for t in store.study.get_trials() if "retries" in t.user_attrs}
+    assert len(retried) == 1 and all("node" in r for reasons in retried.values() for r in reasons)
+    assert sorted(c.number for c in store.candidates()) == list(range(8))  # no number lost or repeated
+
+
 def test_resnet20_search_sigkilled_and_resumed(shared_data: Path, tmp_path: Path) -> None:
     """The issue's must-show on the real model: kill -9 part-way, same command again."""
     cfg = {

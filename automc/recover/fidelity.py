@@ -61,10 +61,13 @@ class FidelityExecutor:
 
     def __init__(self, inner: Executor, ctx: Context, store: Store, fid: FidelityConfig, recipe: FinetuneConfig) -> None:
         self.inner, self.ctx, self.store, self.fid, self.recipe = inner, ctx, store, fid, recipe
-        self.slots = inner.slots
         split, self.train = training_split(ctx, recipe)
         self.pool = training_indices(ctx, split, None, ctx.config.seed, self.train)
         self.teacher = teacher_of(ctx, recipe)
+
+    @property
+    def slots(self) -> int:
+        return self.inner.slots
 
     def submit(self, number: int, params: Any) -> None:
         self.inner.submit(number, params)

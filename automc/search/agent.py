@@ -36,7 +36,8 @@ class Agent(ABC):
     name: ClassVar[str] = ""
     multi_objective: ClassVar[bool] = False
     # How many proposals may await their outcome at once (None: any; parallel workers use it).
-    max_outstanding: ClassVar[int | None] = None
+    # A class default an agent may set per instance (the RL agents' episodes_in_flight).
+    max_outstanding: int | None = None
     # True when a resumed agent proposes exactly what it would have without the stop (checked
     # by automc.testing.check_agent); agents whose learner runs ahead of ask/tell say False.
     exact_resume: ClassVar[bool] = True

@@ -5,16 +5,19 @@ the driver; Ray only *evaluates*. Each Ray worker is an actor that builds the ev
 context (model, data subsets, space, profiles) once from the experiment config and then
 evaluates candidates sent to it; the driver keeps up to ``workers`` candidates in flight. An
 actor that dies (a candidate crashed its process) is recorded as that candidate's failure and
-replaced, and the search continues. Ray Tune is not used to host the loop: its searchers and
-schedulers would take over the record that the Optuna store already keeps.
+replaced, and the search continues; one lost with its node (a machine of the cluster gone)
+has its candidate evaluated again elsewhere, and the search continues on the nodes left. Ray
+Tune is not used to host the loop: its searchers and schedulers would take over the record
+that the Optuna store already keeps.
 
 ``--workers N`` starts a local Ray with N CPUs; ``--address`` joins an existing cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -71,71 +74,173 @@ class _Worker:
         torch.set_num_threads(threads)
         self.ctx = build_context(parse_config(config), Path(run_dir), measure_base=False)
 
+    def ready(self) -> bool:
+        """Resolves once the actor has started (its context built)."""
+        return True
+
     def evaluate(self, number: int, params: dict[str, Any], base_metrics: dict[str, float]) -> dict[str, Any]:
         self.ctx.base_metrics = base_metrics
         return evaluate_candidate(self.ctx, number, params).to_dict()
 
 
-class RayExecutor:
-    """Evaluates up to ``workers`` candidates at once on Ray actors."""
+# how often the driver, waiting only for replacement workers to start, checks that the
+# cluster can still place them (a worker may take long to start on a loaded machine: no timeout)
+PLACEMENT_CHECK_S = 10.0
 
-    def __init__(self, ctx: Context, config: dict[str, Any], run_dir: Path, *, workers: int, address: str | None = None, threads_per_worker: int = 1) -> None:
+
+def node_lost(exc: BaseException) -> bool:
+    """Whether a Ray actor error says the candidate is not at fault: the actor's node died,
+    or the actor became unreachable (Ray cannot tell whether the task ran)."""
+    import ray
+
+    return isinstance(exc, ray.exceptions.ActorUnavailableError) or "node has died" in str(exc) or bool(getattr(exc, "preempted", False))
+
+
+@contextlib.contextmanager
+def ray_session(workers: int, address: str | None = None, threads_per_worker: int = 1) -> Iterator[None]:
+    """Ray for the search's workers: a local Ray with their CPUs, or the cluster at
+    ``address``, checked to have room for them before anything runs (one-line errors);
+    shut down on exit. The search opens it before building its context, so a wrong address
+    or too few CPUs never costs a training run."""
+    import ray
+
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}", field="workers")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(num_cpus=workers * threads_per_worker, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except ConnectionError as exc:
+        raise UserError(f"cannot join the Ray cluster at {address!r} ({exc}): check --address (e.g. ray://head:10001 or HOST:6379)") from None
+    try:
+        cpus = float(ray.cluster_resources().get("CPU", 0.0))
+        if cpus < workers * threads_per_worker:
+            raise UserError(f"--workers {workers} needs {workers * threads_per_worker} CPUs, the Ray cluster has {cpus:g}: lower --workers or add nodes", field="workers")
+        yield
+    finally:
+        ray.shutdown()
+
+
+class RayExecutor:
+    """Evaluates up to ``slots`` candidates at once on Ray actors (``workers`` to begin with).
+
+    A worker whose process dies on a candidate (a crash, an OOM kill) records that candidate
+    as failed and is replaced. A worker lost with its *node* does not fail its candidate: the
+    candidate is reported to ``on_retry`` and evaluated again, under its number, by the next
+    free worker; the lost worker is replaced only where the cluster still has room, so the
+    search goes on with fewer workers instead of waiting for a node that is gone.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        config: dict[str, Any],
+        run_dir: Path,
+        *,
+        workers: int,
+        threads_per_worker: int = 1,
+        on_retry: Callable[[int, str], None] | None = None,
+    ) -> None:
         import ray
 
-        if workers < 1:
-            raise UserError(f"--workers must be >= 1, got {workers}", field="workers")
+        if not ray.is_initialized():
+            raise RuntimeError("RayExecutor needs a Ray session: open one with ray_session()")
         self.ray = ray
         self.ctx = ctx
-        if not ray.is_initialized():
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False, configure_logging=False)
-                else:
-                    ray.init(num_cpus=workers * threads_per_worker, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            except ConnectionError as exc:
-                raise UserError(f"cannot join the Ray cluster at {address!r} ({exc}): check --address (e.g. ray://head:10001 or HOST:6379)") from None
-        self._owns_ray = True
-        self.slots = workers
+        self.on_retry = on_retry
+        self._threads = threads_per_worker
         self._actor_cls = ray.remote(num_cpus=threads_per_worker, max_restarts=0)(_Worker)
         self._args = (config, str(run_dir.resolve()), threads_per_worker)
         env = {"PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p)}
         self._options = {"runtime_env": {"env_vars": env}}
         self._idle = [self._new_actor() for _ in range(workers)]
+        self._starting: dict[Any, Any] = {}  # ready ref → replacement actor, until it has started
         self._running: dict[Any, tuple[Any, int, dict[str, Any]]] = {}
+        self._backlog: list[tuple[int, dict[str, Any]]] = []  # submitted, waiting for a worker
+
+    @property
+    def slots(self) -> int:
+        """Workers alive or starting: how many candidates can be in flight."""
+        return len(self._idle) + len(self._starting) + len(self._running)
 
     def _new_actor(self) -> Any:
         return self._actor_cls.options(**self._options).remote(*self._args)
 
+    def _replace(self) -> None:
+        """Start a worker in place of a dead one, where the cluster has room for it: its
+        CPUs (fewer once a node is lost) hold the workers alive or starting and one more."""
+        cpus = float(self.ray.cluster_resources().get("CPU", 0.0))
+        if cpus >= (self.slots + 1) * self._threads:
+            actor = self._new_actor()
+            self._starting[actor.ready.remote()] = actor
+
+    def _drop_unplaceable(self) -> None:
+        """Kill the starting workers beyond what the cluster's CPUs can hold (a node lost
+        since they were asked for)."""
+        room = int(float(self.ray.cluster_resources().get("CPU", 0.0)) // self._threads)
+        for ref in list(self._starting)[room:]:
+            self.ray.kill(self._starting.pop(ref))
+
     def submit(self, number: int, params: Mapping[str, Any]) -> None:
-        actor = self._idle.pop()
-        ref = actor.evaluate.remote(number, dict(params), dict(self.ctx.base_metrics))
-        self._running[ref] = (actor, number, dict(params))
+        self._backlog.append((number, dict(params)))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._backlog and self._idle:
+            number, params = self._backlog.pop(0)
+            actor = self._idle.pop()
+            ref = actor.evaluate.remote(number, params, dict(self.ctx.base_metrics))
+            self._running[ref] = (actor, number, params)
 
     def pending(self) -> int:
-        return len(self._running)
+        return len(self._running) + len(self._backlog)
 
     def next_done(self) -> Candidate:
-        [ref], _ = self.ray.wait(list(self._running), num_returns=1)
-        actor, number, params = self._running.pop(ref)
-        try:
-            result = Candidate.from_dict(self.ray.get(ref))
-            self._idle.append(actor)
-            return result
-        except self.ray.exceptions.RayActorError as exc:
-            self._idle.append(self._new_actor())  # replace the dead worker
-            reason = str(exc).strip().splitlines()[0][:300]
-            return Candidate(number, params, state=FAILED, error=f"worker died while evaluating: {reason}")
-        except self.ray.exceptions.RayTaskError as exc:
-            self._idle.append(actor)
-            return Candidate(number, params, state=FAILED, error=f"worker error: {str(exc.cause if hasattr(exc, 'cause') else exc)[:300]}")
+        while True:
+            if not self._running and not self._starting:
+                raise RuntimeError(f"no Ray worker is left to evaluate candidate(s) {[n for n, _ in self._backlog]}: the cluster lost its nodes; rerun the search to continue")
+            timeout = None if self._running else PLACEMENT_CHECK_S
+            done, _ = self.ray.wait(list(self._running) + list(self._starting), num_returns=1, timeout=timeout)
+            if not done:  # only replacements pending: give up on those the cluster cannot place
+                self._drop_unplaceable()
+                continue
+            ref = done[0]
+            if ref in self._starting:
+                actor = self._starting.pop(ref)
+                try:
+                    self.ray.get(ref)
+                    self._idle.append(actor)
+                except self.ray.exceptions.RayActorError:
+                    self._replace()
+                self._dispatch()
+                continue
+            actor, number, params = self._running.pop(ref)
+            try:
+                result = Candidate.from_dict(self.ray.get(ref))
+                self._idle.append(actor)
+                self._dispatch()
+                return result
+            except self.ray.exceptions.RayActorError as exc:
+                self._replace()
+                reason = str(exc).strip().splitlines()[0][:300]
+                if node_lost(exc):
+                    if self.on_retry is not None:
+                        self.on_retry(number, f"its worker's node was lost: {reason}")
+                    self._backlog.insert(0, (number, params))  # evaluated again, same number
+                    self._dispatch()
+                    continue
+                self._dispatch()
+                return Candidate(number, params, state=FAILED, error=f"worker died while evaluating ({type(exc).__name__}): {reason}")
+            except self.ray.exceptions.RayTaskError as exc:
+                self._idle.append(actor)
+                self._dispatch()
+                return Candidate(number, params, state=FAILED, error=f"worker error: {str(exc.cause if hasattr(exc, 'cause') else exc)[:300]}")
 
     def close(self) -> None:
-        for actor in self._idle + [a for a, _, _ in self._running.values()]:
+        actors = getattr(self, "_idle", []) + list(getattr(self, "_starting", {}).values()) + [a for a, _, _ in getattr(self, "_running", {}).values()]
+        for actor in actors:
             try:
                 self.ray.kill(actor)
             except Exception:  # noqa: BLE001
                 pass
-        if self._owns_ray:
-            self.ray.shutdown()
-
-

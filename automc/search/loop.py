@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,12 @@ from automc.run import DamagedFile, RunDir
 from automc.search.agent import Agent, build_agent
 from automc.search.candidate import COMPLETE, FAILED, Candidate
 from automc.search.context import Context, base_recipe, build_context
-from automc.search.executors import Executor, RayExecutor, SequentialExecutor
+from automc.search.executors import (
+    Executor,
+    RayExecutor,
+    SequentialExecutor,
+    ray_session,
+)
 from automc.search.ledger import Ledger, duplicate
 from automc.search.preflight import preflight
 from automc.search.projection import Projector, projector_for
@@ -117,7 +123,8 @@ def run_experiment(
     """
     run = RunDir(run_dir)
     resolved = cfg.model_dump(mode="json")
-    with run.writer_lock():
+    parallel = use_ray if use_ray is not None else (workers > 1 or address is not None)
+    with run.writer_lock(), ray_session(workers, address) if parallel else contextlib.nullcontext():
         check_run_config(run, resolved)
         ctx, agent, projector = check_experiment(cfg, run, checks=checks)
         try:
@@ -136,8 +143,7 @@ def run_experiment(
                 for c in history:
                     projector.observe(c)
             ledger = Ledger((ctx.space.canonical(c.params), c) for c in history if c.duplicate_of is None)
-            parallel = use_ray if use_ray is not None else (workers > 1 or address is not None)
-            executor: Executor = RayExecutor(ctx, resolved, run.path, workers=workers, address=address) if parallel else SequentialExecutor(ctx)
+            executor: Executor = RayExecutor(ctx, resolved, run.path, workers=workers, on_retry=store.note_retry) if parallel else SequentialExecutor(ctx)
             if wrap is not None:
                 executor = wrap(executor, ctx, store)
             resumed = sum(1 for c in history if c.duplicate_of is None)
@@ -184,9 +190,10 @@ class _Loop:
         target = self.cfg.budget.candidates
         elapsed_before = float(self.store.meta().get("elapsed_s", 0.0))
         started = time.monotonic()
-        limit = min(self.executor.slots, self.agent.max_outstanding or self.executor.slots)
         stop = "budget"
         while True:
+            # (a Ray executor's slots shrink when the cluster loses a node)
+            limit = min(self.executor.slots, self.agent.max_outstanding or self.executor.slots)
             elapsed = elapsed_before + time.monotonic() - started
             out_of_time = self.cfg.budget.minutes is not None and elapsed >= self.cfg.budget.minutes * 60
             if out_of_time:

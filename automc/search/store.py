@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 
 from automc.compress.spaces import Choice, Float, Int, SearchSpace
-from automc.errors import UserError
+from automc.errors import UserError, notice
 from automc.search.candidate import COMPLETE, FAILED, RUNNING, Candidate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -87,6 +87,7 @@ class Store:
             raise UserError(f"cannot open storage {url!r}: {text}{fix}") from None
         self.url = url
         self._open: dict[int, optuna.trial.Trial] = {}  # candidates begun by this process
+        self._retries: dict[int, list[str]] = {}  # their lost evaluations (note_retry)
 
     def next_number(self) -> int:
         """The number the next :meth:`begin` records (the run directory has one writer)."""
@@ -131,6 +132,14 @@ class Store:
         with _writing(self.url):
             trial.set_user_attr("outcome", _json(outcome))
             self._tell(trial.number, outcome)
+
+    def note_retry(self, number: int, reason: str) -> None:
+        """Record that candidate ``number``'s evaluation was lost through no fault of its own
+        (its Ray node died) and is being done again; also said on stderr."""
+        self._retries.setdefault(number, []).append(reason)
+        with _writing(self.url):
+            self._open[number].set_user_attr("retries", self._retries[number])
+        notice(f"candidate {number}: {reason}; evaluating it again")
 
     def _tell(self, number: int, outcome: Mapping[str, Any]) -> None:
         reward = outcome.get("reward")
