@@ -185,6 +185,11 @@ class _SB3Agent(Agent):
         return batch
 
     # -- ask / tell -------------------------------------------------------------------------------
+    def can_ask(self) -> bool:
+        """Not once the batch's policies are all out (some answered at once from the record,
+        say) while rewards are still awaited: the next batch needs every reward of this one."""
+        return bool(self._ready) or not self._numbers
+
     def ask(self, number: int) -> dict[str, Any] | None:
         if not self._ready:
             if self._numbers:

@@ -2,7 +2,8 @@
 its two nodes killed mid-search.
 
 1. ``ray start --head --num-cpus 1`` and a second node ``ray start --address HEAD --num-cpus 1``
-   (both on this machine, as separate raylets);
+   (both on this machine, as separate raylets), with Ray's token authentication on
+   (``RAY_AUTH_MODE=token``, a fresh token shared through ``RAY_AUTH_TOKEN_PATH``);
 2. ``automc search EXP --address HEAD --workers 2`` on the ResNet-20 task of
    ``benchmarks/agents_resnet20.py`` (random agent, ``--candidates``);
 3. once ``--kill-after`` candidates are recorded, the second node's raylet and its workers are
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -38,10 +40,10 @@ from recovery_headline import REPO, _cpu
 PORT, NODE_MANAGER_PORT = 6391, 6392
 
 
-def ray_cli(*args: str) -> None:
+def ray_cli(*args: str, env: dict[str, str]) -> None:
     """``ray ARGS`` (the venv's), failing loudly."""
     ray = Path(sys.executable).with_name("ray")
-    subprocess.run([str(ray), *args], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([str(ray), *args], check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def processes_of_node(port: int) -> list[int]:
@@ -72,11 +74,17 @@ def main() -> None:
         exp = Path(tmp) / "exp.yaml"
         exp.write_text(yaml.safe_dump(cfg, sort_keys=False))
         run_dir = Path(tmp) / "run"
-        ray_cli("start", "--head", "--num-cpus", "1", "--port", str(PORT), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false", "--disable-usage-stats")
+        # token authentication, as a real cluster should run: one shared secret for every node
+        # and for the driver (Ray reads it from RAY_AUTH_TOKEN_PATH)
+        token = Path(tmp) / "ray_token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        ray_cli("start", "--head", "--num-cpus", "1", "--port", str(PORT), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false", "--disable-usage-stats", env=env)
         try:
-            ray_cli("start", "--address", head, "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--node-manager-port", str(NODE_MANAGER_PORT), "--disable-usage-stats")
+            ray_cli("start", "--address", head, "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--node-manager-port", str(NODE_MANAGER_PORT), "--disable-usage-stats", env=env)
             t0 = time.perf_counter()
-            search = subprocess.Popen([sys.executable, "-m", "automc", "search", str(exp), "--run-dir", str(run_dir), "--address", head, "--workers", "2", "--json", "--no-report"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+            search = subprocess.Popen([sys.executable, "-m", "automc", "search", str(exp), "--run-dir", str(run_dir), "--address", head, "--workers", "2", "--json", "--no-report"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
             while sum(1 for _, state in trials(run_dir) if state == "COMPLETE") < args.kill_after:
                 if search.poll() is not None:
                     raise SystemExit(f"the search ended (exit {search.returncode}) before the node was killed")
@@ -93,7 +101,7 @@ def main() -> None:
                 raise SystemExit(f"the search failed (exit {search.returncode}) after the node was killed")
             summary = json.loads(out)
         finally:
-            ray_cli("stop", "--force")
+            ray_cli("stop", "--force", env=env)
         from automc.run import RunDir
         from automc.search.store import Store
 

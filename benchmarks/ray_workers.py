@@ -10,8 +10,8 @@ them, since on 2 cores every driver second is taken from a worker.
 
     .venv/bin/python benchmarks/ray_workers.py --data-dir ../shared/data [--agent random] [--candidates 40]
 
-RL agents keep ``episodes_in_flight`` episodes outstanding (``--in-flight``, default 2) so
-that both workers have work. Writes ``benchmarks/results/ray_workers_<agent>.json``.
+RL agents keep ``episodes_in_flight`` episodes outstanding (``--in-flight``; by default the
+agent's own: PPO's whole rollout of 4, DDPG's 1 — give DDPG 2 or more to use both workers). Writes ``benchmarks/results/ray_workers_<agent>.json``.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
     ap.add_argument("--agent", default="random")
     ap.add_argument("--candidates", type=int, default=40)
-    ap.add_argument("--in-flight", type=int, default=2, help="episodes in flight for an RL agent")
+    ap.add_argument("--in-flight", type=int, help="episodes in flight for an RL agent (default: the agent's)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the in-process run")
     args = ap.parse_args()
-    agent_config: dict[str, Any] = {"episodes_in_flight": args.in_flight} if args.agent in RL_AGENTS else {}
+    agent_config: dict[str, Any] = {"episodes_in_flight": args.in_flight} if args.agent in RL_AGENTS and args.in_flight else {}
     cfg = parse_config(resnet_config(args.agent, args.agent, agent_config, "all", 0, args.candidates, args.data_dir))
     import torch
 

@@ -293,6 +293,40 @@ def test_a_search_on_a_ray_cluster_survives_losing_a_node(tmp_path: Path, monkey
     assert sorted(c.number for c in store.candidates()) == list(range(8))  # no number lost or repeated
 
 
+class _TwoSlots:
+    """A 2-slot executor in this process (evaluates on collection): the loop's in-flight logic
+    without Ray."""
+
+    slots = 2
+
+    def __init__(self, inner) -> None:  # noqa: ANN001 - a SequentialExecutor
+        self.inner = inner
+
+    def submit(self, number: int, params) -> None:  # noqa: ANN001
+        self.inner.submit(number, params)
+
+    def pending(self) -> int:
+        return self.inner.pending()
+
+    def next_done(self):  # noqa: ANN201
+        return self.inner.next_done()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_an_rl_agent_with_a_batch_in_flight_is_not_asked_past_its_batch(tmp_path: Path) -> None:
+    """DDPG with 2 episodes in flight and no exploration noise proposes equal policies, which
+    the record answers at once: the runner waits for the batch's outstanding reward instead
+    of asking a third policy, and the run ends normally."""
+    from automc.search.loop import run_experiment
+
+    cfg = parse_config({**TINY, "agent": {"name": "ddpg", "config": {"budget": 0.6, "warmup_episodes": 1, "noise_sigma": 0.0, "episodes_in_flight": 2}}, "budget": {"candidates": 6}})
+    summary = run_experiment(cfg, tmp_path / "run", wrap=lambda ex, _ctx, _store: _TwoSlots(ex))
+    assert summary["finished"] >= 2
+    assert summary["stopped"] == "budget" or summary["stopped"].startswith("agent converged")
+
+
 def test_resnet20_search_sigkilled_and_resumed(shared_data: Path, tmp_path: Path) -> None:
     """The issue's must-show on the real model: kill -9 part-way, same command again."""
     cfg = {

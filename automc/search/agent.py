@@ -53,6 +53,12 @@ class Agent(ABC):
         """The policy to evaluate as candidate ``number``, or None when there is nothing more
         to try."""
 
+    def can_ask(self) -> bool:
+        """False while the agent has nothing to propose until outcomes it awaits come back (the
+        RL agents between the last policy of a batch and its last reward): the runner then
+        waits for an outcome instead of asking."""
+        return True
+
     @abstractmethod
     def tell(self, candidate: Candidate) -> None:
         """The outcome of candidate ``candidate.number`` (proposed by this agent, by a previous

@@ -198,7 +198,7 @@ class _Loop:
             out_of_time = self.cfg.budget.minutes is not None and elapsed >= self.cfg.budget.minutes * 60
             if out_of_time:
                 stop = "minutes"
-            while stop == "budget" and not out_of_time and self._outstanding() < limit and (target is None or self.done + self.executor.pending() < target):
+            while stop == "budget" and not out_of_time and self._outstanding() < limit and self.agent.can_ask() and (target is None or self.done + self.executor.pending() < target):
                 number = self.store.next_number()
                 params = retry.pop(0) if retry else self._ask(number)
                 if params is None:
