@@ -73,8 +73,8 @@ def _grid(counts: set[int], step: int) -> list[int]:
 def _reachable(space: SearchSpace, dim: str, channels: int) -> set[int]:
     d = space.dimensions[dim]
     assert isinstance(d, Float)
-    keep = getattr(space, "keep_count", lambda c, r: max(1, int(math.floor(c * r + 0.5))))
-    return {keep(channels, d.low + (d.high - d.low) * i / 400) for i in range(401)}
+    keep = getattr(space, "keep_count", lambda c, r, _dim: max(1, int(math.floor(c * r + 0.5))))
+    return {keep(channels, d.low + (d.high - d.low) * i / 400, dim) for i in range(401)}
 
 
 def layer_options(model: nn.Module, space: SearchSpace, example_input: torch.Tensor, step: int) -> dict[str, dict[str, Any]]:

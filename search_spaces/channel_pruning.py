@@ -75,6 +75,7 @@ class ChannelPruningSpace(SearchSpace):
         mode: str = "all",
         keep_layers: Sequence[str] = (),
         min_channels: int = 1,
+        widths: str | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(model, example_input, calibration=calibration)
         require_number("lbound", lbound, 0, 1, low_open=True)
@@ -90,6 +91,8 @@ class ChannelPruningSpace(SearchSpace):
         self.mode = mode
         self.keep_layers = tuple(check_layer_names(model, keep_layers, "keep_layers"))
         self.min_channels = max(1, int(min_channels))
+        self.widths_source = widths if widths is None or isinstance(widths, str) else "inline"
+        self.widths: dict[str, list[int]] = {}  # dim → kept counts allowed (measured per group)
         self.classifier = tuple(output_layers(model, example_input))
         self.locked: list[dict[str, Any]] = []
         self._importance = _importance(criterion)
@@ -149,6 +152,22 @@ class ChannelPruningSpace(SearchSpace):
         self._dims = dict(sorted(self._dims.items(), key=lambda kv: order[self._roots[kv[0]]]))
         if not self._dims:
             raise UserError("the model has no prunable channel group (all are classifier or keep_layers)")
+        if widths is not None:
+            self._set_widths(widths)
+
+    def _set_widths(self, source: str | Mapping[str, Any]) -> None:
+        """Per-group kept counts from a widths file (:mod:`automc.device_profiles.widths`),
+        checked against this model's groups."""
+        from automc.device_profiles.widths import load_widths
+
+        by_root = {root: dim for dim, root in self._roots.items()}
+        for group, counts in load_widths(source).items():
+            dim = by_root.get(group)
+            if dim is None:
+                raise UserError(f"widths: group {group!r} is not a channel group of this model and space (groups: {', '.join(by_root)}): write the file with 'automc profile widths' for this model", field="widths")
+            if max(counts) != self._channels[dim]:
+                raise UserError(f"widths: group {group!r} has {self._channels[dim]} channels, the file's widths end at {max(counts)}: it was measured on another model", field="widths")
+            self.widths[dim] = counts
 
     def config(self) -> dict[str, Any]:
         return {
@@ -158,12 +177,13 @@ class ChannelPruningSpace(SearchSpace):
             "mode": self.mode,
             "keep_layers": list(self.keep_layers),
             "min_channels": self.min_channels,
+            "widths": self.widths_source,
         }
 
     def canonical(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         """Kept channels per group: ratios that round to the same counts build one model."""
         params = self.validate(params, partial=True)
-        return tuple((k, self.keep_count(self._channels[k], params[k])) for k in self._dims)
+        return tuple((k, self.keep_count(self._channels[k], params[k], k)) for k in self._dims)
 
     def _ignored(self, model: nn.Module) -> list[nn.Module]:
         return [model.get_submodule(n) for n in (*self.classifier, *self.keep_layers)]
@@ -213,8 +233,13 @@ class ChannelPruningSpace(SearchSpace):
                 out.append((name, group))
         return out
 
-    def keep_count(self, channels: int, ratio: float) -> int:
-        """Channels kept for ``ratio``: rounded, at least ``min_channels`` and ``round_to``."""
+    def keep_count(self, channels: int, ratio: float, dim: str | None = None) -> int:
+        """Channels kept for ``ratio``: rounded, at least ``min_channels`` and ``round_to`` — or,
+        for a group ``dim`` with measured widths, the nearest of them (ties: the larger)."""
+        allowed = self.widths.get(dim) if dim is not None else None
+        if allowed:
+            target = channels * ratio
+            return min(allowed, key=lambda w: (abs(w - target), -w))
         n = max(self.min_channels, int(math.floor(channels * ratio + 0.5)))
         if self.round_to > 1:
             n = max(self.round_to, int(math.floor(n / self.round_to + 0.5)) * self.round_to)
@@ -228,7 +253,7 @@ class ChannelPruningSpace(SearchSpace):
         for dim, root_name in self._roots.items():
             root = out.get_submodule(root_name)
             channels = int(dg.get_out_channels(root))
-            keep = self.keep_count(channels, params[dim])
+            keep = self.keep_count(channels, params[dim], dim)
             if keep >= channels:
                 continue
             pruner = dg.get_pruner_of_module(root)

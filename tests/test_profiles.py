@@ -207,3 +207,75 @@ def test_measurement_round_trip() -> None:
     assert Measurement.from_dict(json.loads(json.dumps(m.to_dict()))) == m
 
 
+
+
+# --- hardware-friendly channel counts (automc profile widths) -----------------------------------
+
+STAIRCASE_PROFILE = '''
+import math
+from torch import nn
+from automc.measure.profiles import DeviceProfile, Measurement
+
+
+class Staircase(DeviceProfile):
+    """A runtime with 8-wide vectors: a layer costs ceil(in/8) x ceil(out/8) units."""
+
+    name = "staircase"
+    metrics = ("latency_ms",)
+
+    def measure(self, model, example_input):
+        layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        units = sum(math.ceil(getattr(m, "in_channels", getattr(m, "in_features", 0)) / 8) * math.ceil(getattr(m, "out_channels", getattr(m, "out_features", 0)) / 8) for m in layers)
+        return Measurement({"latency_ms": 0.01 + 0.1 * units}, {}, 1, {"profile": self.name})
+'''
+
+
+def test_efficient_widths_are_the_right_edges_of_the_latency_staircase() -> None:
+    from automc.device_profiles.widths import efficient_widths
+
+    steps = {c: float(-(-c // 8)) for c in range(5, 33)}  # ceil(c / 8): 1 for 5..8, 2 for 9..16, ...
+    assert efficient_widths(steps, 0.03) == [8, 16, 24, 32]
+    slower = {**steps, 12: 2.5}  # a free count that runs slower than the next step up: never kept
+    assert 12 not in efficient_widths(slower, 0.03)
+    noisy = {c: v * (1.02 if c % 2 else 1.0) for c, v in steps.items()}  # 2% noise is within tolerance
+    assert efficient_widths(noisy, 0.03) == [8, 16, 24, 32]
+
+
+def test_profile_widths_measures_groups_and_the_space_rounds_to_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``automc profile widths`` on a profile whose kernels are 8 wide writes multiples of 8
+    per group; ``channel_pruning`` with ``widths:`` keeps exactly those counts (the nearest),
+    builds them, and refuses a file written for another model."""
+    from automc.device_profiles.widths import FORMAT
+
+    (tmp_path / "stair_profiles.py").write_text(textwrap.dedent(STAIRCASE_PROFILE))
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "widths.json"
+    proc = run_cli("profile", "widths", "--model", "small_cnn", "--model-arg", "width=16", "--dataset", "digits", "--device", "stair_profiles:Staircase", "--out", str(out), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["format"] == FORMAT and data["measured_on"]["model"] == "small_cnn"
+    for group, entry in data["groups"].items():
+        assert all(w % 8 == 0 for w in entry["widths"]), (group, entry["widths"])
+        assert entry["widths"][-1] == entry["channels"]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(0)
+    model, x = build_model("small_cnn", in_channels=1, kwargs={"width": 16}).eval(), torch.zeros(1, 1, 8, 8)
+    sp = ChannelPruningSpace(model, x, widths=str(out))
+    assert sp.config()["widths"] == str(out)
+    for dim in sp.dimensions:
+        allowed = sp.widths[dim]
+        channels = allowed[-1]
+        for ratio in (0.2, 0.3, 0.45, 0.5, 0.7, 1.0):
+            kept = sp.keep_count(channels, ratio, dim)
+            assert kept in allowed and abs(kept - channels * ratio) == min(abs(w - channels * ratio) for w in allowed)
+    pruned = sp.apply(model, sp.uniform(0.45))
+    kept_out = {n: m.out_channels for n, m in pruned.named_modules() if isinstance(m, nn.Conv2d)}
+    for dim, root in sp._roots.items():  # noqa: SLF001
+        assert kept_out[root] in sp.widths[dim]
+    with pytest.raises(UserError, match="is not a channel group of this model"):
+        ChannelPruningSpace(build_model("resnet20").eval(), torch.zeros(1, 3, 32, 32), widths=str(out))
+    with pytest.raises(UserError, match="widths file .* does not exist"):
+        ChannelPruningSpace(model, x, widths=str(tmp_path / "none.json"))
+    bad = {**data, "groups": {g: {"widths": []} for g in data["groups"]}}
+    with pytest.raises(UserError, match="needs a list of positive channel counts"):
+        ChannelPruningSpace(model, x, widths=bad)

@@ -1,4 +1,4 @@
-"""``automc profile``: a model's cost on a device profile; ``build-lut`` and ``fidelity``."""
+"""``automc profile``: a model's cost on a device profile; ``build-lut``, ``widths`` and ``fidelity``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from automc.atomic import atomic_write_text
 from automc.cli.common import (
     add_data_options,
     add_model_options,
@@ -29,9 +30,9 @@ def _common(p: argparse.ArgumentParser, *, model_required: bool) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "profile",
-        help="measure a model on a device profile; 'profile build-lut' / 'profile fidelity' for latency tables",
+        help="measure a model on a device profile; 'profile build-lut' / 'profile fidelity' for latency tables, 'profile widths' for hardware-friendly channel counts",
         description="Measure a model (or a compressed model folder) on a device profile. "
-        "Sub-commands: build-lut (measure a per-layer latency table), fidelity (check a table against measurements).",
+        "Sub-commands: build-lut (measure a per-layer latency table), widths (each channel group's latency staircase and the counts worth keeping), fidelity (check a table against measurements).",
     )
     _common(p, model_required=False)
     p.add_argument("--compressed", metavar="DIR", help="a folder written by 'automc apply' instead of --model")
@@ -53,6 +54,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, metavar="FILE")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=run_build_lut)
+
+    w = sub2.add_parser("widths", help="measure each channel group's latency staircase; write the channel counts worth keeping")
+    _common(w, model_required=True)
+    w.add_argument("--space", default="channel_pruning", metavar="NAME")
+    w.add_argument("--space-arg", action="append", default=[], metavar="KEY=VALUE")
+    w.add_argument("--device", default="onnxruntime-cpu", metavar="NAME", help="measured latency profile (default onnxruntime-cpu)")
+    w.add_argument("--device-arg", action="append", default=[], metavar="KEY=VALUE")
+    w.add_argument("--tolerance", type=float, default=0.03, help="a width is kept when at least this much faster than the next kept one up (default 0.03)")
+    w.add_argument("--out", required=True, metavar="FILE")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=run_widths)
 
     f = sub2.add_parser("fidelity", help="Kendall tau and MAPE of a latency table against measured latency")
     _common(f, model_required=True)
@@ -145,12 +157,41 @@ def run_build_lut(args: argparse.Namespace) -> int:
             bar.stop()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(table, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(table, indent=1) + "\n")
     result = {"out": str(out), "measurements": table["provenance"]["measurements"], "entries": len(table["entries"]), "constant_ms": table["constant_ms"], "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
         emit_json(result)
     else:
         print(f"wrote {out}: {result['entries']} layer types, {result['measurements']} measurements, constant {table['constant_ms']:.4f} ms ({result['seconds']} s)")
+    return 0
+
+
+def run_widths(args: argparse.Namespace) -> int:
+    """``automc profile widths``: :func:`automc.device_profiles.widths.derive_widths`."""
+    from automc.compress.spaces import build_space
+    from automc.device_profiles.widths import derive_widths
+
+    started = time.perf_counter()
+    model, x = _model_and_input(args)
+    space = build_space(args.space, model, x, calibration=[x], config=parse_kv(args.space_arg, "--space-arg", collections=True))
+    profile = _profile(args)
+    bar, cb = _progress("measuring layer shapes", progress_enabled() and not args.json)
+    try:
+        data = derive_widths(profile, model, space, x, tolerance=args.tolerance, progress=cb)
+    finally:
+        if bar:
+            bar.stop()
+    data["measured_on"]["model"] = args.model
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(data, indent=1) + "\n")
+    result = {"out": str(out), "groups": {g: e["widths"] for g, e in data["groups"].items()}, "layer_shapes": data["measured_on"]["layer_shapes"], "seconds": round(time.perf_counter() - started, 1)}
+    if args.json:
+        emit_json(result)
+        return 0
+    print(f"wrote {out}: {len(result['groups'])} groups, {result['layer_shapes']} layer shapes measured ({result['seconds']} s)")
+    for group, widths in result["groups"].items():
+        print(f"  {group:<28}{', '.join(map(str, widths))}")
     return 0
 
 

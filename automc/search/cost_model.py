@@ -82,7 +82,7 @@ class CostModel:
         v = float(params[dim])
         keep = getattr(self.space, "keep_count", None)
         if channels and keep is not None:
-            return keep(int(channels), v) / int(channels)
+            return keep(int(channels), v, dim) / int(channels)
         return v
 
     def _in_fraction(self, layer: dict[str, Any], params: Mapping[str, Any]) -> float:
