@@ -208,6 +208,9 @@ class _Loop:
                 if self.repeats >= MAX_DUPLICATES_IN_A_ROW:
                     stop = f"agent converged ({self.repeats} already-evaluated policies proposed in a row)"
             if self.executor.pending() == 0:
+                budget_left = stop == "budget" and not out_of_time and (target is None or self.done < target)
+                if budget_left and not self.agent.can_ask():  # it awaits an outcome nothing will bring
+                    raise RuntimeError(f"agent {self.agent.name!r} waits for outcomes but no candidate is in flight")
                 break
             cand = self.executor.next_done()
             self._record(cand)
