@@ -86,6 +86,9 @@ class _Worker:
 # how often the driver, waiting only for replacement workers to start, checks that the
 # cluster can still place them (a worker may take long to start on a loaded machine: no timeout)
 PLACEMENT_CHECK_S = 10.0
+# replacement workers failing to start in a row before the search stops (a worker that cannot
+# build its context would otherwise be replaced forever)
+MAX_START_FAILURES = 3
 
 
 def node_lost(exc: BaseException) -> bool:
@@ -110,7 +113,9 @@ def ray_session(workers: int, address: str | None = None, threads_per_worker: in
         if address:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
-            ray.init(num_cpus=workers * threads_per_worker, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # "local": a fresh Ray of our own, never a cluster some earlier `ray start` (or a
+            # file it left behind) points to
+            ray.init(address="local", num_cpus=workers * threads_per_worker, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except ConnectionError as exc:
         raise UserError(f"cannot join the Ray cluster at {address!r} ({exc}): check --address (e.g. ray://head:10001 or HOST:6379)") from None
     try:
@@ -158,6 +163,7 @@ class RayExecutor:
         self._starting: dict[Any, Any] = {}  # ready ref → replacement actor, until it has started
         self._running: dict[Any, tuple[Any, int, dict[str, Any]]] = {}
         self._backlog: list[tuple[int, dict[str, Any]]] = []  # submitted, waiting for a worker
+        self._start_failures = 0  # replacements in a row whose start failed
 
     @property
     def slots(self) -> int:
@@ -211,7 +217,11 @@ class RayExecutor:
                 try:
                     self.ray.get(ref)
                     self._idle.append(actor)
-                except self.ray.exceptions.RayActorError:
+                    self._start_failures = 0
+                except self.ray.exceptions.RayActorError as exc:
+                    self._start_failures += 1
+                    if self._start_failures >= MAX_START_FAILURES:  # the worker cannot start at all
+                        raise RuntimeError(f"{self._start_failures} Ray workers in a row failed to start: {str(exc).strip().splitlines()[0][:300]}") from exc
                     self._replace()
                 self._dispatch()
                 continue
