@@ -89,6 +89,9 @@ PLACEMENT_CHECK_S = 10.0
 # replacement workers failing to start in a row before the search stops (a worker that cannot
 # build its context would otherwise be replaced forever)
 MAX_START_FAILURES = 3
+# evaluations of one candidate lost with their node before it is recorded as failed (one
+# that takes every worker down with it is the candidate's doing, whatever Ray calls it)
+MAX_RETRIES = 2
 
 
 def node_lost(exc: BaseException) -> bool:
@@ -164,6 +167,7 @@ class RayExecutor:
         self._running: dict[Any, tuple[Any, int, dict[str, Any]]] = {}
         self._backlog: list[tuple[int, dict[str, Any]]] = []  # submitted, waiting for a worker
         self._start_failures = 0  # replacements in a row whose start failed
+        self._lost: dict[int, int] = {}  # candidate → workers lost while evaluating it
 
     @property
     def slots(self) -> int:
@@ -234,7 +238,8 @@ class RayExecutor:
             except self.ray.exceptions.RayActorError as exc:
                 self._replace()
                 reason = str(exc).strip().splitlines()[0][:300]
-                if node_lost(exc):
+                self._lost[number] = self._lost.get(number, 0) + 1
+                if node_lost(exc) and self._lost[number] <= MAX_RETRIES:
                     if self.on_retry is not None:
                         self.on_retry(number, f"its worker's node was lost: {reason}")
                     self._backlog.insert(0, (number, params))  # evaluated again, same number
