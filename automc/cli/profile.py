@@ -114,6 +114,31 @@ def _profile(args: argparse.Namespace) -> Any:
     return build_profile(args.device, parse_kv(args.device_arg, "--device-arg", collections=True))
 
 
+def _model_and_space(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The model, its example input and ``--space`` built on it (with ``--space-arg``)."""
+    from automc.compress.spaces import build_space
+
+    model, x = _model_and_input(args)
+    return model, x, build_space(args.space, model, x, calibration=[x], config=parse_kv(args.space_arg, "--space-arg", collections=True))
+
+
+def _with_progress(label: str, args: argparse.Namespace, work: Any) -> Any:
+    """``work(progress)`` under a live bar (none with --json or off a terminal)."""
+    bar, cb = _progress(label, progress_enabled() and not args.json)
+    try:
+        return work(cb)
+    finally:
+        if bar:
+            bar.stop()
+
+
+def _write_json(path: str, data: Any) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(data, indent=1) + "\n")
+    return out
+
+
 def _progress(label: str, enabled: bool) -> Any:
     if not enabled:
         return None, None
@@ -142,22 +167,13 @@ def run_measure(args: argparse.Namespace) -> int:
 
 
 def run_build_lut(args: argparse.Namespace) -> int:
-    from automc.compress.spaces import build_space
     from automc.measure.profiles import PROFILES
 
     started = time.perf_counter()
-    model, x = _model_and_input(args)
-    space = build_space(args.space, model, x, calibration=[x], config=parse_kv(args.space_arg, "--space-arg", collections=True))
+    model, x, space = _model_and_space(args)
     profile = _profile(args)
-    bar, cb = _progress("measuring layers", progress_enabled() and not args.json)
-    try:
-        table = PROFILES.get("lut").build_table(model, space, profile, x, step=args.step, n_fit=args.fit, seed=args.seed, provenance={"model": args.model}, progress=cb)
-    finally:
-        if bar:
-            bar.stop()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(table, indent=1) + "\n")
+    table = _with_progress("measuring layers", args, lambda cb: PROFILES.get("lut").build_table(model, space, profile, x, step=args.step, n_fit=args.fit, seed=args.seed, provenance={"model": args.model}, progress=cb))
+    out = _write_json(args.out, table)
     result = {"out": str(out), "measurements": table["provenance"]["measurements"], "entries": len(table["entries"]), "constant_ms": table["constant_ms"], "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
         emit_json(result)
@@ -168,23 +184,14 @@ def run_build_lut(args: argparse.Namespace) -> int:
 
 def run_widths(args: argparse.Namespace) -> int:
     """``automc profile widths``: :func:`automc.device_profiles.widths.derive_widths`."""
-    from automc.compress.spaces import build_space
     from automc.device_profiles.widths import derive_widths
 
     started = time.perf_counter()
-    model, x = _model_and_input(args)
-    space = build_space(args.space, model, x, calibration=[x], config=parse_kv(args.space_arg, "--space-arg", collections=True))
+    model, x, space = _model_and_space(args)
     profile = _profile(args)
-    bar, cb = _progress("measuring layer shapes", progress_enabled() and not args.json)
-    try:
-        data = derive_widths(profile, model, space, x, tolerance=args.tolerance, progress=cb)
-    finally:
-        if bar:
-            bar.stop()
+    data = _with_progress("measuring layer shapes", args, lambda cb: derive_widths(profile, model, space, x, tolerance=args.tolerance, progress=cb))
     data["measured_on"]["model"] = args.model
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(data, indent=1) + "\n")
+    out = _write_json(args.out, data)
     result = {"out": str(out), "groups": {g: e["widths"] for g, e in data["groups"].items()}, "layer_shapes": data["measured_on"]["layer_shapes"], "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
         emit_json(result)
@@ -196,18 +203,12 @@ def run_widths(args: argparse.Namespace) -> int:
 
 
 def run_fidelity(args: argparse.Namespace) -> int:
-    from automc.compress.spaces import build_space
     from automc.measure.profiles import build_profile
 
-    model, x = _model_and_input(args)
-    space = build_space(args.space, model, x, calibration=[x], config=parse_kv(args.space_arg, "--space-arg", collections=True))
+    model, x, space = _model_and_space(args)
     lut = build_profile("lut", {"table": args.lut, "interpolation": args.interpolation})
-    bar, cb = _progress("measuring candidates", progress_enabled() and not args.json)
-    try:
-        r = lut.fidelity(_profile(args), model, space, x, n=args.n, seed=args.seed, sampler=args.sampler, progress=cb)
-    finally:
-        if bar:
-            bar.stop()
+    measured = _profile(args)
+    r = _with_progress("measuring candidates", args, lambda cb: lut.fidelity(measured, model, space, x, n=args.n, seed=args.seed, sampler=args.sampler, progress=cb))
     if args.json:
         emit_json(r)
     else:
