@@ -204,11 +204,19 @@ class LookupTableProfile(DeviceProfile):
             value = self.predict(model, example_input) + float(self.table.get("constant_ms", 0.0))
         return Measurement({"latency_ms": value}, {"latency_ms": 0.0}, 1, {"profile": self.name, "table": str(self.path) if self.path else None, "analytic": True})
 
-    # -- building and checking tables (``automc profile build-lut`` / ``fidelity``) -------------
+    # -- building and checking tables (``automc profile build-lut`` / ``widths`` / ``fidelity``) -------------
     @staticmethod
     def build_table(*args: Any, **kwargs: Any) -> dict[str, Any]:
         """:func:`build_lut` (the CLI reaches it through the registry, like any plugin)."""
         return build_lut(*args, **kwargs)
+
+    @staticmethod
+    def derive_widths(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        """:func:`automc.device_profiles.widths.derive_widths` (``automc profile widths``): the
+        per-group efficient channel counts are measured the way tables are built."""
+        from automc.device_profiles.widths import derive_widths
+
+        return derive_widths(*args, **kwargs)
 
     def fidelity(self, measured: DeviceProfile, model: nn.Module, space: SearchSpace, example_input: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
         """:func:`fidelity` of this table against the ``measured`` profile."""

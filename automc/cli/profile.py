@@ -183,13 +183,13 @@ def run_build_lut(args: argparse.Namespace) -> int:
 
 
 def run_widths(args: argparse.Namespace) -> int:
-    """``automc profile widths``: :func:`automc.device_profiles.widths.derive_widths`."""
-    from automc.device_profiles.widths import derive_widths
+    """``automc profile widths``: the ``lut`` plugin's ``derive_widths`` (through the registry)."""
+    from automc.measure.profiles import PROFILES
 
     started = time.perf_counter()
     model, x, space = _model_and_space(args)
     profile = _profile(args)
-    data = _with_progress("measuring layer shapes", args, lambda cb: derive_widths(profile, model, space, x, tolerance=args.tolerance, progress=cb))
+    data = _with_progress("measuring layer shapes", args, lambda cb: PROFILES.get("lut").derive_widths(profile, model, space, x, tolerance=args.tolerance, progress=cb))
     data["measured_on"]["model"] = args.model
     out = _write_json(args.out, data)
     result = {"out": str(out), "groups": {g: e["widths"] for g, e in data["groups"].items()}, "layer_shapes": data["measured_on"]["layer_shapes"], "seconds": round(time.perf_counter() - started, 1)}
