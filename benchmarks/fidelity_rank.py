@@ -31,8 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["AUTOMC_DATA_DIR"] = args.data_dir
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    # the search runs once; an existing run is used as it is (rerunning 'automc search' on a run
-    # its agent stopped as converged would continue it, and recover a new best)
+    # the search (and the recovery of its best) runs once; an existing run is used as it is
     if not (args.out / "config.yaml").is_file():
         _cli("search", str(REPO / "experiments" / "amc_resnet20_recovery.yaml"), "--run-dir", str(args.out), "--no-report", env=env)
 

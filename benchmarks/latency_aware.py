@@ -1,21 +1,25 @@
-"""Latency you can bank on: a latency-aware search against a FLOPs-aware one, by measured latency.
+"""Latency you can bank on: latency-aware searches against a FLOPs-aware one, by measured latency.
 
-Both arms search ResNet-20's channels (all groups, pretrained, CIFAR-10; accuracy on 1,000
-*training* images after BN recalibration) with NSGA-II for ``--candidates`` candidates, and
-both measure every candidate on ``onnxruntime-cpu`` (1 thread, batch 1):
+Every arm searches ResNet-20's channels (all groups, pretrained, CIFAR-10; accuracy on 1,000
+*training* images after BN recalibration) with NSGA-II for ``--candidates`` candidates and
+measures every candidate on ``onnxruntime-cpu`` (1 thread, batch 1):
 
-- **FLOPs-aware**: objectives accuracy and MACs, channels rounded to multiples of 8
-  (``round_to: 8``, the README's advice for latency);
-- **latency-aware**: objectives accuracy and measured latency, channels rounded per group to
-  the counts ``automc profile widths`` measured on this CPU (``widths:``).
+- ``flops``: objectives accuracy and MACs, channels rounded to multiples of 8 (``round_to:
+  8``, the README's advice for latency);
+- ``latency``: objectives accuracy and measured latency, the same rounding;
+- ``latency_widths``: objectives accuracy and measured latency, channels rounded per group to
+  the counts ``automc profile widths`` measured on this CPU in the whole model (``widths:``).
 
-Each arm's front is then taken in the (measured latency, accuracy) plane — the FLOPs arm's
-too, from its measured latencies, which favours it — and compared at equal accuracy: for
-accuracy levels over the range both fronts cover, the fastest model of each arm reaching it.
-Also printed, per front model: measured speedup over the uncompressed model divided by its
-FLOPs reduction (1.0: latency falls as fast as FLOPs).
+Latencies measured during a search drift with the machine's load, so once the searches are
+done every candidate of every arm (and the uncompressed model) is measured again side by
+side: ``--rounds`` interleaved rounds, the median per model. Each arm's front is then taken
+in the (latency, accuracy) plane — the FLOPs arm's too, which favours it — and compared with
+the FLOPs arm at equal accuracy: for accuracy levels over the range both fronts cover, the
+fastest model of each arm reaching it. Also printed, per front model: measured speedup over
+the uncompressed model divided by its FLOPs reduction (1.0: latency falls as fast as FLOPs).
 
-Resumable (the widths file and both run folders are kept under ``--out``; rerun to continue)::
+Resumable (the widths file, the run folders and the re-measured latencies are kept under
+``--out``; rerun to continue)::
 
     nohup .venv/bin/python benchmarks/latency_aware.py --data-dir ../shared/data > lat.log &
 
@@ -36,11 +40,12 @@ import yaml
 from recovery_headline import REPO, _cli, _cpu
 
 ORT = {"name": "onnxruntime-cpu", "config": {"threads": 1}}
+ARMS = ("flops", "latency", "latency_widths")
 
 
 def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int) -> dict[str, Any]:
     """The experiment of one arm."""
-    space = {"mode": "all", "lbound": 0.2, "round_to": 8} if arm == "flops" else {"mode": "all", "lbound": 0.2, "widths": str(widths)}
+    space = {"mode": "all", "lbound": 0.2, **({"widths": str(widths)} if arm == "latency_widths" else {"round_to": 8})}
     cost = "macs" if arm == "flops" else "latency_ms"
     return {
         "name": f"latency_aware_{arm}",
@@ -54,6 +59,42 @@ def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int) ->
         "agent": {"name": "optuna-nsga2", "config": {"population_size": 20}},
         "budget": {"candidates": candidates},
     }
+
+
+def remeasure(out: Path, runs: dict[str, Path], rounds: int) -> dict[str, dict[str, float]]:
+    """Every complete candidate of every arm and the uncompressed model, measured again side
+    by side: ``rounds`` interleaved rounds on one onnxruntime profile, the median per model
+    (``arm`` → ``number`` (or ``base``) → ms). Kept in ``OUT/remeasured.json`` once complete."""
+    from automc.config import parse_config
+    from automc.measure.profiles import build_profile
+    from automc.results.report import build_report
+    from automc.run import RunDir
+    from automc.search.context import build_context
+
+    path = out / "remeasured.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    models, x = [], None
+    for arm, run_dir in runs.items():
+        ctx = build_context(parse_config(RunDir(run_dir).read_config()), run_dir, measure_base=False, cache=False, train=False)
+        x = ctx.example_input
+        if not models:
+            models.append(("flops", "base", ctx.model))
+        for c in build_report(run_dir)["candidates"]:
+            if c["state"] == "complete":
+                models.append((arm, str(c["number"]), ctx.space.apply(ctx.model, c["params"]).eval()))
+    profile = build_profile(ORT["name"], ORT["config"])
+    times: dict[tuple[str, str], list[float]] = {(a, n): [] for a, n, _ in models}
+    for r in range(rounds):
+        order = models[r % 2 :: 2] + models[1 - r % 2 :: 2]  # interleave the arms, alternate the order
+        for arm, number, model in order:
+            times[(arm, number)].append(profile.measure(model, x).values["latency_ms"])
+        print(f"re-measured round {r + 1}/{rounds}: {len(models)} models", flush=True)
+    result: dict[str, dict[str, float]] = {}
+    for (arm, number), ts in times.items():
+        result.setdefault(arm, {})[number] = statistics.median(ts)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def latency_front(points: list[tuple[float, float, dict[str, Any]]]) -> list[tuple[float, float, dict[str, Any]]]:
@@ -70,21 +111,21 @@ def fastest_reaching(front: list[tuple[float, float, dict[str, Any]]], accuracy:
     return min(lat for lat, acc, _ in front if acc >= accuracy)
 
 
-def arm_result(run_dir: Path) -> dict[str, Any]:
-    """The arm's candidates in the (measured latency, accuracy) plane, its front, and per
+def arm_result(run_dir: Path, latency: dict[str, float], base_ms: float) -> dict[str, Any]:
+    """The arm's candidates in the (re-measured latency, accuracy) plane, its front, and per
     front model the speedup / FLOPs-reduction ratio."""
     from automc.results.report import build_report
 
     report = build_report(run_dir)
     base = report["run"]["base_metrics"]
-    done = [c for c in report["candidates"] if c["state"] == "complete" and "latency_ms" in c["metrics"]]
-    front = latency_front([(c["metrics"]["latency_ms"], c["metrics"]["accuracy"], c) for c in done])
+    done = [c for c in report["candidates"] if c["state"] == "complete"]
+    front = latency_front([(latency[str(c["number"])], c["metrics"]["accuracy"], c) for c in done])
     rows = []
     for lat, acc, c in front:
-        speedup = base["base_latency_ms"] / lat
+        speedup = base_ms / lat
         flops = base["base_macs"] / c["metrics"]["macs"]
-        rows.append({"number": c["number"], "accuracy": acc, "latency_ms": lat, "macs_ratio": c["metrics"]["macs"] / base["base_macs"], "speedup": speedup, "flops_reduction": flops, "speedup_per_flops_reduction": speedup / flops})
-    return {"candidates": len(done), "base_latency_ms": base["base_latency_ms"], "base_accuracy": base.get("base_accuracy"), "front": rows, "seconds": report["run"]["elapsed_s"]}
+        rows.append({"number": c["number"], "accuracy": acc, "latency_ms": lat, "search_latency_ms": c["metrics"]["latency_ms"], "macs_ratio": c["metrics"]["macs"] / base["base_macs"], "speedup": speedup, "flops_reduction": flops, "speedup_per_flops_reduction": speedup / flops})
+    return {"candidates": len(done), "base_latency_ms": base_ms, "base_accuracy": base.get("base_accuracy"), "front": rows, "seconds": report["run"]["elapsed_s"]}
 
 
 def compare(flops: dict[str, Any], latency: dict[str, Any], levels: int = 20) -> dict[str, Any]:
@@ -105,6 +146,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latency_aware")
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the side-by-side re-measurement")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the searches (the latency profile uses 1)")
     args = ap.parse_args()
     os.environ["AUTOMC_DATA_DIR"] = args.data_dir
@@ -112,33 +154,36 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     widths = args.out / "widths.json"
     if not widths.is_file():  # written atomically: present means complete
-        _cli("profile", "widths", "--model", "resnet20", "--weights", "pretrained", "--space", "channel_pruning", "--space-arg", "mode=all", "--space-arg", "lbound=0.2", "--device", ORT["name"], "--device-arg", "threads=1", "--out", str(widths), env=env)
-    arms: dict[str, Any] = {}
-    for arm in ("flops", "latency"):
+        _cli("profile", "widths", "--model", "resnet20", "--weights", "pretrained", "--space", "channel_pruning", "--space-arg", "mode=all", "--space-arg", "lbound=0.2", "--device", ORT["name"], "--device-arg", "threads=1", "--context", "model", "--out", str(widths), env=env)
+    runs = {}
+    for arm in ARMS:
         cfg = config(arm, widths, args.candidates, args.data_dir, args.seed)
         exp = args.out / f"{arm}.yaml"
         exp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        run_dir = args.out / arm
-        _cli("search", str(exp), "--run-dir", str(run_dir), "--no-report", env=env)
-        arms[arm] = arm_result(run_dir)
+        runs[arm] = args.out / arm
+        _cli("search", str(exp), "--run-dir", str(runs[arm]), "--no-report", env=env)  # a finished run returns at once
+    latency = remeasure(args.out, runs, args.rounds)
+    arms = {arm: arm_result(run_dir, latency[arm], latency["flops"]["base"]) for arm, run_dir in runs.items()}
+    widths_data = json.loads(widths.read_text())
     summary = {
         "task": "resnet20, channel pruning (all groups), NSGA-II, 1,000 validation images (train-exact), onnxruntime-cpu 1 thread batch 1",
         "candidates": args.candidates,
-        "widths": {g: e["widths"] for g, e in json.loads(widths.read_text())["groups"].items()},
+        "remeasured": f"every candidate and the base model, {args.rounds} interleaved rounds side by side, median",
+        "widths": {"context": widths_data.get("context", "layer"), "tolerance": widths_data["tolerance"], "groups": {g: e["widths"] for g, e in widths_data["groups"].items()}},
         "arms": arms,
-        "latency_aware_vs_flops_aware": compare(arms["flops"], arms["latency"]),
+        "vs_flops_aware": {arm: compare(arms["flops"], arms[arm]) for arm in ARMS[1:]},
         "cpu": _cpu(),
     }
     text = json.dumps(summary, indent=2) + "\n"
     (args.out / "latency_aware.json").write_text(text)
     if args.candidates >= 100:
         (REPO / "benchmarks" / "results" / "latency_aware_resnet20.json").write_text(text)
-    cmp_ = summary["latency_aware_vs_flops_aware"]
-    print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, measured on onnxruntime-cpu (1 thread)")
+    print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu (1 thread); base {latency['flops']['base']:.3f} ms")
     for arm, a in arms.items():
         ratios = [r["speedup_per_flops_reduction"] for r in a["front"]]
-        print(f"{arm:>8}: {a['candidates']} candidates, front of {len(a['front'])}; speedup / FLOPs reduction on the front: median {statistics.median(ratios):.2f} (min {min(ratios):.2f})")
-    print(f"latency-aware vs FLOPs-aware at equal accuracy ({100 * cmp_['accuracy_range'][0]:.1f}-{100 * cmp_['accuracy_range'][1]:.1f}%): latency {100 * cmp_['latency_reduction_median']:.1f}% lower (median over {cmp_['levels']} levels; min {100 * cmp_['latency_reduction_min']:.1f}%, max {100 * cmp_['latency_reduction_max']:.1f}%)")
+        print(f"{arm:>15}: {a['candidates']} candidates, front of {len(a['front'])}; speedup / FLOPs reduction on the front: median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
+    for arm, cmp_ in summary["vs_flops_aware"].items():
+        print(f"{arm:>15} vs flops at equal accuracy ({100 * cmp_['accuracy_range'][0]:.1f}-{100 * cmp_['accuracy_range'][1]:.1f}%): latency {100 * cmp_['latency_reduction_median']:.1f}% lower (median over {cmp_['levels']} levels; min {100 * cmp_['latency_reduction_min']:.1f}%, max {100 * cmp_['latency_reduction_max']:.1f}%)")
 
 
 if __name__ == "__main__":

@@ -239,24 +239,33 @@ def test_efficient_widths_are_the_right_edges_of_the_latency_staircase() -> None
     assert 12 not in efficient_widths(slower, 0.03)
     noisy = {c: v * (1.02 if c % 2 else 1.0) for c, v in steps.items()}  # 2% noise is within tolerance
     assert efficient_widths(noisy, 0.03) == [8, 16, 24, 32]
+    in_model = {c: 10.0 + v for c, v in steps.items()}  # a whole model's latency: steps of 1 on 14
+    assert efficient_widths(in_model, 0.05, scale=14.0) == [8, 16, 24, 32]
+    assert efficient_widths(in_model, 0.15, scale=14.0) == [8, 32]  # a step must save 15% of the model: two steps make one
+    assert efficient_widths(in_model, 0.3, scale=14.0) == [32]  # no saving worth a narrower width
 
 
-def test_profile_widths_measures_groups_and_the_space_rounds_to_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("context", ["model", "layer"])
+def test_profile_widths_measures_groups_and_the_space_rounds_to_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, context: str) -> None:
     """``automc profile widths`` on a profile whose kernels are 8 wide writes multiples of 8
-    per group; ``channel_pruning`` with ``widths:`` keeps exactly those counts (the nearest),
-    builds them, and refuses a file written for another model."""
+    per group, measured in the whole model or layer by layer; ``channel_pruning`` with
+    ``widths:`` keeps exactly those counts (the nearest), builds them, and refuses a file
+    written for another model."""
     from automc.device_profiles.widths import FORMAT
 
     (tmp_path / "stair_profiles.py").write_text(textwrap.dedent(STAIRCASE_PROFILE))
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "widths.json"
-    proc = run_cli("profile", "widths", "--model", "small_cnn", "--model-arg", "width=16", "--dataset", "digits", "--device", "stair_profiles:Staircase", "--out", str(out), "--json", env=env)
+    proc = run_cli("profile", "widths", "--model", "small_cnn", "--model-arg", "width=16", "--dataset", "digits", "--device", "stair_profiles:Staircase", "--context", context, "--out", str(out), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert data["format"] == FORMAT and data["measured_on"]["model"] == "small_cnn"
+    assert data["format"] == FORMAT and data["measured_on"]["model"] == "small_cnn" and data["context"] == context
     for group, entry in data["groups"].items():
         assert all(w % 8 == 0 for w in entry["widths"]), (group, entry["widths"])
-        assert entry["widths"][-1] == entry["channels"]
+        assert entry["widths"][-1] == entry["channels"] and len(entry["widths"]) >= 2, (group, entry["widths"])
+        curve = {int(c): v for c, v in entry["latency_ms"].items()}
+        assert sorted(curve) == list(range(min(curve), entry["channels"] + 1))  # every reachable count measured
+        assert all(curve[w] < curve[w + 1] for w in entry["widths"][:-1])  # each kept width is a step's right edge
     monkeypatch.syspath_prepend(str(tmp_path))
     torch.manual_seed(0)
     model, x = build_model("small_cnn", in_channels=1, kwargs={"width": 16}).eval(), torch.zeros(1, 1, 8, 8)

@@ -327,6 +327,40 @@ def test_an_rl_agent_with_a_batch_in_flight_is_not_asked_past_its_batch(tmp_path
     assert summary["stopped"] == "budget" or summary["stopped"].startswith("agent converged")
 
 
+STOPPING_AGENT = '''
+import numpy as np
+from automc.search.agent import Agent
+
+class StopsAfterThree(Agent):
+    """Three new random policies per process, then done (like an agent that converged)."""
+    name = "stops-after-three"
+    asked = 0
+
+    def ask(self, number):
+        StopsAfterThree.asked += 1
+        return self.space.sample(np.random.default_rng([self.seed, number])) if StopsAfterThree.asked % 4 else None
+
+    def tell(self, candidate):
+        pass
+'''
+
+
+def test_an_agent_that_ends_a_run_early_ends_it_for_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run its agent stopped before the budget is finished: the same command again proposes
+    nothing (a fresh agent would have searched on), a raised budget continues it."""
+    from automc.search.loop import run_experiment
+
+    (tmp_path / "stopping_agent.py").write_text(STOPPING_AGENT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = {**TINY, "agent": {"name": "stopping_agent:StopsAfterThree"}, "budget": {"candidates": 10}}
+    first = run_experiment(parse_config(cfg), tmp_path / "run")
+    assert (first["evaluated_now"], first["stopped"]) == (3, "agent exhausted")
+    again = run_experiment(parse_config(cfg), tmp_path / "run")
+    assert (again["evaluated_now"], again["stopped"]) == (0, "agent exhausted")
+    more = run_experiment(parse_config({**cfg, "budget": {"candidates": 11}}), tmp_path / "run")
+    assert (more["resumed_from"], more["evaluated_now"]) == (3, 3)
+
+
 def test_resnet20_search_sigkilled_and_resumed(shared_data: Path, tmp_path: Path) -> None:
     """The issue's must-show on the real model: kill -9 part-way, same command again."""
     cfg = {

@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--space-arg", action="append", default=[], metavar="KEY=VALUE")
     w.add_argument("--device", default="onnxruntime-cpu", metavar="NAME", help="measured latency profile (default onnxruntime-cpu)")
     w.add_argument("--device-arg", action="append", default=[], metavar="KEY=VALUE")
-    w.add_argument("--tolerance", type=float, default=0.03, help="a width is kept when at least this much faster than the next kept one up (default 0.03)")
+    w.add_argument("--context", choices=("model", "layer"), default="model", help="measure each count in the whole model (default: what deploys) or the group's layers alone (faster, blind to layout changes)")
+    w.add_argument("--tolerance", type=float, default=None, help="a width is kept when it saves this fraction over the next kept one up: of the full model's latency in context 'model' (default 0.01), of the group's own in context 'layer' (default 0.03)")
     w.add_argument("--out", required=True, metavar="FILE")
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=run_widths)
@@ -189,14 +190,16 @@ def run_widths(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model, x, space = _model_and_space(args)
     profile = _profile(args)
-    data = _with_progress("measuring layer shapes", args, lambda cb: PROFILES.get("lut").derive_widths(profile, model, space, x, tolerance=args.tolerance, progress=cb))
+    data = _with_progress(f"measuring in context {args.context}", args, lambda cb: PROFILES.get("lut").derive_widths(profile, model, space, x, context=args.context, tolerance=args.tolerance, progress=cb))
     data["measured_on"]["model"] = args.model
     out = _write_json(args.out, data)
-    result = {"out": str(out), "groups": {g: e["widths"] for g, e in data["groups"].items()}, "layer_shapes": data["measured_on"]["layer_shapes"], "seconds": round(time.perf_counter() - started, 1)}
+    measured = data["measured_on"]
+    what = f"{measured['models']} models" if data["context"] == "model" else f"{measured['layer_shapes']} layer shapes"
+    result = {"out": str(out), "context": data["context"], "groups": {g: e["widths"] for g, e in data["groups"].items()}, "measured": what, "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
         emit_json(result)
         return 0
-    print(f"wrote {out}: {len(result['groups'])} groups, {result['layer_shapes']} layer shapes measured ({result['seconds']} s)")
+    print(f"wrote {out}: {len(result['groups'])} groups, {what} measured ({result['seconds']} s)")
     for group, widths in result["groups"].items():
         print(f"  {group:<28}{', '.join(map(str, widths))}")
     return 0

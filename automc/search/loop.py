@@ -14,7 +14,9 @@
 5. loops until the budget (candidates and/or minutes) is spent: ``params = agent.ask(number)``;
    a policy equal to one already evaluated is answered from the record (:mod:`ledger`); any
    other becomes a RUNNING trial, an executor evaluates it, the store records the outcome,
-   ``agent.tell(candidate)``, and the agent's state is saved.
+   ``agent.tell(candidate)``, and the agent's state is saved. An agent that ends the run
+   early (exhausted, or converged: only already-evaluated policies proposed) ends it for
+   good: the same command again computes nothing, a raised budget searches on.
 """
 
 from __future__ import annotations
@@ -188,7 +190,15 @@ class _Loop:
     def run(self, done: int, retry: list[dict[str, Any]]) -> tuple[int, str]:
         self.done = done
         target = self.cfg.budget.candidates
-        elapsed_before = float(self.store.meta().get("elapsed_s", 0.0))
+        meta = self.store.meta()
+        elapsed_before = float(meta.get("elapsed_s", 0.0))
+        budget = self.cfg.budget.model_dump(mode="json")
+        early = meta.get("stopped_early")
+        if isinstance(early, dict) and early.get("budget") == budget and not retry:
+            # the agent ended this run before its budget; the same command again is not a
+            # request for more (a rerun of a finished run computes nothing): a new budget is
+            notice(f"{early['reason']} after {early['candidates']} candidates: the run is finished; raise budget.candidates or budget.minutes to search on")
+            return done, str(early["reason"])
         started = time.monotonic()
         stop = "budget"
         while True:
@@ -217,6 +227,8 @@ class _Loop:
             for dup in self.ledger.finish(self.keys.pop(cand.number), cand):
                 self._record(dup)
             self.store.set_meta("elapsed_s", elapsed_before + time.monotonic() - started)
+        if stop.startswith("agent"):
+            self.store.set_meta("stopped_early", {"reason": stop, "candidates": self.done, "budget": budget})
         return self.done, stop
 
     def _ask(self, number: int) -> dict[str, Any] | None:
