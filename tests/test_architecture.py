@@ -18,7 +18,7 @@ ROOTS = {"automc": "automc", "agents": "automc.agents", "search_spaces": "automc
 # Lower layers never import higher ones (docs/design.md has the map). Plugins sit above the
 # core they use; the core reaches them only through the registry, never by import.
 LAYERS: list[set[str]] = [
-    {"automc", "automc.errors", "automc.settings", "automc.atomic", "automc.hashing"},
+    {"automc", "automc.errors", "automc.settings", "automc.atomic", "automc.hashing", "automc.client"},
     {"automc.registry", "automc.targets", "automc.config", "automc.run"},
     {"automc.datasets", "automc.models"},
     {"automc.compress"},
@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"automc.results"},
     {"automc.recover"},
     {"automc.testing", "automc.agents", "automc.search_spaces", "automc.device_profiles"},
+    {"automc.service"},
     {"automc.cli", "automc.__main__"},
 ]
 PLUGINS = {"automc.agents", "automc.search_spaces", "automc.device_profiles"}

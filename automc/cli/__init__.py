@@ -38,7 +38,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from automc.cli import apply, evaluate, finetune, info, profile, report, search, train
+    from automc.cli import apply, evaluate, finetune, info, profile, remote, report, search, serve, train
 
     parser = Parser(
         prog="automc",
@@ -48,7 +48,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"automc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for module in (search, finetune, report, evaluate, train, apply, profile, info):
+    for module in (search, finetune, report, evaluate, train, apply, profile, info, serve, remote):
         module.register(sub)
     return parser
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from automc.cli.common import emit_json, non_negative_int, parse_kv
+from automc.cli.remote import add_server_options
 
 
 def _add_objective_options(p: argparse.ArgumentParser) -> None:
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("run_dir", metavar="RUN_DIR")
     r.add_argument("--out", metavar="DIR", help="report folder (default: RUN_DIR/report)")
     _add_objective_options(r)
+    add_server_options(r)
     r.set_defaults(func=run_report)
 
     c = sub.add_parser("compare", help="overlay the fronts and hypervolume curves of several runs in one report")
@@ -42,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--recovered", action="store_true", help="export the candidate's fine-tuned weights ('automc finetune') instead of its search-time ones")
     e.add_argument("--out", required=True, metavar="DIR")
     e.add_argument("--json", action="store_true", help="print the card as one JSON object")
+    add_server_options(e)
     e.set_defaults(func=run_export)
 
 
@@ -56,6 +59,10 @@ def _references(args: argparse.Namespace) -> dict[str, float]:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    if args.server:
+        from automc.cli.remote import remote_report
+
+        return remote_report(args)
     import json
 
     from automc.results.report import parse_objective_args, write_report
@@ -100,6 +107,10 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if args.server:
+        from automc.cli.remote import remote_export
+
+        return remote_export(args)
     from automc.results.export import export_candidate
 
     card = export_candidate(args.run_dir, args.candidate, args.out, int8=args.int8, recovered=args.recovered)

@@ -13,6 +13,7 @@ from automc.cli.common import (
     print_locked,
     progress_enabled,
 )
+from automc.cli.remote import add_server_options
 from automc.cli.search_progress import SearchProgress, metric_line
 
 
@@ -26,12 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     p.add_argument("--verbose", action="store_true", help="one line per candidate instead of the live progress bar")
     p.add_argument("--check", action="store_true", help="validate the experiment and dry-run it on the uncompressed model, print what the search will do, and stop (writes nothing)")
+    add_server_options(p)
     p.set_defaults(func=run_search)
 
     s = sub.add_parser("status", help="finished / failed / running counts and the best candidates of a run")
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("--top", type=non_negative_int, default=5, metavar="N", help="how many of the best candidates to list (default 5)")
     s.add_argument("--json", action="store_true")
+    add_server_options(s)
     s.set_defaults(func=run_status)
 
 
@@ -40,6 +43,11 @@ def run_search(args: argparse.Namespace) -> int:
     from automc.config import load_config
     from automc.recover.driver import search_and_recover
 
+    if args.server:  # queued on the server instead
+        from automc.cli.remote import run_submit
+
+        args.wait = False
+        return run_submit(args)
     cfg = load_config(args.config)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
     if args.check:
@@ -111,6 +119,10 @@ def _print_summary(summary: dict[str, Any], names: list[str]) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    if args.server:
+        from automc.cli.remote import remote_status
+
+        return remote_status(args)
     from automc.results.report import open_run
     from automc.search.summary import summarize
 

@@ -1,0 +1,284 @@
+"""The service's job queue: one search process per experiment, state kept in the run folders.
+
+An experiment submitted to ``automc serve`` is a run folder ``ROOT/<name>`` like any
+``automc search`` run, plus two files the service owns:
+
+- ``experiment.yaml``: the submitted experiment (a raised budget rewrites it);
+- ``service.json``: the job — ``state`` (queued / running / finished / failed / stopped),
+  its place in the queue (``seq``), times, the process id, its exit code and a one-line
+  ``message`` when it failed. Written atomically.
+
+Each running experiment is its own ``automc search`` process (``--verbose``, output in
+``service.log``), started at a lower CPU priority than the server, so a crash or an OOM of
+one never takes down the server or another experiment. At most ``max_concurrent`` run at
+once; the others wait in submission order. The processes die with the server (Linux
+``PR_SET_PDEATHSIG``) and a search is safe to kill anywhere, so a restarted server finds
+every job the way the folders say: ``running`` ones are queued again at their old place and
+resume where their stores stand, queued ones stay queued, finished ones stay finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automc.atomic import atomic_write_text
+
+JOB_FILE = "service.json"
+EXPERIMENT_FILE = "experiment.yaml"
+LOG_FILE = "service.log"
+STATES = ("queued", "running", "finished", "failed", "stopped")
+STOP_GRACE_S = 10.0
+
+
+@dataclass
+class Job:
+    """One experiment's job record (``service.json``)."""
+
+    id: str
+    state: str = "queued"
+    seq: int = 0
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
+    pid: int | None = None
+    returncode: int | None = None
+    message: str | None = None
+    stop_requested: bool = False
+    requeue: bool = False  # the budget was raised while it ran: run it again when it ends
+    runs: int = 0  # processes started (a restart or a resume adds one)
+
+    def save(self, folder: Path) -> None:
+        atomic_write_text(folder / JOB_FILE, json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> Job | None:
+        path = folder / JOB_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _tail(path: Path, lines: int = 40) -> list[str]:
+    if not path.is_file():
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 16384))
+        return handle.read().decode(errors="replace").splitlines()[-lines:]
+
+
+def failure_message(log: Path, returncode: int) -> str:
+    """One line on why the process ended: the search's own one-line error (exit 2), else the
+    exit code or signal and where the traceback is."""
+    tail = [ln for ln in _tail(log) if ln.strip()]
+    if returncode == 2 and tail:
+        return tail[-1].strip()
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else str(-returncode)
+        why = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+        return f"the search process was killed by {name}{why}; resume it to continue from its store"
+    last = tail[-1].strip() if tail else "no output"
+    return f"the search process exited with code {returncode} ({last[:200]}); the traceback is in {log.name}"
+
+
+class JobQueue:
+    """Starts, watches and stops the search processes of the experiments under ``root``."""
+
+    def __init__(self, root: Path, *, max_concurrent: int = 1, nice: int = 10, search_args: tuple[str, ...] = (), env: Mapping[str, str] | None = None, poll_s: float = 0.5) -> None:
+        self.root = root
+        self.max_concurrent = max_concurrent
+        self.nice = nice
+        self.search_args = search_args
+        self.env = dict(env or os.environ)
+        self.poll_s = poll_s
+        self.lock = threading.RLock()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the folders ----------------------------------------------------------------------------
+    def folder(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def jobs(self) -> list[Job]:
+        """Every service job under the root, in queue order."""
+        out = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            job = Job.load(folder)
+            if job is not None:
+                out.append(job)
+        return sorted(out, key=lambda j: j.seq)
+
+    def get(self, job_id: str) -> Job | None:
+        return Job.load(self.folder(job_id))
+
+    def _next_seq(self) -> int:
+        return max((j.seq for j in self.jobs()), default=0) + 1
+
+    def submit(self, job_id: str, experiment: Mapping[str, Any]) -> Job:
+        """Queue a new experiment in ``ROOT/<job_id>`` (made, or staged there by the caller)."""
+        with self.lock:
+            folder = self.folder(job_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(folder / EXPERIMENT_FILE, yaml.safe_dump(dict(experiment), sort_keys=False))
+            job = Job(job_id, seq=self._next_seq())
+            job.save(folder)
+            return job
+
+    # -- state changes asked for over HTTP --------------------------------------------------------
+    def stop(self, job_id: str) -> Job:
+        """A queued job leaves the queue; a running one is signalled (it stops at once: every
+        finished candidate is in its store, the one in flight is evaluated again on resume)."""
+        with self.lock:
+            job = self._require(job_id)
+            if job.state == "queued":
+                job.state, job.ended = "stopped", time.time()
+            elif job.state == "running":
+                job.stop_requested = True
+                proc = self.procs.get(job_id)
+                if proc is not None and proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+            job.save(self.folder(job_id))
+            return job
+
+    def resume(self, job_id: str) -> Job:
+        """A stopped or failed job joins the end of the queue."""
+        with self.lock:
+            job = self._require(job_id)
+            if job.state in ("stopped", "failed"):
+                job.state, job.seq, job.message, job.stop_requested = "queued", self._next_seq(), None, False
+                job.save(self.folder(job_id))
+            return job
+
+    def raise_budget(self, job_id: str, budget: Mapping[str, Any]) -> Job:
+        """Rewrite the experiment's budget; a finished or stopped job is queued to spend it,
+        a running one runs again when its process ends."""
+        with self.lock:
+            job = self._require(job_id)
+            path = self.folder(job_id) / EXPERIMENT_FILE
+            experiment = yaml.safe_load(path.read_text())
+            experiment["budget"] = {**experiment.get("budget", {}), **dict(budget)}
+            atomic_write_text(path, yaml.safe_dump(experiment, sort_keys=False))
+            if job.state in ("finished", "stopped", "failed"):
+                job.state, job.seq, job.message, job.stop_requested = "queued", self._next_seq(), None, False
+            elif job.state == "running":
+                job.requeue = True
+            job.save(self.folder(job_id))
+            return job
+
+    def _require(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job
+
+    # -- the scheduler ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Adopt the folders (a job a dead server left running is queued at its old place) and
+        start scheduling."""
+        with self.lock:
+            for job in self.jobs():
+                if job.state == "running" and job.id not in self.procs:
+                    _kill_leftover(job)
+                    job.state, job.pid, job.stop_requested = ("stopped" if job.stop_requested else "queued"), None, False
+                    job.save(self.folder(job.id))
+        self._thread = threading.Thread(target=self._loop, name="automc-jobs", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop scheduling and end the running processes; their jobs stay ``running`` on disk,
+        so the next start queues them again at their place."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self.lock:
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_S
+            for proc in self.procs.values():
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.tick()
+            self._stop.wait(self.poll_s)
+
+    def tick(self) -> None:
+        """Reap ended processes, then start queued jobs while slots are free."""
+        with self.lock:
+            for job_id, proc in list(self.procs.items()):
+                if proc.poll() is not None:
+                    del self.procs[job_id]
+                    self._ended(job_id, proc.returncode)
+            for job in self.jobs():
+                if len(self.procs) >= self.max_concurrent:
+                    break
+                if job.state == "queued":
+                    self._launch(job)
+
+    def _launch(self, job: Job) -> None:
+        folder = self.folder(job.id)
+        cmd = [sys.executable, "-m", "automc.service.worker", str(self.nice), "search", EXPERIMENT_FILE, "--run-dir", ".", "--verbose", *self.search_args]
+        with open(folder / LOG_FILE, "ab") as log:
+            log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} automc search (run {job.runs + 1})\n".encode())
+            log.flush()
+            proc = subprocess.Popen(cmd, cwd=folder, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[job.id] = proc
+        job.state, job.pid, job.started, job.ended, job.returncode, job.runs = "running", proc.pid, time.time(), None, None, job.runs + 1
+        job.save(folder)
+
+    def _ended(self, job_id: str, returncode: int) -> None:
+        job = self.get(job_id)
+        if job is None:  # archived while it ran
+            return
+        job.pid, job.returncode, job.ended = None, returncode, time.time()
+        if job.stop_requested:
+            job.state, job.stop_requested = "stopped", False
+        elif returncode == 0:
+            job.state = "queued" if job.requeue else "finished"
+            if job.requeue:
+                job.seq = self._next_seq()
+        else:
+            job.state, job.message = "failed", failure_message(self.folder(job_id) / LOG_FILE, returncode)
+        job.requeue = False
+        job.save(self.folder(job_id))
+
+
+def _kill_leftover(job: Job) -> None:
+    """End a search process a dead server left behind (none on Linux: they die with it)."""
+    if job.pid is None:
+        return
+    try:
+        cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    try:
+        same_folder = Path(f"/proc/{job.pid}/cwd").resolve().name == job.id
+    except OSError:
+        same_folder = False
+    if b"-m\0automc\0" in cmdline and same_folder:
+        try:
+            os.killpg(job.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        for _ in range(100):
+            if not Path(f"/proc/{job.pid}").exists():
+                return
+            time.sleep(0.05)

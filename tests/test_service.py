@@ -1,0 +1,349 @@
+"""``automc serve``: the API's checks in process (ASGI test client), and the job queue against
+a real uvicorn server — submissions, live events, stop / resume / budget, export, and a
+``kill -9`` of the server during two searches."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from automc.config import parse_config
+from automc.errors import UserError
+from tests.conftest import REPO
+from tests.search_support import TINY, trials_of
+
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+SLOW_PROFILE = """
+import time
+from pathlib import Path
+from automc.measure.profiles import DeviceProfile, Measurement
+
+
+class Slow(DeviceProfile):
+    '''Takes a while per candidate; past the fourth measurement (the uncompressed model is
+    measured by the dry run and the search, then two candidates) it waits while ROOT/hold exists,
+    so a test catches every search mid-way however slow the machine is.'''
+
+    name = "slow"
+    metrics = ("wait_ms",)
+    measured = 0
+
+    def measure(self, model, example_input):
+        Slow.measured += 1  # the uncompressed model first, then one per candidate
+        time.sleep(0.1)
+        while Slow.measured > 4 and Path("..", "hold").exists():  # run folders sit in the root
+            time.sleep(0.05)
+        return Measurement({"wait_ms": 100.0}, {}, 1, {"analytic": True})
+"""
+
+MARKER_MODULE = """
+from pathlib import Path
+Path(__file__).with_name("imported.marker").write_text("imported")
+
+def reward(metrics, base):
+    return 0.0
+"""
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> TestClient:
+    from automc.service.app import Settings, create_app
+
+    settings = Settings(root=tmp_path / "root", token=TOKEN, allow_modules=("okrewards",), max_body_bytes=4096)
+    return TestClient(create_app(settings, start=False))
+
+
+def test_every_endpoint_but_health_wants_the_token(client: TestClient) -> None:
+    assert client.get("/api/health").json()["ok"] is True
+    for method, url in (("get", "/api/experiments"), ("post", "/api/experiments"), ("get", "/api/plugins"), ("get", "/api/experiments/x/events"), ("post", "/api/experiments/x/stop"), ("delete", "/api/experiments/x")):
+        assert getattr(client, method)(url).status_code == 401, url
+        assert getattr(client, method)(url, headers={"Authorization": "Bearer wrong"}).status_code == 401, url
+    listed = client.get("/api/experiments", headers=AUTH)
+    assert listed.status_code == 200 and listed.json() == []
+    plugins = client.get("/api/plugins", headers=AUTH).json()
+    assert "random" in plugins["agent"] and "resnet20" in plugins["model"] and "onnxruntime-cpu" in plugins["device profile"]
+
+
+def test_user_code_not_on_the_allow_list_is_refused_before_it_is_imported(client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "evilrewards.py").write_text(MARKER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for where in ({"reward": {"name": "evilrewards:reward"}}, {"model": {"name": "evilrewards:reward"}}, {"agent": {"name": "evilrewards.sub:Agent"}}):
+        r = client.post("/api/experiments", json={**TINY, **where}, headers=AUTH)
+        assert r.status_code == 403, r.text
+        detail = r.json()["detail"]
+        assert "evilrewards" in detail and "--allow-module" in detail and "\n" not in detail
+    assert not (tmp_path / "imported.marker").exists() and "evilrewards" not in sys.modules
+    # an allow-listed module passes this check (and fails later, here: it does not exist)
+    r = client.post("/api/experiments", json={**TINY, "name": "ok", "reward": {"name": "okrewards.sub:reward"}}, headers=AUTH)
+    assert r.status_code == 422 and "okrewards" in r.json()["detail"]
+
+
+def test_names_and_paths_stay_in_the_root(client: TestClient, tmp_path: Path) -> None:
+    for name in ("../escape", "a/b", ".hidden", ""):
+        r = client.post("/api/experiments", json={**TINY, "name": name}, headers=AUTH)
+        assert r.status_code == 422 and "name" in r.json()["detail"], (name, r.text)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "w.pt").write_bytes(b"x")
+    root = tmp_path / "root"
+    (root / "link").symlink_to(outside)  # a symlink inside the root that leads out of it
+    for path in ("../../outside/w.pt", "/etc/passwd", "../link/w.pt", "~/w.pt"):
+        r = client.post("/api/experiments", json={**TINY, "model": {**TINY["model"], "weights": path}}, headers=AUTH)
+        assert r.status_code == 422 and "outside the folders this server reads" in r.json()["detail"], (path, r.text)
+    r = client.post("/api/experiments", json={**TINY, "storage": "sqlite:////tmp/elsewhere.db"}, headers=AUTH)
+    assert r.status_code == 422 and "outside" in r.json()["detail"]
+    assert client.get("/api/experiments/..%2Fescape", headers=AUTH).status_code in (404, 422)
+
+
+def test_bad_fields_get_the_clis_one_line_message_and_big_bodies_413(client: TestClient) -> None:
+    bad = {**TINY, "budget": {"candidates": 0}}
+    with pytest.raises(UserError) as cli:
+        parse_config(bad, "experiment")
+    r = client.post("/api/experiments", json=bad, headers=AUTH)
+    assert r.status_code == 422 and r.json()["detail"] == cli.value.message
+    r = client.post("/api/experiments", content=b"name: [unclosed", headers={**AUTH, "content-type": "application/yaml"})
+    assert r.status_code == 422 and "not valid YAML" in r.json()["detail"]
+    r = client.post("/api/experiments", content=b"x" * 5000, headers={**AUTH, "content-type": "application/yaml"})
+    assert r.status_code == 413
+
+    def chunks():  # no content-length: counted as it arrives
+        for _ in range(10):
+            yield b"# " + b"x" * 1000 + b"\n"
+
+    r = client.post("/api/experiments", content=chunks(), headers={**AUTH, "content-type": "application/yaml"})
+    assert r.status_code == 413
+
+
+# -- a real server ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(root: Path, port: int, plugin_dir: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_dir), str(REPO)])}
+    proc = subprocess.Popen([sys.executable, "-m", "automc", "serve", "--root", str(root), "--port", str(port), "--token", TOKEN, "--max-concurrent", "2", "--allow-module", "slowprof"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(root.parent / f"server-{port}.log", "ab"))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the server did not start: " + (root.parent / f"server-{port}.log").read_text()[-2000:])
+
+
+def _wait(api: httpx.Client, job_id: str, until: Any, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        e = api.get(f"/api/experiments/{job_id}").json()
+        if until(e):
+            return e
+        time.sleep(0.3)
+    raise AssertionError(f"{job_id} never got there: {e}")
+
+
+def _complete(run: Path) -> dict[int, tuple]:
+    try:
+        return {t[0]: t for t in trials_of(run) if t[1] == "COMPLETE"}
+    except sqlite3.OperationalError:
+        return {}
+
+
+def test_server_killed_during_two_searches_resumes_both_losing_and_repeating_nothing(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
+    root, port = tmp_path / "root", _free_port()
+    root.mkdir()
+    (root / "hold").touch()  # every search holds after its second candidate
+    server = _serve(root, port, tmp_path / "plugins")
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=120)
+    try:
+        for name in ("one", "two"):
+            exp = {**TINY, "name": name, "profiles": [{"name": "flops"}, {"name": "slowprof:Slow"}], "budget": {"candidates": 16}}
+            r = api.post("/api/experiments", json=exp)
+            assert r.status_code == 201, r.text
+        for name in ("one", "two"):
+            _wait(api, name, lambda e: e["state"] == "running" and e["progress"]["finished"] >= 2)
+        before = {name: _complete(root / name) for name in ("one", "two")}
+        pids = [json.loads((root / n / "service.json").read_text())["pid"] for n in ("one", "two")]
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        deadline = time.time() + 10  # the searches die with the server
+        while any(Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2] for p in pids) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2] for p in pids)
+        assert all(len(b) == 2 for b in before.values()), before  # both held mid-way
+
+        (root / "hold").unlink()
+        server = _serve(root, port, tmp_path / "plugins")
+        for name in ("one", "two"):
+            final = _wait(api, name, lambda e: e["state"] in ("finished", "failed"))
+            assert final["state"] == "finished" and final["progress"]["finished"] == 16, final
+            after = _complete(root / name)
+            assert all(row in after.values() for row in before[name].values())  # kept, untouched
+            from automc.search.store import Store
+
+            evaluated = Store(f"sqlite:///{root / name / 'study.db'}", name).candidates()
+            assert len({tuple(sorted(c.params.items())) for c in evaluated}) == len(evaluated) == 16  # nothing evaluated twice
+            assert json.loads((root / name / "service.json").read_text())["runs"] == 2
+        listed = api.get("/api/experiments").json()
+        assert [e["id"] for e in listed] == ["one", "two"] and all(e["source"] == "service" for e in listed)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_dashboard_submits_follows_stops_resumes_and_exports_in_headless_chromium(tmp_path: Path) -> None:
+    """The dashboard in a real browser, offline: sign in, submit an experiment from the form,
+    watch its front grow from the event stream, stop, resume, export a front member."""
+    import shutil
+
+    import yaml
+
+    browser, driver_path = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not (browser and driver_path):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium and chromium-driver (see .ci/run)")
+        pytest.skip("headless Chromium not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
+    root, port = tmp_path / "root", _free_port()
+    root.mkdir()
+    (root / "hold").touch()  # the search holds after its second candidate
+    server = _serve(root, port, tmp_path / "plugins")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+    wait = WebDriverWait(driver, 180)
+    state = "return document.getElementById('status').dataset.state"
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
+        driver.find_element(By.ID, "token").send_keys("wrong")
+        driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+        wait.until(lambda d: "wrong token" in d.find_element(By.ID, "login-error").text)
+        driver.find_element(By.ID, "token").clear()
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+        wait.until(lambda d: d.find_element(By.ID, "app").is_displayed())
+        # a bad experiment: the validation message inline
+        driver.execute_script("document.getElementById('yaml').value = arguments[0]", yaml.safe_dump({**TINY, "budget": {"candidates": 0}}))
+        driver.find_element(By.CSS_SELECTOR, "#submit-form button").click()
+        wait.until(lambda d: "budget.candidates" in d.find_element(By.ID, "submit-error").text)
+        exp = {**TINY, "name": "browser", "profiles": [{"name": "flops"}, {"name": "slowprof:Slow"}], "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": "macs", "direction": "minimize"}], "budget": {"candidates": 14}}
+        driver.execute_script("document.getElementById('yaml').value = arguments[0]", yaml.safe_dump(exp))
+        driver.find_element(By.CSS_SELECTOR, "#submit-form button").click()
+        points = "return +(document.getElementById('front-plot').dataset.points || 0)"
+        wait.until(lambda d: d.execute_script(points) >= 1)
+        wait.until(lambda d: d.execute_script(points) == 2)  # it grows live, up to the hold
+        driver.find_element(By.ID, "stop").click()
+        wait.until(lambda d: d.execute_script(state) == "stopped")
+        assert json.loads((root / "browser" / "service.json").read_text())["state"] == "stopped"
+        (root / "hold").unlink()
+        driver.find_element(By.ID, "resume").click()
+        wait.until(lambda d: d.execute_script(state) == "finished")
+        assert int(driver.execute_script("return document.getElementById('front-plot').dataset.points")) == 14
+        if os.environ.get("AUTOMC_DASHBOARD_SCREENSHOT"):  # the README's picture
+            driver.save_screenshot(os.environ["AUTOMC_DASHBOARD_SCREENSHOT"])
+        front = httpx.get(f"http://127.0.0.1:{port}/api/experiments/browser/front", headers=AUTH).json()["front"]
+        driver.find_element(By.ID, "export-candidate").send_keys(str(front[0]["number"]))
+        driver.find_element(By.CSS_SELECTOR, "#export-form button").click()
+        wait.until(lambda d: any(a.text.endswith("model.onnx") for a in d.find_elements(By.CSS_SELECTOR, "#downloads a")))
+        link = next(a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a") if a.text.endswith("model.onnx"))
+        import onnx
+
+        model = onnx.load_from_string(httpx.get(link, headers=AUTH).content)  # a whole ONNX model came down
+        assert len(model.graph.node) > 0
+        expected = ("status of 401", "status of 422")  # before signing in; the bad submission above
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and not any(x in e["message"] for x in expected)]
+        assert errors == [], errors
+    except Exception:
+        print("browser log:", driver.get_log("browser"))
+        raise
+    finally:
+        driver.quit()
+        server.kill()
+        server.wait()
+
+
+def test_client_and_cli_against_a_server_submit_follow_extend_report_export_archive(tmp_path: Path) -> None:
+    """The Python client and the CLI's --server path on one experiment, end to end."""
+    from automc.client import Client, ServiceError
+    from tests.conftest import run_cli
+
+    (tmp_path / "plugins").mkdir()
+    root, port = tmp_path / "root", _free_port()
+    root.mkdir()
+    server = _serve(root, port, tmp_path / "plugins")
+    url = f"http://127.0.0.1:{port}"
+    exp_file = tmp_path / "exp.yaml"
+    exp_file.write_text(json.dumps({**TINY, "name": "cli", "budget": {"candidates": 6}}))  # JSON is YAML
+    try:
+        with Client(url, TOKEN) as c:
+            with pytest.raises(ServiceError) as denied:
+                Client(url, "nope").list()
+            assert denied.value.status == 401
+            job = c.submit({**TINY, "name": "py", "budget": {"candidates": 6}})
+            assert job["state"] == "queued"
+            kinds = [e["event"] for e in c.events("py")]  # ends when the job does
+            assert kinds.count("candidate") == 6 and kinds[-1] in ("state", "progress")
+            done = c.wait("py", timeout=120)
+            assert done["state"] == "finished" and done["progress"]["finished"] == 6
+            ranked = c.candidates("py", sort="-reward")
+            assert [r["reward"] for r in ranked] == sorted((r["reward"] for r in ranked), reverse=True) and len(ranked) == 6
+            with pytest.raises(ServiceError) as smaller:
+                c.raise_budget("py", candidates=6)
+            assert smaller.value.status == 422 and "must exceed" in smaller.value.detail
+            assert c.raise_budget("py", candidates=9)["state"] == "queued"
+            assert c.wait("py", timeout=120)["progress"]["finished"] == 9
+            assert b"<html" in c.report_html("py")[:500].lower()
+            with pytest.raises(ServiceError) as unconfirmed:
+                c._call("DELETE", "/api/experiments/py")  # noqa: SLF001 - archive() always confirms
+            assert unconfirmed.value.status == 409 and "confirm=py" in unconfirmed.value.detail
+            # the CLI, with the token from the environment
+            env = {"AUTOMC_SERVICE_TOKEN": TOKEN}
+            sub = run_cli("submit", str(exp_file), "--server", url, "--wait", "--json", env=env)
+            assert sub.returncode == 0, sub.stderr
+            assert json.loads(sub.stdout)["state"] == "finished"
+            status = run_cli("status", "cli", "--server", url, "--json", env=env)
+            assert status.returncode == 0 and json.loads(status.stdout)["progress"]["finished"] == 6
+            best = c.front("cli")["front"][0]["number"]
+            out = tmp_path / "deploy"
+            exported = run_cli("export", "cli", "--candidate", str(best), "--out", str(out), "--server", url, env=env)
+            assert exported.returncode == 0, exported.stderr
+            assert (out / "model.onnx").is_file() and (out / "compression.json").is_file()
+            missing = run_cli("status", "nothere", "--server", url, env=env)
+            assert missing.returncode == 2 and "404" in missing.stderr and "Traceback" not in missing.stderr
+            archived = c.archive("py")["archived"]
+            assert archived.startswith("_archive/py-") and (root / archived).is_dir() and not (root / "py").exists()
+            assert [e["id"] for e in c.list()] == ["cli"]
+    finally:
+        server.kill()
+        server.wait()
