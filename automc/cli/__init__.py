@@ -38,7 +38,18 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from automc.cli import apply, evaluate, finetune, info, profile, remote, report, search, serve, train
+    from automc.cli import (
+        apply,
+        evaluate,
+        finetune,
+        info,
+        profile,
+        remote,
+        report,
+        search,
+        serve,
+        train,
+    )
 
     parser = Parser(
         prog="automc",
