@@ -347,3 +347,39 @@ def test_client_and_cli_against_a_server_submit_follow_extend_report_export_arch
     finally:
         server.kill()
         server.wait()
+
+
+def test_a_killed_search_process_fails_its_job_alone_and_resumes(tmp_path: Path) -> None:
+    """An experiment's process killed from outside (as the OOM killer would): its job is
+    failed with a one-line reason, the queue goes on, and a resume finishes it from its store."""
+    from automc.service.jobs import JobQueue
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "hold").touch()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), str(REPO)])}
+    queue = JobQueue(root, max_concurrent=1, env=env, poll_s=0.2)
+    exp = {**TINY, "profiles": [{"name": "flops"}, {"name": "slowprof:Slow"}], "budget": {"candidates": 8}}
+    queue.submit("victim", {**exp, "name": "victim"})
+    queue.submit("next", {**exp, "name": "next"})
+    queue.start()
+    try:
+        deadline = time.time() + 240
+        while len(_complete(root / "victim")) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        os.kill(queue.get("victim").pid, signal.SIGKILL)
+        while queue.get("victim").state == "running" and time.time() < deadline:
+            time.sleep(0.1)
+        victim = queue.get("victim")
+        assert victim.state == "failed" and "SIGKILL" in victim.message and "\n" not in victim.message
+        while queue.get("next").state != "running" and time.time() < deadline:
+            time.sleep(0.1)
+        (root / "hold").unlink()
+        queue.resume("victim")
+        while {queue.get(n).state for n in ("victim", "next")} != {"finished"} and time.time() < deadline:
+            time.sleep(0.2)
+        assert queue.get("victim").state == "finished" and len(_complete(root / "victim")) == 8
+    finally:
+        queue.close()
