@@ -139,7 +139,11 @@ class Views:
             self.refresh_one(job_id)
 
     def refresh_one(self, job_id: str, force: bool = False) -> View | None:
+        """Rebuild one folder's view if its files changed (None: not a run, e.g. a submission
+        still being dry-run)."""
         folder = self.queue.folder(job_id)
+        if not (folder / JOB_FILE).is_file() and not (folder / "config.yaml").is_file():
+            return None
         stamp = _stamp(folder)
         with self.lock:
             view = self.views.get(job_id)
