@@ -1,16 +1,19 @@
 """What the API shows of each run folder, kept fresh by one watcher thread.
 
 Reading a run means snapshotting its Optuna store and building its report (tens to hundreds
-of milliseconds). Requests never do that: a watcher rebuilds a folder's view only when its
-``study.db`` or ``service.json`` changed (about once a second at most), and requests read
-the latest view — so ``GET /api/experiments`` stays fast however many clients poll it while
+of milliseconds of Python). Requests never do that: a watcher rebuilds a folder's view only
+when its ``study.db`` or ``service.json`` changed (about once a second at most) — the report
+itself built in a child process, so the server's interpreter stays free for requests — and
+requests read the latest view — so ``GET /api/experiments`` stays fast however many clients poll it while
 searches run. The watcher also appends each folder's events (a candidate finished, the
 state changed) to an in-memory log that the server-sent-event streams read.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import multiprocessing
 import os
 import socket
 import threading
@@ -98,12 +101,17 @@ class Views:
     def __init__(self, queue: JobQueue, period_s: float = 1.0) -> None:
         self.queue = queue
         self.period_s = period_s
+        self.pool: concurrent.futures.ProcessPoolExecutor | None = None  # report builder (when started)
         self.views: dict[str, View] = {}
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Build reports in one child process (spawned: the server has threads) and watch."""
+        from automc.service.worker import die_with_parent
+
+        self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent)
         self.refresh()
         self._thread = threading.Thread(target=self._loop, name="automc-views", daemon=True)
         self._thread.start()
@@ -112,6 +120,8 @@ class Views:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
@@ -150,7 +160,7 @@ class Views:
         if view is not None and view.stamp == stamp and not force and view.summary["state"] != "running (cli)":
             return view
         job = Job.load(folder)
-        report = self._report(folder)
+        report = self.pool.submit(build_view_report, str(folder)).result() if self.pool is not None else build_view_report(str(folder))
         summary = {"id": job_id, **summarize_report(report)}
         if job is not None:
             summary.update({"source": "service", "state": job.state, "seq": job.seq, "submitted": job.submitted, "started": job.started, "ended": job.ended, "message": job.message, "runs": job.runs})
@@ -174,14 +184,18 @@ class Views:
             self.views[job_id] = view
         return view
 
-    @staticmethod
-    def _report(folder: Path) -> dict[str, Any] | None:
-        if not (folder / "config.yaml").is_file() or not (folder / "study.db").is_file():
-            return None
-        from automc.errors import UserError
-        from automc.results.report import build_report
 
-        try:
-            return build_report(folder)
-        except UserError:
-            return None  # nothing recorded yet, or a run whose store is not there (yet)
+
+def build_view_report(folder_name: str) -> dict[str, Any] | None:
+    """A run folder's report data, or None before the search recorded anything (module level:
+    it runs in the builder process)."""
+    folder = Path(folder_name)
+    if not (folder / "config.yaml").is_file() or not (folder / "study.db").is_file():
+        return None
+    from automc.errors import UserError
+    from automc.results.report import build_report
+
+    try:
+        return build_report(folder)
+    except UserError:
+        return None  # nothing recorded yet, or a run whose store is not there (yet)
