@@ -234,6 +234,8 @@ class JobQueue:
                     self._launch(job)
 
     def _launch(self, job: Job) -> None:
+        # only ever called from the scheduler thread: the kernel's parent-death signal follows
+        # the thread that forked the child, and this one lives as long as the server
         folder = self.folder(job.id)
         cmd = [sys.executable, "-m", "automc.service.worker", str(self.nice), "search", EXPERIMENT_FILE, "--run-dir", ".", "--verbose", *self.search_args]
         with open(folder / LOG_FILE, "ab") as log:
