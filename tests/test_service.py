@@ -151,6 +151,16 @@ def _serve(root: Path, port: int, plugin_dir: Path) -> subprocess.Popen[bytes]:
     raise AssertionError("the server did not start: " + (root.parent / f"server-{port}.log").read_text()[-2000:])
 
 
+def _held_server(tmp_path: Path) -> tuple[Path, int, subprocess.Popen[bytes]]:
+    """A server whose searches may use the slow profile, with ROOT/hold in place."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
+    root, port = tmp_path / "root", _free_port()
+    root.mkdir()
+    (root / "hold").touch()
+    return root, port, _serve(root, port, tmp_path / "plugins")
+
+
 def _wait(api: httpx.Client, job_id: str, until: Any, timeout: float = 240) -> dict[str, Any]:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -169,12 +179,7 @@ def _complete(run: Path) -> dict[int, tuple]:
 
 
 def test_server_killed_during_two_searches_resumes_both_losing_and_repeating_nothing(tmp_path: Path) -> None:
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
-    root, port = tmp_path / "root", _free_port()
-    root.mkdir()
-    (root / "hold").touch()  # every search holds after its second candidate
-    server = _serve(root, port, tmp_path / "plugins")
+    root, port, server = _held_server(tmp_path)  # every search holds after its second candidate
     api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=120)
     try:
         for name in ("one", "two"):
@@ -229,12 +234,7 @@ def test_dashboard_submits_follows_stops_resumes_and_exports_in_headless_chromiu
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
-    root, port = tmp_path / "root", _free_port()
-    root.mkdir()
-    (root / "hold").touch()  # the search holds after its second candidate
-    server = _serve(root, port, tmp_path / "plugins")
+    root, port, server = _held_server(tmp_path)  # every search holds after its second candidate
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
