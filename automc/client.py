@@ -66,6 +66,22 @@ class Client:
             raise ServiceError(r.status_code, detail if isinstance(detail, str) else json.dumps(detail))
         return r.json() if not raw and r.headers.get("content-type", "").startswith("application/json") else r.content
 
+    # -- weights --------------------------------------------------------------------------------
+    def upload_weights(self, path: str | os.PathLike[str], name: str | None = None) -> dict[str, Any]:
+        """Upload a checkpoint (``.pt``/``.pth`` state dict or ``.safetensors``), streamed;
+        the answer's ``path`` is what an experiment's ``model.weights`` names."""
+        p = Path(path)
+
+        def chunks() -> Iterator[bytes]:
+            with p.open("rb") as f:
+                yield from iter(lambda: f.read(1 << 20), b"")
+
+        return self._call("PUT", f"/api/weights/{name or p.name}", content=chunks(), headers={"content-type": "application/octet-stream", "content-length": str(p.stat().st_size)})  # type: ignore[no-any-return]
+
+    def weights(self) -> list[dict[str, Any]]:
+        """The weights uploaded to this server."""
+        return self._call("GET", "/api/weights")  # type: ignore[no-any-return]
+
     # -- experiments ----------------------------------------------------------------------------
     def submit(self, experiment: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
         """Submit an experiment: a YAML file's path, YAML text, or a mapping."""

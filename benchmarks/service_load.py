@@ -48,6 +48,12 @@ def experiment(i: int, candidates: int) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (where the 2 cores went)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -160,6 +166,8 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.2)
         result = asyncio.run(load(url, args.experiments, args.clients, args.candidates))
+        result["server_cpu_s"] = cpu_seconds(server.pid)
+        result["load_generator_cpu_s"] = cpu_seconds(os.getpid())
     finally:
         server.terminate()
         server.wait(30)

@@ -5,6 +5,7 @@ a real uvicorn server — submissions, live events, stop / resume / budget, expo
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -78,6 +79,25 @@ def test_every_endpoint_but_health_wants_the_token(client: TestClient) -> None:
     assert "random" in plugins["agent"] and "resnet20" in plugins["model"] and "onnxruntime-cpu" in plugins["device profile"]
 
 
+def test_the_polled_list_is_served_from_one_serialisation_and_revalidates_with_its_etag(client: TestClient, tmp_path: Path) -> None:
+    from automc.service.views import json_bytes
+
+    first = client.get("/api/experiments", headers=AUTH)
+    etag = first.headers["etag"]
+    again = client.get("/api/experiments", headers={**AUTH, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    run = tmp_path / "root" / "cli-run"  # a folder a command-line search made
+    run.mkdir()
+    (run / "config.yaml").write_text("name: cli-run\n")
+    client.app.state.views.refresh()
+    changed = client.get("/api/experiments", headers={**AUTH, "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert [e["id"] for e in changed.json()] == ["cli-run"]
+    detail = client.get("/api/experiments/cli-run", headers=AUTH).json()
+    assert detail["id"] == "cli-run" and detail["config"] is None
+    assert json.loads(json_bytes({"reward": -math.inf, "xs": [math.nan, 1.5]})) == {"reward": None, "xs": [None, 1.5]}
+
+
 def test_user_code_not_on_the_allow_list_is_refused_before_it_is_imported(client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "evilrewards.py").write_text(MARKER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -126,6 +146,46 @@ def test_bad_fields_get_the_clis_one_line_message_and_big_bodies_413(client: Tes
 
     r = client.post("/api/experiments", content=chunks(), headers={**AUTH, "content-type": "application/yaml"})
     assert r.status_code == 413
+
+
+def test_weights_uploads_are_checked_in_a_child_never_unpickled_and_written_once(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from automc.models import build_model
+    from automc.service.app import Settings, create_app
+
+    settings = Settings(root=tmp_path / "root", token=TOKEN, max_upload_bytes=1 << 20)
+    client = TestClient(create_app(settings, start=False))
+    state = build_model("small_cnn", num_classes=10, in_channels=1, kwargs={"width": 4}).state_dict()
+    torch.save(state, tmp_path / "net.pt")
+    save_file(state, str(tmp_path / "net.safetensors"))
+    up = client.put("/api/weights/net.pt", content=(tmp_path / "net.pt").read_bytes(), headers=AUTH)
+    assert up.status_code == 201, up.text
+    assert up.json()["path"] == "../_weights/net.pt" and up.json()["tensors"] == len(state) and up.json()["created"]
+    again = client.put("/api/weights/net.pt", content=(tmp_path / "net.pt").read_bytes(), headers=AUTH)
+    assert again.status_code == 200 and not again.json()["created"]
+    torch.save({k: v + 1 for k, v in state.items()}, tmp_path / "other.pt")
+    assert client.put("/api/weights/net.pt", content=(tmp_path / "other.pt").read_bytes(), headers=AUTH).status_code == 409
+    assert client.put("/api/weights/net.safetensors", content=(tmp_path / "net.safetensors").read_bytes(), headers=AUTH).status_code == 201
+
+    class Hostile:  # a pickle that would run code if it were ever unpickled
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (Path.write_text, (tmp_path / "pwned", "ran"))
+
+    torch.save({"w": torch.zeros(1), "x": Hostile()}, tmp_path / "hostile.pt")
+    r = client.put("/api/weights/hostile.pt", content=(tmp_path / "hostile.pt").read_bytes(), headers=AUTH)
+    assert r.status_code == 422 and "never unpickles" in r.json()["detail"] and "\n" not in r.json()["detail"]
+    assert not (tmp_path / "pwned").exists()
+    for name in ("evil.exe", ".hidden.pt", "..pt"):
+        assert client.put(f"/api/weights/{name}", content=b"x", headers=AUTH).status_code == 422, name
+    assert client.put("/api/weights/big.pt", content=b"x" * (2 << 20), headers=AUTH).status_code == 413
+    assert client.put("/api/weights/net.pt", content=b"x", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert sorted(p.name for p in (settings.root / "_weights").iterdir()) == ["net.pt", "net.safetensors"]  # nothing staged left
+    assert [w["name"] for w in client.get("/api/weights", headers=AUTH).json()] == ["net.pt", "net.safetensors"]
+    # a submission names the upload by the path it was given (and the dry run loads it)
+    r = client.post("/api/experiments", json={**TINY, "model": {"name": "small_cnn", "kwargs": {"width": 4}, "weights": up.json()["path"]}}, headers=AUTH)
+    assert r.status_code == 201, r.text
 
 
 # -- a real server ----------------------------------------------------------------------------

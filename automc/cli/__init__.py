@@ -49,6 +49,7 @@ def build_parser() -> Parser:
         search,
         serve,
         train,
+        weights,
     )
 
     parser = Parser(
@@ -59,7 +60,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"automc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for module in (search, finetune, report, evaluate, train, apply, profile, info, serve, remote):
+    for module in (search, finetune, report, evaluate, train, apply, profile, info, weights, serve, remote):
         module.register(sub)
     return parser
 

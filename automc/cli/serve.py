@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-module", action="append", default=[], metavar="MODULE", help="a module (and its submodules) whose module:function references submitted experiments may use; repeatable (default: none)")
     p.add_argument("--data-dir", metavar="DIR", help="the datasets folder searches read (default $AUTOMC_DATA_DIR); submitted paths may point into it")
     p.add_argument("--max-body", type=positive_int, default=1 << 20, metavar="BYTES", help="largest request body accepted (default 1 MiB)")
+    p.add_argument("--max-upload", type=positive_int, default=1 << 30, metavar="BYTES", help="largest weights upload, PUT /api/weights/NAME (default 1 GiB)")
     p.set_defaults(func=run_serve)
 
 
@@ -43,11 +44,11 @@ def run_serve(args: argparse.Namespace) -> int:
         env["AUTOMC_DATA_DIR"] = str(Path(data_dir).resolve())
     search_args: tuple[str, ...] = ("--workers", str(args.workers)) if args.workers > 1 else ()
     search_args += ("--address", args.address) if args.address else ()
-    settings = Settings(root=root, token=token, allow_modules=tuple(args.allow_module), data_dir=Path(data_dir).resolve() if data_dir else None, max_concurrent=args.max_concurrent, max_body_bytes=args.max_body, search_args=search_args, env=env)
+    settings = Settings(root=root, token=token, allow_modules=tuple(args.allow_module), data_dir=Path(data_dir).resolve() if data_dir else None, max_concurrent=args.max_concurrent, max_body_bytes=args.max_body, max_upload_bytes=args.max_upload, search_args=search_args, env=env)
     if not _is_loopback(args.host):
         print(f"automc serve: warning: binding {args.host} serves the API beyond this machine without TLS; put it behind a TLS proxy")
     print(f"automc serve: http://{args.host}:{args.port} (API docs at /docs) over {root}; token from {source}; {args.max_concurrent} search(es) at once")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

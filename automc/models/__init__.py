@@ -5,7 +5,8 @@ Models are found through the ``automc.models`` entry-point group (built-ins: ``r
 lightweight families ``mobilenetv1``, ``squeezenet``, ``shufflenetv2``, ``ghostnet``,
 ``densenet_bc``) or
 given as ``package.module:function`` — a factory the user wrote that returns an
-``nn.Module``. Weights are read with ``torch.load(..., weights_only=True)`` only.
+``nn.Module``. Weights are read with ``torch.load(..., weights_only=True)`` or from
+``.safetensors`` files: never unpickled.
 """
 
 from __future__ import annotations
@@ -95,6 +96,32 @@ def _extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], 
     return state, meta
 
 
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A checkpoint's state dict and its other (plain) entries, read without running code:
+    ``.safetensors`` with safetensors, anything else with ``torch.load(weights_only=True)``
+    (tensors and plain containers only; a pickle of other objects is refused, not loaded)."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path), device="cpu")), {}
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"cannot read weights file {path}: it is not a valid safetensors file ({str(exc).splitlines()[0]})") from None
+    try:
+        with warnings.catch_warnings():  # torch warns before refusing a pickle: the one line below says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types on foreign or corrupt files
+        why = (
+            "it holds pickled Python objects besides tensors, which automc never unpickles"
+            if "unsupported global" in str(exc).lower()
+            else f"it is damaged or not a PyTorch tensor checkpoint ({type(exc).__name__})"
+        )
+        raise UserError(f"cannot read weights file {path}: {why}; pass a checkpoint of tensors only, saved with torch.save(model.state_dict(), path)") from None
+    return _extract_state_dict(obj, path)
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike[str], *, model_name: str = "model") -> dict[str, Any]:
     """Load a checkpoint into ``model`` with ``strict=True`` semantics; return its metadata.
 
@@ -104,18 +131,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, model_name: 
     p = Path(path)
     if not p.is_file():
         raise UserError(f"weights file {p} does not exist: check --weights (use 'pretrained' for the known CIFAR ResNets)")
-    try:
-        with warnings.catch_warnings():  # torch warns before refusing a pickle: the one line below says it
-            warnings.simplefilter("ignore")
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types on foreign or corrupt files
-        why = (
-            "it holds pickled Python objects besides tensors, which automc never unpickles"
-            if "unsupported global" in str(exc).lower()
-            else f"it is damaged or not a PyTorch tensor checkpoint ({type(exc).__name__})"
-        )
-        raise UserError(f"cannot read weights file {p}: {why}; pass a checkpoint of tensors only, saved with torch.save(model.state_dict(), path)") from None
-    state, meta = _extract_state_dict(obj, p)
+    state, meta = read_state_dict(p)
     expected = model.state_dict()
     ignorable = {k for k in expected if k.endswith("num_batches_tracked")}
     missing = [k for k in expected if k not in state and k not in ignorable]

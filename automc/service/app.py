@@ -43,6 +43,7 @@ class Settings:
     data_dir: Path | None = None
     max_concurrent: int = 1
     max_body_bytes: int = 1 << 20
+    max_upload_bytes: int = 1 << 30  # PUT /api/weights/{name}
     nice: int = 10
     search_args: tuple[str, ...] = ()  # --workers N / --address RAY for every search
     check_timeout_s: float = 600.0
@@ -54,18 +55,20 @@ class Settings:
 
 
 class _BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is answered 413 (declared or not)."""
+    """ASGI middleware: a request body over its limit is answered 413 (declared or not); weights
+    uploads have their own, larger limit."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, upload_limit: int) -> None:
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_limit if scope["path"].startswith("/api/weights/") else self.limit
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)(scope, receive, send)
             return
         seen = 0
 
@@ -73,8 +76,8 @@ class _BodyLimit:
             nonlocal seen
             message: dict[str, Any] = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise Refused(413, f"request body over {self.limit} bytes")
+            if seen > limit:
+                raise Refused(413, f"request body over {limit} bytes")
             return message
 
         await self.app(scope, limited, send)
@@ -101,7 +104,7 @@ def create_app(settings: Settings, *, start: bool = True) -> FastAPI:
 
     app = FastAPI(title="automc", summary="AutoML model-compression search service", lifespan=lifespan)
     app.state.settings, app.state.queue, app.state.views = settings, queue, views
-    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes)
 
     @app.exception_handler(Refused)
     async def _refused(_req: Request, exc: Refused) -> JSONResponse:
@@ -116,7 +119,7 @@ def create_app(settings: Settings, *, start: bool = True) -> FastAPI:
         log.exception("unhandled error on %s %s", req.method, req.url.path, exc_info=exc)
         return JSONResponse({"detail": "internal error (the traceback is in the server's log)"}, status_code=500)
 
-    def authorized(request: Request) -> None:
+    async def authorized(request: Request) -> None:  # async: no thread hop on every request
         header = request.headers.get("authorization", "")
         presented = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
         if not token_matches(settings.token, presented):
@@ -156,6 +159,8 @@ def create_app(settings: Settings, *, start: bool = True) -> FastAPI:
         return {"ok": True, "version": automc.__version__}
 
     from automc.service.routes import experiment_routes
+    from automc.service.uploads import weight_routes
 
     app.include_router(experiment_routes(settings, queue, views), prefix="/api", dependencies=[Depends(authorized)])
+    app.include_router(weight_routes(settings), prefix="/api", dependencies=[Depends(authorized)])
     return app

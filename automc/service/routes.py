@@ -10,14 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from automc.service.guard import Refused, check_id
 from automc.service.jobs import EXPERIMENT_FILE, JobQueue
-from automc.service.submit import archive, dry_run, parse_body, vet_experiment
+from automc.service.submit import (
+    archive,
+    dry_run,
+    parse_body,
+    run_automc,
+    vet_experiment,
+)
 from automc.service.views import View, Views
 
 TERMINAL = ("finished", "failed", "stopped")
@@ -80,15 +86,26 @@ def experiment_routes(settings: Any, queue: JobQueue, views: Views) -> APIRouter
         views.refresh_one(job_id, force=True)
         return {"id": job.id, "state": job.state, "seq": job.seq}
 
-    @r.get("/experiments")
-    def list_experiments() -> list[dict[str, Any]]:
-        return [v.summary for v in views.all()]
+    async def view_soon(job_id: str) -> View:
+        """:func:`view_of` for handlers on the event loop: a view not built yet is built in
+        a thread, not on the loop."""
+        check_id(job_id)
+        return views.get(job_id) or await asyncio.to_thread(view_of, job_id)
 
-    @r.get("/experiments/{job_id}")
-    def get_experiment(job_id: str) -> dict[str, Any]:
-        view = view_of(job_id)
-        config = view.report["run"]["config"] if view.report else None
-        return {**view.summary, "config": config, "base_metrics": view.report["run"]["base_metrics"] if view.report else {}, "objectives": view.report["objectives"] if view.report else []}
+    # The two endpoints every client polls: async (no thread hop), the body serialised once
+    # per change, and a 304 for a client that sends back the ETag it holds.
+    @r.get("/experiments", response_class=Response, responses={200: {"content": {"application/json": {}}}})
+    async def list_experiments(request: Request) -> Response:
+        """Every experiment: name, state, progress, best so far."""
+        body, etag = views.listing()
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+    @r.get("/experiments/{job_id}", response_class=Response, responses={200: {"content": {"application/json": {}}}})
+    async def get_experiment(job_id: str) -> Response:
+        """One experiment's summary with its config, base metrics and objectives."""
+        return Response(views.detail(await view_soon(job_id)), media_type="application/json")
 
     @r.get("/experiments/{job_id}/candidates")
     def candidates(job_id: str, offset: int = 0, limit: int = 100, state: str | None = None, on_front: bool | None = None, feasible: bool | None = None, sort: str = "number") -> dict[str, Any]:
@@ -116,7 +133,7 @@ def experiment_routes(settings: Any, queue: JobQueue, views: Views) -> APIRouter
     async def events(job_id: str, request: Request) -> EventSourceResponse:
         """Server-sent events: ``candidate``, ``progress`` and ``state`` (ids resume a
         dropped stream via ``Last-Event-ID``); ends when the job is no longer active."""
-        view_of(job_id)
+        await view_soon(job_id)
         last = int(request.headers.get("last-event-id", "-1") or -1)
 
         async def stream() -> AsyncIterator[dict[str, Any]]:
@@ -223,15 +240,8 @@ def _html_report(folder: Path, view: View) -> Path:
 
 
 def _export(settings: Any, job_id: str, body: ExportRequest, out: Path) -> dict[str, Any]:
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "automc.service.worker", str(settings.nice), "export", ".", "--candidate", str(body.candidate), "--out", str(out), "--json"]
-    cmd += ["--int8"] if body.int8 else []
-    cmd += ["--recovered"] if body.recovered else []
-    proc = subprocess.run(cmd, cwd=settings.root / job_id, env=settings.env or None, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        raise Refused(422 if proc.returncode == 2 else 500, lines[-1].removeprefix("automc export: error: ") if proc.returncode == 2 and lines else f"the export failed (exit {proc.returncode})")
-    result: dict[str, Any] = json.loads(proc.stdout)
+    args = ["export", ".", "--candidate", str(body.candidate), "--out", str(out), "--json"]
+    args += ["--int8"] if body.int8 else []
+    args += ["--recovered"] if body.recovered else []
+    result: dict[str, Any] = json.loads(run_automc(settings, settings.root / job_id, args, what="export", failure_status=500))
     return result

@@ -49,20 +49,29 @@ def vet_experiment(settings: Any, document: Any) -> tuple[str, dict[str, Any]]:
     return name, document
 
 
-def dry_run(settings: Any, folder: Path) -> None:
-    """``automc search --check`` on the staged experiment in a child process (imports the
-    allow-listed plugins there, never in the server); its one-line error becomes a 422."""
-    cmd = [sys.executable, "-m", "automc.service.worker", str(settings.nice), "search", EXPERIMENT_FILE, "--check", "--run-dir", ".", "--json"]
+def run_automc(settings: Any, folder: Path, args: list[str], *, what: str, failure_status: int, timeout: float | None = None) -> str:
+    """``automc ARGS…`` in a child process in ``folder`` (niced, dies with the server: see
+    :mod:`worker`); its stdout. A bad-input exit (2) becomes a 422 carrying the command's one
+    line; any other failure is logged with its traceback and answered ``failure_status``
+    without it."""
+    cmd = [sys.executable, "-m", "automc.service.worker", str(settings.nice), *args]
     try:
-        proc = subprocess.run(cmd, cwd=folder, env=settings.env or None, capture_output=True, text=True, timeout=settings.check_timeout_s)
+        proc = subprocess.run(cmd, cwd=folder, env=settings.env or None, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise Refused(422, f"the dry run did not finish in {settings.check_timeout_s:.0f} s") from None
+        raise Refused(422, f"the {what} did not finish in {timeout:.0f} s") from None
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         if proc.returncode == 2 and lines:
-            raise Refused(422, lines[-1].removeprefix("automc search: error: "))
-        log.error("dry run of %s failed with exit %s:\n%s", folder.name, proc.returncode, proc.stderr)
-        raise Refused(422, f"the dry run failed (exit {proc.returncode}): the experiment's code raised an error; the server's log has the traceback")
+            raise Refused(422, lines[-1].removeprefix(f"automc {args[0]}: error: "))
+        log.error("%s in %s failed with exit %s:\n%s", what, folder.name, proc.returncode, proc.stderr)
+        raise Refused(failure_status, f"the {what} failed (exit {proc.returncode}): the server's log has the traceback")
+    return proc.stdout
+
+
+def dry_run(settings: Any, folder: Path) -> None:
+    """``automc search --check`` on the staged experiment in a child process (imports the
+    allow-listed plugins there, never in the server); its one-line error becomes a 422."""
+    run_automc(settings, folder, ["search", EXPERIMENT_FILE, "--check", "--run-dir", ".", "--json"], what="dry run", failure_status=422, timeout=settings.check_timeout_s)
 
 
 def archive(settings: Any, job_id: str) -> Path:

@@ -12,6 +12,8 @@ state changed) to an in-memory log that the server-sent-event streams read.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import json
 import math
 import multiprocessing
 import os
@@ -38,6 +40,7 @@ class View:
     seen: set[int] = field(default_factory=set)  # candidate numbers already announced
     events: list[dict[str, Any]] = field(default_factory=list)
     first_event: int = 0  # id of events[0]
+    detail: bytes | None = None  # GET /api/experiments/{id}, serialised once per update
 
     def add_event(self, event: dict[str, Any]) -> None:
         self.events.append({**event, "id": self.first_event + len(self.events)})
@@ -104,6 +107,8 @@ class Views:
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None  # report builder (when started)
         self.views: dict[str, View] = {}
         self.lock = threading.Lock()
+        self.generation = 0  # bumped whenever a view changes or goes
+        self._listing: tuple[int, bytes, str] = (-1, b"", "")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,9 +139,26 @@ class Views:
         with self.lock:
             return self.views.get(job_id)
 
-    def all(self) -> list[View]:
+    def listing(self) -> tuple[bytes, str]:
+        """``GET /api/experiments`` as JSON bytes and their ETag, serialised once per change
+        of any view (not once per request: hundreds of clients poll it)."""
         with self.lock:
-            return sorted(self.views.values(), key=lambda v: (v.summary.get("seq") or math.inf, v.summary["id"]))
+            generation, body, etag = self._listing
+            if generation != self.generation:
+                ordered = sorted(self.views.values(), key=lambda v: (v.summary.get("seq") or math.inf, v.summary["id"]))
+                body = json_bytes([v.summary for v in ordered])
+                etag = '"%s"' % hashlib.blake2b(body, digest_size=12).hexdigest()
+                self._listing = (self.generation, body, etag)
+            return body, etag
+
+    def detail(self, view: View) -> bytes:
+        """``GET /api/experiments/{id}`` as JSON bytes, serialised once per update of the view."""
+        with self.lock:
+            if view.detail is None:
+                report = view.report
+                extra = {"config": report["run"]["config"], "base_metrics": report["run"]["base_metrics"], "objectives": report["objectives"]} if report else {"config": None, "base_metrics": {}, "objectives": []}
+                view.detail = json_bytes({**view.summary, **extra})
+            return view.detail
 
     def refresh(self) -> None:
         """Rebuild the view of every folder whose files changed; forget removed folders."""
@@ -145,6 +167,7 @@ class Views:
         with self.lock:
             for gone in set(self.views) - present:
                 del self.views[gone]
+                self.generation += 1
         for job_id in sorted(present):
             self.refresh_one(job_id)
 
@@ -173,7 +196,8 @@ class Views:
             existing = self.views.get(job_id)
             before = existing.summary["state"] if existing is not None else None
             view = existing or View(summary)
-            view.summary, view.report, view.stamp = summary, report, stamp
+            view.summary, view.report, view.stamp, view.detail = summary, report, stamp, None
+            self.generation += 1
             for c in (report or {}).get("candidates", []):
                 if c["state"] in ("complete", "failed") and c["number"] not in view.seen:
                     view.seen.add(c["number"])
@@ -184,6 +208,20 @@ class Views:
             self.views[job_id] = view
         return view
 
+
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON with non-finite floats as null (JSON has no inf/NaN; a reward may be -inf)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), separators=(",", ":"), default=float).encode()
 
 
 def build_view_report(folder_name: str) -> dict[str, Any] | None:
