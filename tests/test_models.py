@@ -120,6 +120,19 @@ def test_weights_round_trip_with_dataparallel_prefix(tmp_path) -> None:
         assert torch.equal(v, dst.state_dict()[k])
 
 
+def test_safetensors_weights_load_and_damaged_ones_are_one_line(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    src = build_model("small_cnn")
+    save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
+    dst = build_model("small_cnn")
+    assert load_weights(dst, tmp_path / "w.safetensors") == {}
+    assert all(torch.equal(v, dst.state_dict()[k]) for k, v in src.state_dict().items())
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{nope")
+    with pytest.raises(UserError, match="not a valid safetensors file"):
+        load_weights(dst, tmp_path / "bad.safetensors")
+
+
 def test_wrong_architecture_weights_are_a_user_error(tmp_path) -> None:
     path = tmp_path / "r20.pt"
     torch.save(build_model("resnet20").state_dict(), path)
