@@ -443,3 +443,66 @@ def test_a_killed_search_process_fails_its_job_alone_and_resumes(tmp_path: Path)
         assert queue.get("victim").state == "finished" and len(_complete(root / "victim")) == 8
     finally:
         queue.close()
+
+
+def _small_disk(where: Path, size: str) -> None:
+    """Mount a tmpfs of ``size`` at ``where`` (a disk that fills), or skip where not root."""
+    where.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"mounting a small tmpfs (a disk to fill) needs root: {proc.stderr.strip()}")
+
+
+def test_a_full_disk_fails_the_search_alone_keeps_queue_and_api_up_and_resume_finishes(tmp_path: Path) -> None:
+    from automc.service.app import Settings, create_app
+    from automc.service.jobs import Job, JobQueue
+
+    disk = tmp_path / "disk"
+    _small_disk(disk, "64m")
+    try:
+        (tmp_path / "plugins").mkdir()
+        (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
+        root = disk / "root"
+        root.mkdir()
+        (root / "hold").touch()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), str(REPO)])}
+        queue = JobQueue(root, max_concurrent=1, env=env, poll_s=0.2)
+        queue.submit("victim", {**TINY, "name": "victim", "profiles": [{"name": "flops"}, {"name": "slowprof:Slow"}], "budget": {"candidates": 8}})
+        queue.start()
+        try:
+            deadline = time.time() + 240
+            while len(_complete(root / "victim")) < 2 and time.time() < deadline:
+                time.sleep(0.2)
+            before = _complete(root / "victim")
+            assert len(before) == 2
+            with open(disk / "filler", "wb") as f:  # the disk fills while the search holds
+                with pytest.raises(OSError):
+                    while True:
+                        f.write(b"\0" * (1 << 16))
+                        f.flush()
+            api = TestClient(create_app(Settings(root=root, token=TOKEN), start=False))
+            r = api.post("/api/experiments", json={**TINY, "name": "late"}, headers=AUTH)
+            assert r.status_code == 507 and "disk is full" in r.json()["detail"] and "\n" not in r.json()["detail"], r.text
+            assert not (root / "late").exists()
+            assert api.get("/api/experiments", headers=AUTH).status_code == 200
+            (root / "hold").unlink()
+            while queue.get("victim").state == "running" and time.time() < deadline:
+                time.sleep(0.2)
+            victim = queue.get("victim")  # its end is known, not yet on the full disk
+            assert victim is not None and victim.state == "failed", victim
+            assert "disk" in victim.message and "full" in victim.message and "\n" not in victim.message
+            assert Job.load(root / "victim").state == "running"  # service.json stayed whole
+            assert queue._thread is not None and queue._thread.is_alive()
+            (disk / "filler").unlink()
+            while Job.load(root / "victim").state != "failed" and time.time() < deadline:
+                time.sleep(0.2)  # written once the disk has room
+            queue.resume("victim")
+            while queue.get("victim").state != "finished" and time.time() < deadline:
+                time.sleep(0.2)
+            after = _complete(root / "victim")
+            assert queue.get("victim").state == "finished" and len(after) == 8
+            assert all(after[n] == before[n] for n in before)  # finished before the fault: kept, not redone
+        finally:
+            queue.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

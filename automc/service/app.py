@@ -9,6 +9,7 @@ logged on the server.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -113,6 +114,13 @@ def create_app(settings: Settings, *, start: bool = True) -> FastAPI:
     @app.exception_handler(UserError)
     async def _user_error(_req: Request, exc: UserError) -> JSONResponse:
         return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=422)
+
+    @app.exception_handler(OSError)
+    async def _os_error(req: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # not a bug: the operator frees space
+            log.warning("%s %s: %s", req.method, req.url.path, exc)
+            return JSONResponse({"detail": f"the server's disk is full ({exc.strerror}): nothing was changed; retry once its operator freed space under the root"}, status_code=507)
+        return await _bug(req, exc)
 
     @app.exception_handler(Exception)
     async def _bug(req: Request, exc: Exception) -> JSONResponse:

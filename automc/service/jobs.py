@@ -20,7 +20,9 @@ resume where their stores stand, queued ones stay queued, finished ones stay fin
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,11 +37,14 @@ import yaml
 
 from automc.atomic import atomic_write_text
 
+log = logging.getLogger("automc.service")
+
 JOB_FILE = "service.json"
 EXPERIMENT_FILE = "experiment.yaml"
 LOG_FILE = "service.log"
 STATES = ("queued", "running", "finished", "failed", "stopped")
 STOP_GRACE_S = 10.0
+LOW_DISK_BYTES = 4 << 20  # a failed search with less free than this failed for want of disk
 
 
 @dataclass
@@ -79,10 +84,14 @@ def _tail(path: Path, lines: int = 40) -> list[str]:
         return handle.read().decode(errors="replace").splitlines()[-lines:]
 
 
-def failure_message(log: Path, returncode: int) -> str:
-    """One line on why the process ended: the search's own one-line error (exit 2), else the
-    exit code or signal and where the traceback is."""
-    tail = [ln for ln in _tail(log) if ln.strip()]
+def failure_message(log_file: Path, returncode: int) -> str:
+    """One line on why the process ended: a full disk (its own words may not have reached
+    the log then), the search's own one-line error (exit 2), else the exit code or signal and
+    where the traceback is."""
+    free = shutil.disk_usage(log_file.parent).free
+    if free < LOW_DISK_BYTES:
+        return f"the search stopped: the disk holding {log_file.parent.parent} is full ({free >> 10} KiB free); free some space, then resume it to continue from its store"
+    tail = [ln for ln in _tail(log_file) if ln.strip()]
     if returncode == 2 and tail:
         return tail[-1].strip()
     if returncode < 0:
@@ -90,7 +99,7 @@ def failure_message(log: Path, returncode: int) -> str:
         why = " (out of memory?)" if -returncode == signal.SIGKILL else ""
         return f"the search process was killed by {name}{why}; resume it to continue from its store"
     last = tail[-1].strip() if tail else "no output"
-    return f"the search process exited with code {returncode} ({last[:200]}); the traceback is in {log.name}"
+    return f"the search process exited with code {returncode} ({last[:200]}); the traceback is in {log_file.name}"
 
 
 class JobQueue:
@@ -105,6 +114,7 @@ class JobQueue:
         self.poll_s = poll_s
         self.lock = threading.RLock()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.unsaved: dict[str, Job] = {}  # ended jobs whose record a full disk refused, retried each tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -116,13 +126,14 @@ class JobQueue:
         """Every service job under the root, in queue order."""
         out = []
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-            job = Job.load(folder)
+            job = self.unsaved.get(folder.name) or Job.load(folder)
             if job is not None:
                 out.append(job)
         return sorted(out, key=lambda j: j.seq)
 
     def get(self, job_id: str) -> Job | None:
-        return Job.load(self.folder(job_id))
+        """The job as the folder says — or as it ended, where a full disk kept that off it."""
+        return self.unsaved.get(job_id) or Job.load(self.folder(job_id))
 
     def _next_seq(self) -> int:
         return max((j.seq for j in self.jobs()), default=0) + 1
@@ -147,10 +158,10 @@ class JobQueue:
                 job.state, job.ended = "stopped", time.time()
             elif job.state == "running":
                 job.stop_requested = True
-                proc = self.procs.get(job_id)
-                if proc is not None and proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-            job.save(self.folder(job_id))
+            job.save(self.folder(job_id))  # before the signal: a write that fails changes nothing
+            proc = self.procs.get(job_id)
+            if job.stop_requested and proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
             return job
 
     def resume(self, job_id: str) -> Job:
@@ -216,18 +227,47 @@ class JobQueue:
                     proc.wait()
 
     def _loop(self) -> None:
+        said = ""
         while not self._stop.is_set():
-            self.tick()
+            try:
+                self.tick()
+                said = ""
+            except OSError as exc:  # a full disk, say: keep scheduling; the next tick retries
+                if str(exc) != said:
+                    log.warning("the job queue cannot write its state (%s); retrying every %.1f s", exc, self.poll_s)
+                    said = str(exc)
+            except Exception:  # noqa: BLE001 - a bug must not silently stop every job; it is logged
+                log.exception("the job queue's tick failed; retrying")
             self._stop.wait(self.poll_s)
 
     def tick(self) -> None:
-        """Reap ended processes, then start queued jobs while slots are free."""
+        """Reap ended processes, then start queued jobs while slots are free. A job is marked
+        running on disk before its process starts (a write that fails starts nothing); an
+        end a full disk keeps off the folder is held in ``unsaved`` — shown by :meth:`get` —
+        and written once the disk has room."""
         with self.lock:
+            refused: list[OSError] = []
+            for job_id, job in list(self.unsaved.items()):
+                try:
+                    job.save(self.folder(job_id))
+                    del self.unsaved[job_id]
+                except OSError as exc:
+                    refused.append(exc)
             for job_id, proc in list(self.procs.items()):
                 if proc.poll() is not None:
                     del self.procs[job_id]
-                    self._ended(job_id, proc.returncode)
-            for job in self.jobs():
+                    try:
+                        self._ended(job_id, proc.returncode)
+                    except OSError as exc:
+                        refused.append(exc)
+            if refused:  # the disk is full: start nothing more until it has room
+                raise refused[0]
+            jobs = self.jobs()
+            for job in jobs:  # running on disk with no process: its start failed half-way
+                if job.state == "running" and job.id not in self.procs:
+                    job.state, job.pid, job.runs = "queued", None, max(0, job.runs - 1)
+                    job.save(self.folder(job.id))
+            for job in jobs:
                 if len(self.procs) >= self.max_concurrent:
                     break
                 if job.state == "queued":
@@ -238,13 +278,18 @@ class JobQueue:
         # the thread that forked the child, and this one lives as long as the server
         folder = self.folder(job.id)
         cmd = [sys.executable, "-m", "automc.service.worker", str(self.nice), "search", EXPERIMENT_FILE, "--run-dir", ".", "--verbose", *self.search_args]
-        with open(folder / LOG_FILE, "ab") as log:
-            log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} automc search (run {job.runs + 1})\n".encode())
-            log.flush()
-            proc = subprocess.Popen(cmd, cwd=folder, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        job.state, job.pid, job.started, job.ended, job.returncode, job.runs = "running", None, time.time(), None, None, job.runs + 1
+        job.save(folder)  # first: if it cannot be written, nothing was started
+        with open(folder / LOG_FILE, "ab") as out:
+            out.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} automc search (run {job.runs})\n".encode())
+            out.flush()
+            proc = subprocess.Popen(cmd, cwd=folder, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[job.id] = proc
-        job.state, job.pid, job.started, job.ended, job.returncode, job.runs = "running", proc.pid, time.time(), None, None, job.runs + 1
-        job.save(folder)
+        job.pid = proc.pid
+        try:
+            job.save(folder)
+        except OSError:
+            log.warning("job %s runs as pid %s but its pid could not be recorded", job.id, proc.pid)
 
     def _ended(self, job_id: str, returncode: int) -> None:
         job = self.get(job_id)
@@ -260,7 +305,11 @@ class JobQueue:
         else:
             job.state, job.message = "failed", failure_message(self.folder(job_id) / LOG_FILE, returncode)
         job.requeue = False
-        job.save(self.folder(job_id))
+        try:
+            job.save(self.folder(job_id))
+        except OSError:
+            self.unsaved[job_id] = job
+            raise
 
 
 def _kill_leftover(job: Job) -> None:

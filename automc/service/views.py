@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automc.service.jobs import JOB_FILE, Job, JobQueue
+from automc.service.jobs import JOB_FILE, JobQueue
 
 MAX_EVENTS = 5000  # per experiment, in memory; a client further behind gets the current state
 
@@ -177,12 +177,12 @@ class Views:
         folder = self.queue.folder(job_id)
         if not (folder / JOB_FILE).is_file() and not (folder / "config.yaml").is_file():
             return None
-        stamp = _stamp(folder)
+        stamp = (*_stamp(folder), repr(self.queue.unsaved.get(job_id)))  # an end not on disk yet counts
         with self.lock:
             view = self.views.get(job_id)
         if view is not None and view.stamp == stamp and not force and view.summary["state"] != "running (cli)":
             return view
-        job = Job.load(folder)
+        job = self.queue.get(job_id)
         report = self.pool.submit(build_view_report, str(folder)).result() if self.pool is not None else build_view_report(str(folder))
         summary = {"id": job_id, **summarize_report(report)}
         if job is not None:
