@@ -506,3 +506,15 @@ def test_a_full_disk_fails_the_search_alone_keeps_queue_and_api_up_and_resume_fi
             queue.close()
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_job_resumed_before_its_failure_reached_the_disk_stays_resumed(tmp_path: Path) -> None:
+    from automc.service.jobs import Job, JobQueue
+
+    queue = JobQueue(tmp_path, max_concurrent=0)  # schedules nothing: only the records matter
+    queue.submit("x", {**TINY, "name": "x"})
+    queue.unsaved["x"] = Job("x", state="failed", seq=1, message="the disk … is full")  # as a full disk leaves it
+    assert queue.get("x").state == "failed" and Job.load(tmp_path / "x").state == "queued"
+    queue.resume("x")
+    queue.tick()  # would write the held failure over the resumption if it were still held
+    assert queue.get("x").state == "queued" and Job.load(tmp_path / "x").state == "queued" and not queue.unsaved

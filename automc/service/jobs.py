@@ -135,6 +135,11 @@ class JobQueue:
         """The job as the folder says — or as it ended, where a full disk kept that off it."""
         return self.unsaved.get(job_id) or Job.load(self.folder(job_id))
 
+    def _save(self, job: Job) -> None:
+        """Write a job's record; once written, the folder is the truth again."""
+        job.save(self.folder(job.id))
+        self.unsaved.pop(job.id, None)
+
     def _next_seq(self) -> int:
         return max((j.seq for j in self.jobs()), default=0) + 1
 
@@ -145,7 +150,7 @@ class JobQueue:
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(folder / EXPERIMENT_FILE, yaml.safe_dump(dict(experiment), sort_keys=False))
             job = Job(job_id, seq=self._next_seq())
-            job.save(folder)
+            self._save(job)
             return job
 
     # -- state changes asked for over HTTP --------------------------------------------------------
@@ -158,7 +163,7 @@ class JobQueue:
                 job.state, job.ended = "stopped", time.time()
             elif job.state == "running":
                 job.stop_requested = True
-            job.save(self.folder(job_id))  # before the signal: a write that fails changes nothing
+            self._save(job)  # before the signal: a write that fails changes nothing
             proc = self.procs.get(job_id)
             if job.stop_requested and proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -170,7 +175,7 @@ class JobQueue:
             job = self._require(job_id)
             if job.state in ("stopped", "failed"):
                 job.state, job.seq, job.message, job.stop_requested = "queued", self._next_seq(), None, False
-                job.save(self.folder(job_id))
+                self._save(job)
             return job
 
     def raise_budget(self, job_id: str, budget: Mapping[str, Any]) -> Job:
@@ -186,7 +191,7 @@ class JobQueue:
                 job.state, job.seq, job.message, job.stop_requested = "queued", self._next_seq(), None, False
             elif job.state == "running":
                 job.requeue = True
-            job.save(self.folder(job_id))
+            self._save(job)
             return job
 
     def _require(self, job_id: str) -> Job:
@@ -204,7 +209,7 @@ class JobQueue:
                 if job.state == "running" and job.id not in self.procs:
                     _kill_leftover(job)
                     job.state, job.pid, job.stop_requested = ("stopped" if job.stop_requested else "queued"), None, False
-                    job.save(self.folder(job.id))
+                    self._save(job)
         self._thread = threading.Thread(target=self._loop, name="automc-jobs", daemon=True)
         self._thread.start()
 
@@ -247,10 +252,9 @@ class JobQueue:
         and written once the disk has room."""
         with self.lock:
             refused: list[OSError] = []
-            for job_id, job in list(self.unsaved.items()):
+            for job in list(self.unsaved.values()):
                 try:
-                    job.save(self.folder(job_id))
-                    del self.unsaved[job_id]
+                    self._save(job)
                 except OSError as exc:
                     refused.append(exc)
             for job_id, proc in list(self.procs.items()):
@@ -266,7 +270,7 @@ class JobQueue:
             for job in jobs:  # running on disk with no process: its start failed half-way
                 if job.state == "running" and job.id not in self.procs:
                     job.state, job.pid, job.runs = "queued", None, max(0, job.runs - 1)
-                    job.save(self.folder(job.id))
+                    self._save(job)
             for job in jobs:
                 if len(self.procs) >= self.max_concurrent:
                     break
@@ -279,7 +283,7 @@ class JobQueue:
         folder = self.folder(job.id)
         cmd = [sys.executable, "-m", "automc.service.worker", str(self.nice), "search", EXPERIMENT_FILE, "--run-dir", ".", "--verbose", *self.search_args]
         job.state, job.pid, job.started, job.ended, job.returncode, job.runs = "running", None, time.time(), None, None, job.runs + 1
-        job.save(folder)  # first: if it cannot be written, nothing was started
+        self._save(job)  # first: if it cannot be written, nothing was started
         with open(folder / LOG_FILE, "ab") as out:
             out.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} automc search (run {job.runs})\n".encode())
             out.flush()
@@ -287,7 +291,7 @@ class JobQueue:
         self.procs[job.id] = proc
         job.pid = proc.pid
         try:
-            job.save(folder)
+            self._save(job)
         except OSError:
             log.warning("job %s runs as pid %s but its pid could not be recorded", job.id, proc.pid)
 
@@ -306,7 +310,7 @@ class JobQueue:
             job.state, job.message = "failed", failure_message(self.folder(job_id) / LOG_FILE, returncode)
         job.requeue = False
         try:
-            job.save(self.folder(job_id))
+            self._save(job)
         except OSError:
             self.unsaved[job_id] = job
             raise
