@@ -5,8 +5,9 @@ folder, so a team's own trained model reaches the server as an upload. The body 
 temporary file in ``ROOT/_weights`` (capped at ``--max-upload``), is checked in a child
 process by ``automc weights`` — tensors only, read with ``weights_only=True`` or
 safetensors, never unpickled; in the child, so a hostile file costs the server nothing —
-and only then renamed into place. A name is written once: the same bytes again answer 200,
-other bytes 409 (a running search must not find its weights changed under it).
+and only then linked into place (atomically, never over an existing name). A name is
+written once: the same bytes again answer 200, other bytes 409 (a running search must not
+find its weights changed under it).
 """
 
 from __future__ import annotations
@@ -46,18 +47,18 @@ def weight_routes(settings: Any) -> APIRouter:
                 async for chunk in request.stream():
                     f.write(chunk)
                 f.flush()
-                os.fsync(f.fileno())
+                await asyncio.to_thread(os.fsync, f.fileno())
             if staged.stat().st_size == 0:
                 raise Refused(422, "the body is empty: send the checkpoint's bytes (curl --upload-file FILE)")
             info = json.loads(await asyncio.to_thread(run_automc, settings, folder, ["weights", staged.name, "--json"], what="weights check", failure_status=422))
             target = folder / name
-            if target.exists():
+            try:
+                os.link(staged, target)  # atomic and never over an existing file (two uploads racing)
+            except FileExistsError:
                 held = file_digest(target)
                 if held != info["sha256"]:
-                    raise Refused(409, f"weights {name!r} exist with other contents (sha256 {held[:16]}…): upload under a new name")
+                    raise Refused(409, f"weights {name!r} exist with other contents (sha256 {held[:16]}…): upload under a new name") from None
                 response.status_code = 200
-            else:
-                os.replace(staged, target)
         finally:
             staged.unlink(missing_ok=True)
         return {**_describe(target, info), "created": response.status_code != 200}
