@@ -455,7 +455,8 @@ def _small_disk(where: Path, size: str) -> None:
 
 def test_a_full_disk_fails_the_search_alone_keeps_queue_and_api_up_and_resume_finishes(tmp_path: Path) -> None:
     from automc.service.app import Settings, create_app
-    from automc.service.jobs import Job, JobQueue
+    from automc.service.jobs import JobQueue
+    from automc.service.records import Job
 
     disk = tmp_path / "disk"
     _small_disk(disk, "64m")
@@ -509,7 +510,8 @@ def test_a_full_disk_fails_the_search_alone_keeps_queue_and_api_up_and_resume_fi
 
 
 def test_a_job_resumed_before_its_failure_reached_the_disk_stays_resumed(tmp_path: Path) -> None:
-    from automc.service.jobs import Job, JobQueue
+    from automc.service.jobs import JobQueue
+    from automc.service.records import Job
 
     queue = JobQueue(tmp_path, max_concurrent=0)  # schedules nothing: only the records matter
     queue.submit("x", {**TINY, "name": "x"})

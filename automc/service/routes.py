@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from automc.service.guard import Refused, check_id
-from automc.service.jobs import EXPERIMENT_FILE, JobQueue
+from automc.service.jobs import JobQueue
+from automc.service.records import EXPERIMENT_FILE
 from automc.service.submit import (
     archive,
     dry_run,

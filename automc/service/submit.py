@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from automc.service.guard import Refused, check_code_references, check_id, check_paths
-from automc.service.jobs import EXPERIMENT_FILE
+from automc.service.records import EXPERIMENT_FILE
 
 log = logging.getLogger("automc.service")
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automc.service.jobs import JOB_FILE, JobQueue
+from automc.service.jobs import JobQueue
+from automc.service.records import JOB_FILE
 
 MAX_EVENTS = 5000  # per experiment, in memory; a client further behind gets the current state
 
