@@ -119,7 +119,7 @@ def create_app(settings: Settings, *, start: bool = True) -> FastAPI:
     async def _os_error(req: Request, exc: OSError) -> JSONResponse:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # not a bug: the operator frees space
             log.warning("%s %s: %s", req.method, req.url.path, exc)
-            return JSONResponse({"detail": f"the server's disk is full ({exc.strerror}): nothing was changed; retry once its operator freed space under the root"}, status_code=507)
+            return JSONResponse({"detail": f"the server's disk is full ({exc.strerror}): retry once its operator freed space under the root"}, status_code=507)
         return await _bug(req, exc)
 
     @app.exception_handler(Exception)
