@@ -51,6 +51,8 @@ class Slow(DeviceProfile):
         return Measurement({"wait_ms": 100.0}, {}, 1, {"analytic": True})
 """
 
+VICTIM = {**TINY, "profiles": [{"name": "flops"}, {"name": "slowprof:Slow"}], "budget": {"candidates": 8}}
+
 MARKER_MODULE = """
 from pathlib import Path
 Path(__file__).with_name("imported.marker").write_text("imported")
@@ -213,12 +215,29 @@ def _serve(root: Path, port: int, plugin_dir: Path) -> subprocess.Popen[bytes]:
 
 def _held_server(tmp_path: Path) -> tuple[Path, int, subprocess.Popen[bytes]]:
     """A server whose searches may use the slow profile, with ROOT/hold in place."""
+    root, port = tmp_path / "root", _free_port()
+    return root, port, _serve(root, port, _held_root(tmp_path, root))
+
+
+def _held_root(tmp_path: Path, root: Path) -> Path:
+    """``root`` made with ROOT/hold in place, and the folder of the slow-profile plugin."""
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
-    root, port = tmp_path / "root", _free_port()
     root.mkdir()
     (root / "hold").touch()
-    return root, port, _serve(root, port, tmp_path / "plugins")
+    return tmp_path / "plugins"
+
+
+def _held_queue(tmp_path: Path, root: Path) -> Any:
+    """A one-at-a-time queue over a held ``root`` with ``victim`` submitted: 8 candidates
+    under the slow profile."""
+    from automc.service.jobs import JobQueue
+
+    plugins = _held_root(tmp_path, root)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), str(REPO)])}
+    queue = JobQueue(root, max_concurrent=1, env=env, poll_s=0.2)
+    queue.submit("victim", {**VICTIM, "name": "victim"})
+    return queue
 
 
 def _wait(api: httpx.Client, job_id: str, until: Any, timeout: float = 240) -> dict[str, Any]:
@@ -412,18 +431,9 @@ def test_client_and_cli_against_a_server_submit_follow_extend_report_export_arch
 def test_a_killed_search_process_fails_its_job_alone_and_resumes(tmp_path: Path) -> None:
     """An experiment's process killed from outside (as the OOM killer would): its job is
     failed with a one-line reason, the queue goes on, and a resume finishes it from its store."""
-    from automc.service.jobs import JobQueue
-
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
     root = tmp_path / "root"
-    root.mkdir()
-    (root / "hold").touch()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), str(REPO)])}
-    queue = JobQueue(root, max_concurrent=1, env=env, poll_s=0.2)
-    exp = {**TINY, "profiles": [{"name": "flops"}, {"name": "slowprof:Slow"}], "budget": {"candidates": 8}}
-    queue.submit("victim", {**exp, "name": "victim"})
-    queue.submit("next", {**exp, "name": "next"})
+    queue = _held_queue(tmp_path, root)
+    queue.submit("next", {**VICTIM, "name": "next"})
     queue.start()
     try:
         deadline = time.time() + 240
@@ -455,20 +465,13 @@ def _small_disk(where: Path, size: str) -> None:
 
 def test_a_full_disk_fails_the_search_alone_keeps_queue_and_api_up_and_resume_finishes(tmp_path: Path) -> None:
     from automc.service.app import Settings, create_app
-    from automc.service.jobs import JobQueue
     from automc.service.records import Job
 
     disk = tmp_path / "disk"
     _small_disk(disk, "64m")
     try:
-        (tmp_path / "plugins").mkdir()
-        (tmp_path / "plugins" / "slowprof.py").write_text(SLOW_PROFILE)
         root = disk / "root"
-        root.mkdir()
-        (root / "hold").touch()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), str(REPO)])}
-        queue = JobQueue(root, max_concurrent=1, env=env, poll_s=0.2)
-        queue.submit("victim", {**TINY, "name": "victim", "profiles": [{"name": "flops"}, {"name": "slowprof:Slow"}], "budget": {"candidates": 8}})
+        queue = _held_queue(tmp_path, root)
         queue.start()
         try:
             deadline = time.time() + 240
