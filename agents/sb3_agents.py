@@ -3,7 +3,10 @@
 
 DDPG follows AMC: warm-up episodes of random actions (``warmup_episodes``), Gaussian
 exploration noise decaying by ``noise_decay`` per episode, and the budget clamp in the env so
-every episode meets ``budget``. As in AMC, an episode's reward — minus a moving-average
+every episode meets ``budget``. Once the noise has decayed the actor tends to one policy; each
+episode in a row whose policy was evaluated before adds ``repeat_noise`` to the noise's σ
+(up to ``noise_sigma``), so the budget goes to new policies near the converged one instead of
+ending the run. As in AMC, an episode's reward — minus a moving-average
 baseline (``baseline_decay``) — is given to *every* step of the episode and the critic
 regresses it directly (``gamma`` 0): Q(s, a) estimates the final reward of taking action a
 at layer s, with no bootstrapping through a chain of zero rewards (what made DDPG on all
@@ -43,6 +46,7 @@ class DDPGAgent(_SB3Agent):
         warmup_episodes: int = 10,
         noise_sigma: float = 0.5,
         noise_decay: float = 0.98,
+        repeat_noise: float = 0.02,
         baseline_decay: float = 0.95,
         buffer_size: int = 20000,
         batch_size: int = 64,
@@ -51,12 +55,15 @@ class DDPGAgent(_SB3Agent):
         _number("warmup_episodes", warmup_episodes, 0, None, integer=True)
         _number("noise_sigma", noise_sigma, 0, None)
         _number("noise_decay", noise_decay, 0, 1, low_open=True)
+        _number("repeat_noise", repeat_noise, 0, None)
         _number("baseline_decay", baseline_decay, 0, 1)
         _number("buffer_size", buffer_size, 1, None, integer=True)
         _number("batch_size", batch_size, 1, None, integer=True)
         self.warmup_episodes = int(warmup_episodes)
         self.noise_sigma = float(noise_sigma)
         self.noise_decay = float(noise_decay)
+        self.repeat_noise = float(repeat_noise)
+        self.streak = 0  # episodes in a row whose policy had been evaluated before
         self.baseline_decay = float(baseline_decay)
         self.baseline: float | None = None  # moving average of episode rewards
         self.buffer_size = int(buffer_size)
@@ -86,7 +93,9 @@ class DDPGAgent(_SB3Agent):
     def _noise(self) -> Any:
         from stable_baselines3.common.noise import NormalActionNoise
 
-        sigma = self.noise_sigma * self.noise_decay ** max(0, self.episodes - self.warmup_episodes)
+        decayed = self.noise_sigma * self.noise_decay ** max(0, self.episodes - self.warmup_episodes)
+        # an actor that keeps proposing evaluated policies explores more until it finds a new one
+        sigma = min(max(self.noise_sigma, decayed), decayed + self.repeat_noise * self.streak)
         return NormalActionNoise(mean=np.zeros(1), sigma=np.full(1, sigma))
 
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
@@ -122,6 +131,12 @@ class DDPGAgent(_SB3Agent):
 
     def _after_episode(self) -> None:
         self.model.action_noise = self._noise()
+
+    def tell(self, candidate: Candidate) -> None:
+        """Also counts repeated policies in a row (each adds to the noise); replays count too, so a
+        resumed run explores as the live one did."""
+        self.streak = self.streak + 1 if candidate.duplicate_of is not None else 0
+        super().tell(candidate)
 
     def _replay(self, candidate: Candidate, reward: float) -> None:
         buf = self.model.replay_buffer

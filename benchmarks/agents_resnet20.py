@@ -53,7 +53,7 @@ def resnet_config(label: str, agent: str, agent_config: dict[str, Any], mode: st
         "seed": seed,
         "model": {"name": "resnet20", "weights": "pretrained"},
         "data": {"dataset": "cifar10", "data_dir": data_dir, "eval_split": "train-exact", "calibration_split": "train-exact", "validation": 1000, "calibration_batches": 8},
-        "space": {"name": "channel_pruning", "config": {"mode": mode, "lbound": 0.2, "round_to": 8}},
+        "space": {"name": "channel_pruning", "config": {"mode": mode, "lbound": 0.2, "round_to": 8, "reconstruct": True}},
         "profiles": [{"name": "flops"}],
         "reward": {"name": "accuracy"},
         "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": "macs", "direction": "minimize"}],

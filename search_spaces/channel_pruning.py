@@ -42,6 +42,7 @@ from automc.errors import UserError, require_number
 from automc.compress.spaces import Float, SearchSpace
 from automc.search_spaces.common import check_layer_names, layer_info, output_layers
 from automc.search_spaces.pruning_graph import build_graph, group_risks, verify_group
+from automc.search_spaces.reconstruction import Reconstructor, reconstructable
 from automc.search_spaces.shortcuts import ShortcutConv, ShortcutConvPruner, finalize_shortcuts, prepare_shortcuts
 
 CRITERIA = ("l1", "l2", "fpgm", "bn_scale")
@@ -76,8 +77,14 @@ class ChannelPruningSpace(SearchSpace):
         keep_layers: Sequence[str] = (),
         min_channels: int = 1,
         widths: str | Mapping[str, Any] | None = None,
+        reconstruct: bool = False,
     ) -> None:
         super().__init__(model, example_input, calibration=calibration)
+        if not isinstance(reconstruct, bool):
+            raise UserError(f"reconstruct must be true or false, got {reconstruct!r}", field="reconstruct")
+        self.reconstruct = reconstruct
+        self._model = model
+        self._refit: Reconstructor | None = None
         require_number("lbound", lbound, 0, 1, low_open=True)
         require_number("round_to", round_to, 1, None, integer=True)
         require_number("min_channels", min_channels, 1, None, integer=True)
@@ -178,6 +185,7 @@ class ChannelPruningSpace(SearchSpace):
             "keep_layers": list(self.keep_layers),
             "min_channels": self.min_channels,
             "widths": self.widths_source,
+            "reconstruct": self.reconstruct,
         }
 
     def canonical(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -250,6 +258,8 @@ class ChannelPruningSpace(SearchSpace):
         out = copy.deepcopy(model)
         was_training = out.training
         dg = self._graph(out)
+        names = {m: n for n, m in out.named_modules()}
+        kept: dict[str, tuple[list[int], list[int]]] = {}  # layer → (outputs, inputs) kept, original indices
         for dim, root_name in self._roots.items():
             root = out.get_submodule(root_name)
             channels = int(dg.get_out_channels(root))
@@ -264,7 +274,34 @@ class ChannelPruningSpace(SearchSpace):
             drop = torch.argsort(imp, stable=True)[: channels - keep].tolist()
             group = dg.get_pruning_group(root, pruner.prune_out_channels, drop)
             if dg.check_pruning_group(group):
+                if self.reconstruct:
+                    _track(kept, group, dg, names)
                 group.prune()
         finalize_shortcuts(out)
+        if self.reconstruct and kept:
+            self._reconstructor().refit(model, out, kept)
         out.train(was_training)
         return out
+
+    def _reconstructor(self) -> Reconstructor:
+        """The least-squares re-fit of the layers that can lose inputs (built once: its Gram
+        matrices come from one pass of the calibration batches through the model)."""
+        if self._refit is None:
+            layers = [c for d in self._dims.values() for c in dict(d.info).get("consumers", [])]
+            self._refit = Reconstructor(self._model, self.calibration or [self.example_input], layers)
+        return self._refit
+
+
+def _track(kept: dict[str, tuple[list[int], list[int]]], group: Any, dg: tp.DependencyGraph, names: Mapping[nn.Module, str]) -> None:
+    """Record, before ``group`` is pruned, which original channels of its dense layers stay
+    (the group's indices are positions in the layers as they are now)."""
+    for dep, idxs in group:
+        mod = dep.target.module
+        if not reconstructable(mod) or mod not in names:
+            continue
+        outs, ins = kept.setdefault(names[mod], (list(range(mod.weight.shape[0])), list(range(mod.weight.shape[1]))))
+        dropped = {int(i) for i in idxs}
+        if dg.is_out_channel_pruning_fn(dep.handler):
+            outs[:] = [c for i, c in enumerate(outs) if i not in dropped]
+        elif dg.is_in_channel_pruning_fn(dep.handler):
+            ins[:] = [c for i, c in enumerate(ins) if i not in dropped]

@@ -361,6 +361,60 @@ def test_an_agent_that_ends_a_run_early_ends_it_for_good(tmp_path: Path, monkeyp
     assert (more["resumed_from"], more["evaluated_now"]) == (3, 3)
 
 
+CONSTANT_AGENT = '''
+from automc.search.agent import Agent
+
+class Constant(Agent):
+    """Always the same policy (an agent that converged at once)."""
+    name = "constant"
+
+    def ask(self, number):
+        return self.space.uniform(0.7)
+
+    def tell(self, candidate):
+        pass
+'''
+
+
+def test_a_projected_agent_that_repeats_itself_is_jittered_and_spends_its_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent proposing one policy forever: after JITTER_AFTER repeats its proposals are
+    jittered before projection, so the run evaluates its budget of new policies, all within
+    the target, and a second run of the same config proposes the same sequence."""
+    from automc.run import RunDir
+    from automc.search.loop import JITTER_AFTER, run_experiment
+    from automc.search.store import Store
+
+    (tmp_path / "constant_agent.py").write_text(CONSTANT_AGENT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = parse_config({**TINY, "agent": {"name": "constant_agent:Constant"}, "target": {"macs": 0.6}, "budget": {"candidates": 4}})
+    summaries, policies = [], []
+    for name in ("a", "b"):
+        summaries.append(run_experiment(cfg, tmp_path / name))
+        store = Store(RunDir(tmp_path / name).storage_url(cfg.storage), cfg.name)
+        policies.append([(c.params, c.duplicate_of) for c in store.candidates(include_duplicates=True)])
+    assert summaries[0]["stopped"] == "budget" and summaries[0]["finished"] == 4
+    new = [p for p, dup in policies[0] if dup is None]
+    assert len(new) == 4 and len({tuple(sorted(p.items())) for p in new}) == 4
+    assert sum(1 for _, dup in policies[0] if dup is not None) >= 3 * JITTER_AFTER  # repeats before each step off
+    assert policies[0] == policies[1]  # seeded: the same sequence
+
+
+@pytest.mark.parametrize("noise", [0.02, 0.0])
+def test_ddpg_that_repeats_itself_explores_more_instead_of_ending_the_run(tmp_path: Path, noise: float) -> None:
+    """Noise that has decayed to nothing and an actor that does not move (learning rate ~0):
+    each repeated policy adds repeat_noise to the noise until a new policy comes; without it
+    (0) the run ends as converged."""
+    from automc.search.loop import run_experiment
+
+    agent = {"name": "ddpg", "config": {"warmup_episodes": 2, "noise_decay": 0.01, "learning_rate": 1e-12, "budget_floor": 0.5, "repeat_noise": noise}}
+    cfg = parse_config({**TINY, "agent": agent, "target": {"macs": 0.6}, "budget": {"candidates": 6}})
+    summary = run_experiment(cfg, tmp_path / "run")
+    if noise > 0:
+        assert (summary["stopped"], summary["finished"]) == ("budget", 6)
+    else:
+        assert summary["stopped"].startswith("agent converged") and summary["finished"] < 6
+
+
 def test_resnet20_search_sigkilled_and_resumed(shared_data: Path, tmp_path: Path) -> None:
     """The issue's must-show on the real model: kill -9 part-way, same command again."""
     cfg = {

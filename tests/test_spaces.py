@@ -131,6 +131,54 @@ def test_pruning_dead_channels_is_exact_including_option_a_shortcuts() -> None:
         assert float((wrong(x) - live_out).abs().max()) > 1e-3 * float(live_out.abs().max())
 
 
+def test_reconstruction_recovers_a_removed_channel_that_a_kept_one_repeats() -> None:
+    """He et al.'s least-squares re-fit: layer1.1.conv1's channel 4 is an exact copy of
+    channel 5 and has the smallest BN scale, so pruning one channel removes it. Re-fitted,
+    conv2's weights for channel 5 absorb channel 4's: the output is the uncompressed one up to
+    the ridge term (λ = 1e-4 of the Gram diagonal, so ~1e-4 relative); without the re-fit the
+    removed channel's contribution is simply lost."""
+    model, x, calib = _setup("resnet20", seed=1)
+    conv, bn = model.layer1[1].conv1, model.layer1[1].bn1
+    with torch.no_grad():
+        conv.weight[4] = conv.weight[5]
+        for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
+            t[4] = t[5]
+        bn.weight[4] = bn.weight[5] = 0.05  # the lowest scale of the group
+        bn.bias[4] = bn.bias[5] = 0.5  # a live channel (ReLU passes it)
+        model.layer1[1].conv2.weight[:, 4] *= 4
+    params = {"layer1.1.conv1:ratio": 15 / 16}
+    plain = ChannelPruningSpace(model, x[:1], calibration=calib, criterion="bn_scale")
+    refit = ChannelPruningSpace(model, x[:1], calibration=calib, criterion="bn_scale", reconstruct=True)
+    assert plain.config()["reconstruct"] is False and refit.config()["reconstruct"] is True
+    before = copy.deepcopy(model.state_dict())
+    a, b = plain.apply(model, params), refit.apply(model, params)
+    assert b.layer1[1].conv1.out_channels == 15 and b.layer1[1].conv2.in_channels == 15
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # input untouched
+    with torch.no_grad():
+        ref = model(x)
+        scale = float(ref.abs().max())
+        assert float((b(x) - ref).abs().max()) <= 1e-3 * scale
+        assert float((a(x) - ref).abs().max()) > 1e-2 * scale
+    assert torch.equal(refit.apply(model, params)(x), b(x))  # deterministic
+
+
+@pytest.mark.parametrize("model_name", ["resnet20", "concat_cnn"])
+def test_reconstruction_passes_the_conformance_suite_and_cuts_the_pruning_error(model_name: str) -> None:
+    model, x, calib = _setup(model_name)
+    sp = ChannelPruningSpace(model, x[:1], calibration=calib, reconstruct=True)
+    check_search_space(sp, model, x)
+    # on inputs like the calibration ones, the re-fitted model is nearer the uncompressed one
+    plain = ChannelPruningSpace(model, x[:1], calibration=calib)
+    policy = sp.uniform(0.6)
+    held_out = torch.cat(_setup(model_name, seed=7)[2])
+    with torch.no_grad():
+        ref = model(held_out)
+        err = lambda m: float((m(held_out) - ref).pow(2).mean())  # noqa: E731
+        assert err(sp.apply(model, policy)) < 0.8 * err(plain.apply(model, policy))
+    with pytest.raises(UserError, match="reconstruct must be true or false"):
+        ChannelPruningSpace(model, x[:1], reconstruct="yes")
+
+
 def test_criterion_and_keep_layers() -> None:
     model, x, _ = _setup("resnet20")
     l1 = ChannelPruningSpace(model, x[:1], criterion="l1")

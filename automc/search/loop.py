@@ -14,8 +14,11 @@
 5. loops until the budget (candidates and/or minutes) is spent: ``params = agent.ask(number)``;
    a policy equal to one already evaluated is answered from the record (:mod:`ledger`); any
    other becomes a RUNNING trial, an executor evaluates it, the store records the outcome,
-   ``agent.tell(candidate)``, and the agent's state is saved. An agent that ends the run
-   early (exhausted, or converged: only already-evaluated policies proposed) ends it for
+   ``agent.tell(candidate)``, and the agent's state is saved. While an agent whose proposals
+   are projected keeps proposing evaluated policies, its proposals are jittered (more the
+   longer it repeats) before projection, so the budget goes to new policies near the ones it
+   converged to. An agent that ends the run early (exhausted, or converged: only
+   already-evaluated policies proposed, ``MAX_DUPLICATES_IN_A_ROW`` in a row) ends it for
    good: the same command again computes nothing, a raised budget searches on.
 """
 
@@ -49,6 +52,9 @@ from automc.search.summary import summarize
 VERSIONED = ("automc", "torch", "optuna", "onnxruntime", "torch-pruning", "numpy")
 # an agent proposing only already-evaluated policies this many times in a row has converged
 MAX_DUPLICATES_IN_A_ROW = 200
+# after this many in a row, a projected agent's proposals are jittered before projection, by
+# N(0, σ) in unit space with σ growing by JITTER_STEP per further repeat (at most JITTER_MAX)
+JITTER_AFTER, JITTER_STEP, JITTER_MAX = 10, 0.02, 0.5
 
 OnCandidate = Callable[[Candidate, int, int], None]
 # a further dry-run check of the experiment (e.g. its finetune section), raising UserError
@@ -149,8 +155,11 @@ def run_experiment(
             if wrap is not None:
                 executor = wrap(executor, ctx, store)
             resumed = sum(1 for c in history if c.duplicate_of is None)
+            loop = _Loop(cfg, ctx, run, store, agent, executor, ledger, dists, on_candidate, projector)
+            while loop.repeats < len(history) and history[-1 - loop.repeats].duplicate_of is not None:
+                loop.repeats += 1  # a streak of repeats the killed run was in continues
             try:
-                done, stop = _Loop(cfg, ctx, run, store, agent, executor, ledger, dists, on_candidate, projector).run(resumed, retry)
+                done, stop = loop.run(resumed, retry)
             finally:
                 executor.close()
         finally:
@@ -232,9 +241,16 @@ class _Loop:
         return self.done, stop
 
     def _ask(self, number: int) -> dict[str, Any] | None:
-        """The agent's next proposal, projected onto the target (a retried one already is)."""
+        """The agent's next proposal, projected onto the target (a retried one already is);
+        jittered first while the agent keeps proposing evaluated policies (it is told the
+        outcome of what was evaluated, as for any projected proposal)."""
         params = self.agent.ask(number)
-        return params if params is None or self.projector is None else self.projector(params)
+        if params is None or self.projector is None:
+            return params
+        if self.projector.jitters and self.repeats >= JITTER_AFTER:
+            sigma = min(JITTER_MAX, JITTER_STEP * (self.repeats - JITTER_AFTER + 1))
+            params = self.projector.jitter(params, (self.cfg.seed, number), sigma)
+        return self.projector(params)
 
     def _outstanding(self) -> int:
         return self.executor.pending() + self.ledger.waiting()

@@ -100,6 +100,7 @@ class Projector:
                 self._fits[m] = self.estimators[m] = _LineFit(macs)
         self._check_reachable()
         self.verify = self._untrusted()
+        self.jitters = True  # False when the agent clamps itself (its policies are its own)
 
     # -- the path and the estimates ------------------------------------------------------------
     def _at(self, params: Mapping[str, Any], s: float) -> Params:
@@ -189,6 +190,12 @@ class Projector:
             s = self._largest(params, -1.0, s, self._measured_ok, _EXACT_BISECTIONS)
         return self._at(params, s)
 
+    def jitter(self, params: Mapping[str, Any], seed: Sequence[int], sigma: float) -> Params:
+        """``params`` with every unit value moved by N(0, ``sigma``) (clipped to [0, 1]),
+        seeded by ``seed``: how the runner steps off a policy an agent keeps proposing."""
+        rng = np.random.default_rng(list(seed))
+        return {k: d.from_unit(float(np.clip(d.to_unit(params[k]) + rng.normal(0.0, sigma), 0.0, 1.0))) for k, d in self.dims.items()}
+
     def observe(self, candidate: Candidate) -> None:
         """Refit the estimate of each measured target metric with a finished candidate; an
         analytic limit it exceeds (an estimate wrong where the 8 checks were right) is measured
@@ -231,4 +238,5 @@ def projector_for(ctx: Context, agent: Agent) -> Projector | None:
         # the agent clamps against the estimate; where that estimate is not exact, its
         # policies over an analytic limit are still lowered onto it (and the estimate refitted)
         projector.mode = "feasible" if projector.verify else "off"
+        projector.jitters = False
     return projector

@@ -1,0 +1,127 @@
+"""Least-squares reconstruction of the layers that lose input channels (He et al. 2017, the
+channel pruning AMC evaluates its policies with).
+
+Removing input channels of a convolution or linear layer changes its output by the removed
+channels' contribution. Part of that contribution is predictable from the kept channels
+(neighbouring feature maps are correlated), so the kept weights are re-fitted to reproduce the
+*uncompressed* layer's output on calibration data:
+
+    min_W' ‖X_K W'ᵀ − X Wᵀ‖²  →  W'_K = W_K + (G_KK + λI)⁻¹ G_KD W_D      (G = XᵀX)
+
+with ``X`` the layer's unfolded input in the uncompressed model (rows: sampled output
+positions; columns: input channel × kernel tap, plus a constant column for a layer with a
+bias), ``K``/``D`` the kept/dropped columns. ``G`` depends only on the uncompressed model and
+the calibration batches, so it is computed once per run (lazily, for the layers that can lose
+inputs) and every candidate costs one small solve per changed layer — no forward pass.
+
+Inputs come from the uncompressed model, not the pruned one (a candidate would otherwise need
+a forward pass per layer); BN recalibration afterwards absorbs the remaining shift. Grouped and
+depthwise convolutions are left as they are (their input channels are removed with their
+outputs), as are layers whose unfolded input is wider than ``MAX_COLUMNS`` (the Gram matrix
+would not fit comfortably in memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from automc.compress.analysis import forward_with_hooks
+
+MAX_COLUMNS = 4608  # 512 channels × 3×3
+ROWS_PER_BATCH = 4096  # sampled output positions per calibration batch and layer
+RIDGE = 1e-4  # λ relative to the mean diagonal of G_KK
+
+
+def reconstructable(layer: nn.Module) -> bool:
+    """Whether ``layer``'s input channels can be re-fitted (dense conv or linear)."""
+    if isinstance(layer, nn.Conv2d):
+        return layer.groups == 1 and layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1] <= MAX_COLUMNS
+    return isinstance(layer, nn.Linear) and layer.in_features <= MAX_COLUMNS
+
+
+def _rows(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer's input as regression rows (one per output position), bias column last."""
+    if isinstance(layer, nn.Conv2d):
+        cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding, stride=layer.stride)
+        rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    else:
+        rows = x.reshape(-1, x.shape[-1])
+    if layer.bias is not None:
+        rows = torch.cat([rows, torch.ones(rows.shape[0], 1, dtype=rows.dtype)], dim=1)
+    return rows
+
+
+class Reconstructor:
+    """Gram matrices of the uncompressed model's layer inputs, and the re-fit from them."""
+
+    def __init__(self, model: nn.Module, calibration: Sequence[torch.Tensor], layers: Sequence[str], *, seed: int = 0) -> None:
+        self.model = model
+        self.calibration = list(calibration)
+        self.layers = [n for n in dict.fromkeys(layers) if reconstructable(model.get_submodule(n))]
+        self.seed = seed
+        self._grams: dict[str, torch.Tensor] | None = None
+
+    def grams(self) -> dict[str, torch.Tensor]:
+        """``G = XᵀX`` per layer (float64, averaged over rows), computed once."""
+        if self._grams is None:
+            self._grams = self._compute()
+        return self._grams
+
+    def _compute(self) -> dict[str, torch.Tensor]:
+        mods = {self.model.get_submodule(n): n for n in self.layers}
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        gen = torch.Generator().manual_seed(self.seed)
+
+        def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            name = mods[mod]
+            rows = _rows(mod, inputs[0].detach().float())
+            if rows.shape[0] > ROWS_PER_BATCH:  # a seeded sample of positions
+                rows = rows[torch.randperm(rows.shape[0], generator=gen)[:ROWS_PER_BATCH]]
+            rows = rows.double()
+            sums[name] = sums.get(name, 0) + rows.T @ rows
+            counts[name] = counts.get(name, 0) + rows.shape[0]
+
+        for batch in self.calibration:
+            forward_with_hooks(self.model, batch, hook, lambda m: m in mods)
+        return {n: sums[n] / counts[n] for n in sums}
+
+    def refit(self, original: nn.Module, pruned: nn.Module, kept: Mapping[str, tuple[list[int], list[int]]]) -> int:
+        """Re-fit, in ``pruned`` (built from ``original``, the model the Gram matrices were
+        measured on), every layer whose kept inputs (``kept[name] = (outputs, inputs)``,
+        original indices) are fewer than the uncompressed layer's; returns how many changed."""
+        grams = self.grams()
+        changed = 0
+        for name, (outs, ins) in kept.items():
+            if name not in grams:
+                continue
+            source = original.get_submodule(name)
+            full_in = source.in_channels if isinstance(source, nn.Conv2d) else source.in_features
+            if len(ins) >= full_in:
+                continue
+            layer = pruned.get_submodule(name)
+            taps = source.kernel_size[0] * source.kernel_size[1] if isinstance(source, nn.Conv2d) else 1
+            columns = [c * taps + t for c in ins for t in range(taps)]
+            w = source.weight.detach().double().reshape(source.weight.shape[0], -1)[outs]
+            if source.bias is not None:
+                columns.append(full_in * taps)
+                w = torch.cat([w, source.bias.detach().double()[outs, None]], dim=1)
+            keep = torch.tensor(columns)
+            drop = torch.tensor(sorted(set(range(w.shape[1])) - set(columns)))
+            g = grams[name]
+            g_kk = g[keep][:, keep]
+            ridge = RIDGE * float(g_kk.diagonal().mean()) + 1e-12
+            g_kk = g_kk + ridge * torch.eye(len(columns), dtype=g.dtype)
+            rhs = g[keep][:, drop] @ w[:, drop].T
+            new = (w[:, keep].T + torch.linalg.solve(g_kk, rhs)).T
+            with torch.no_grad():
+                if source.bias is not None:
+                    layer.bias.copy_(new[:, -1].to(layer.bias.dtype))
+                    new = new[:, :-1]
+                layer.weight.copy_(new.reshape(layer.weight.shape).to(layer.weight.dtype))
+            changed += 1
+        return changed
