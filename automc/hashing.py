@@ -9,13 +9,19 @@ from pathlib import Path
 from automc.errors import UserError
 
 
-@lru_cache(maxsize=256)
-def _digest(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
+def read_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read now (no cache: for integrity checks of files that may have
+    been damaged in place)."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _digest(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
+    return read_digest(path, algorithm)
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:

@@ -25,7 +25,6 @@ damaged any other way (disk full, copied half, edited) is detected, not loaded. 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import socket
@@ -38,7 +37,7 @@ import yaml
 
 from automc.atomic import atomic_path, atomic_write_text
 from automc.errors import UserError, notice
-
+from automc.hashing import read_digest
 
 # the files of a recovery folder (RunDir.recovery)
 RECOVERY_RESULT, RECOVERY_MODEL, RECOVERY_CHECKPOINT = "result.json", "model.pt", "checkpoint.pt"
@@ -158,7 +157,7 @@ class RunDir:
 
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
-            digest = _sha256(tmp)
+            digest = read_digest(tmp)
         atomic_write_text(_sidecar(path), json.dumps({"sha256": digest, **dict(meta or {})}, sort_keys=True) + "\n")
 
     def check_tensors(self, path: Path, meta: Mapping[str, Any] | None = None) -> str | None:
@@ -169,7 +168,7 @@ class RunDir:
             recorded = json.loads(_sidecar(path).read_text())
         except (OSError, ValueError):
             return f"{_sidecar(path).name} is missing or damaged"
-        if not isinstance(recorded, dict) or recorded.get("sha256") != _sha256(path):
+        if not isinstance(recorded, dict) or recorded.get("sha256") != read_digest(path):
             return "its checksum does not match (truncated or changed)"
         for key, value in dict(meta or {}).items():
             if recorded.get(key) != value:
@@ -218,14 +217,6 @@ class RunDir:
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".meta.json")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _short(value: Any, limit: int = 60) -> str:

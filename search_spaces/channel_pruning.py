@@ -42,7 +42,7 @@ from automc.errors import UserError, require_number
 from automc.compress.spaces import Float, SearchSpace
 from automc.search_spaces.common import check_layer_names, layer_info, output_layers
 from automc.search_spaces.pruning_graph import build_graph, group_risks, verify_group
-from automc.search_spaces.reconstruction import Reconstructor, reconstructable
+from automc.search_spaces.reconstruction import Reconstructor, track_kept
 from automc.search_spaces.shortcuts import ShortcutConv, ShortcutConvPruner, finalize_shortcuts, prepare_shortcuts
 
 CRITERIA = ("l1", "l2", "fpgm", "bn_scale")
@@ -275,7 +275,7 @@ class ChannelPruningSpace(SearchSpace):
             group = dg.get_pruning_group(root, pruner.prune_out_channels, drop)
             if dg.check_pruning_group(group):
                 if self.reconstruct:
-                    _track(kept, group, dg, names)
+                    track_kept(kept, group, dg, names)
                 group.prune()
         finalize_shortcuts(out)
         if self.reconstruct and kept:
@@ -291,17 +291,3 @@ class ChannelPruningSpace(SearchSpace):
             self._refit = Reconstructor(self._model, self.calibration or [self.example_input], layers)
         return self._refit
 
-
-def _track(kept: dict[str, tuple[list[int], list[int]]], group: Any, dg: tp.DependencyGraph, names: Mapping[nn.Module, str]) -> None:
-    """Record, before ``group`` is pruned, which original channels of its dense layers stay
-    (the group's indices are positions in the layers as they are now)."""
-    for dep, idxs in group:
-        mod = dep.target.module
-        if not reconstructable(mod) or mod not in names:
-            continue
-        outs, ins = kept.setdefault(names[mod], (list(range(mod.weight.shape[0])), list(range(mod.weight.shape[1]))))
-        dropped = {int(i) for i in idxs}
-        if dg.is_out_channel_pruning_fn(dep.handler):
-            outs[:] = [c for i, c in enumerate(outs) if i not in dropped]
-        elif dg.is_in_channel_pruning_fn(dep.handler):
-            ins[:] = [c for i, c in enumerate(ins) if i not in dropped]

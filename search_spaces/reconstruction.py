@@ -24,9 +24,11 @@ would not fit comfortably in memory).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch_pruning as tp
 from torch import nn
 
 from automc.compress.analysis import forward_with_hooks
@@ -125,3 +127,18 @@ class Reconstructor:
                 layer.weight.copy_(new.reshape(layer.weight.shape).to(layer.weight.dtype))
             changed += 1
         return changed
+
+
+def track_kept(kept: dict[str, tuple[list[int], list[int]]], group: Any, dg: tp.DependencyGraph, names: Mapping[nn.Module, str]) -> None:
+    """Record, before ``group`` is pruned, which original channels of its dense layers stay
+    (the group's indices are positions in the layers as they are now)."""
+    for dep, idxs in group:
+        mod = dep.target.module
+        if not reconstructable(mod) or mod not in names:
+            continue
+        outs, ins = kept.setdefault(names[mod], (list(range(mod.weight.shape[0])), list(range(mod.weight.shape[1]))))
+        dropped = {int(i) for i in idxs}
+        if dg.is_out_channel_pruning_fn(dep.handler):
+            outs[:] = [c for i, c in enumerate(outs) if i not in dropped]
+        elif dg.is_in_channel_pruning_fn(dep.handler):
+            ins[:] = [c for i, c in enumerate(ins) if i not in dropped]
