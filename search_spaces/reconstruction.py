@@ -23,6 +23,7 @@ would not fit comfortably in memory).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -92,41 +93,35 @@ class Reconstructor:
             forward_with_hooks(self.model, batch, hook, lambda m: m in mods)
         return {n: sums[n] / counts[n] for n in sums}
 
-    def refit(self, original: nn.Module, pruned: nn.Module, kept: Mapping[str, tuple[list[int], list[int]]]) -> int:
+    def refit(self, original: nn.Module, pruned: nn.Module, kept: Mapping[str, tuple[list[int], list[int]]]) -> None:
         """Re-fit, in ``pruned`` (built from ``original``, the model the Gram matrices were
         measured on), every layer whose kept inputs (``kept[name] = (outputs, inputs)``,
-        original indices) are fewer than the uncompressed layer's; returns how many changed."""
+        original indices) are fewer than the uncompressed layer's."""
         grams = self.grams()
-        changed = 0
         for name, (outs, ins) in kept.items():
-            if name not in grams:
-                continue
             source = original.get_submodule(name)
-            full_in = source.in_channels if isinstance(source, nn.Conv2d) else source.in_features
-            if len(ins) >= full_in:
+            full_in = source.weight.shape[1]  # dense layers only: their input channels
+            if name not in grams or len(ins) >= full_in:
                 continue
-            layer = pruned.get_submodule(name)
-            taps = source.kernel_size[0] * source.kernel_size[1] if isinstance(source, nn.Conv2d) else 1
+            taps = math.prod(source.weight.shape[2:])  # kernel positions (1 for a linear)
             columns = [c * taps + t for c in ins for t in range(taps)]
             w = source.weight.detach().double().reshape(source.weight.shape[0], -1)[outs]
             if source.bias is not None:
                 columns.append(full_in * taps)
                 w = torch.cat([w, source.bias.detach().double()[outs, None]], dim=1)
             keep = torch.tensor(columns)
-            drop = torch.tensor(sorted(set(range(w.shape[1])) - set(columns)))
-            g = grams[name]
-            g_kk = g[keep][:, keep]
-            ridge = RIDGE * float(g_kk.diagonal().mean()) + 1e-12
-            g_kk = g_kk + ridge * torch.eye(len(columns), dtype=g.dtype)
-            rhs = g[keep][:, drop] @ w[:, drop].T
-            new = (w[:, keep].T + torch.linalg.solve(g_kk, rhs)).T
+            dropped = torch.ones(w.shape[1], dtype=torch.bool)
+            dropped[keep] = False
+            g_k = grams[name][keep]  # the kept rows of G
+            g_kk = g_k[:, keep]
+            g_kk = g_kk + (RIDGE * float(g_kk.diagonal().mean()) + 1e-12) * torch.eye(len(columns), dtype=g_kk.dtype)
+            new = (w[:, keep].T + torch.linalg.solve(g_kk, g_k[:, dropped] @ w[:, dropped].T)).T
+            layer = pruned.get_submodule(name)
             with torch.no_grad():
                 if source.bias is not None:
                     layer.bias.copy_(new[:, -1].to(layer.bias.dtype))
                     new = new[:, :-1]
                 layer.weight.copy_(new.reshape(layer.weight.shape).to(layer.weight.dtype))
-            changed += 1
-        return changed
 
 
 def track_kept(kept: dict[str, tuple[list[int], list[int]]], group: Any, dg: tp.DependencyGraph, names: Mapping[nn.Module, str]) -> None:
