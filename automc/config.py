@@ -12,37 +12,19 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from automc.errors import UserError
+from automc.recipes import (
+    FidelityConfig,
+    FinetuneConfig,
+    ModelConfig,
+    ProxyConfig,
+    _Strict,
+)
 from automc.targets import TargetConfig
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class TrainConfig(_Strict):
-    """A training recipe (SGD, Nesterov momentum, cosine schedule): ``automc train``, and an
-    experiment's ``model.train`` (train the base model first when no weights are given; the
-    result is kept in the run). The seed and thread count are the run's, not the recipe's."""
-
-    epochs: int = Field(10, ge=1)
-    lr: float = Field(0.05, gt=0, allow_inf_nan=False)
-    batch_size: int = Field(64, ge=1)
-    momentum: float = Field(0.9, ge=0, allow_inf_nan=False)
-    weight_decay: float = Field(5e-4, ge=0, allow_inf_nan=False)
-    augment: bool = False
-
-
-class ModelConfig(_Strict):
-    name: str
-    weights: str | None = None
-    kwargs: dict[str, Any] = {}
-    train: TrainConfig | None = None
 
 
 class DataConfig(_Strict):
@@ -120,60 +102,6 @@ class BudgetConfig(_Strict):
         return self
 
 
-class DistillConfig(_Strict):
-    """Knowledge distillation from the uncompressed model (:mod:`automc.recover.distill`)."""
-
-    kinds: list[Literal["response", "feature", "relation"]] = ["response"]
-    temperature: float = Field(4.0, gt=0, allow_inf_nan=False)
-    alpha: float = Field(0.9, ge=0, le=1, description="weight of response KD; cross-entropy gets 1 - alpha")
-    feature_weight: float = Field(1.0, ge=0, allow_inf_nan=False)
-    relation: Literal["similarity", "distance"] = "similarity"
-    relation_weight: float | None = Field(None, ge=0, allow_inf_nan=False, description="default: 3000 (similarity), 25 (distance), as their papers")
-    layers: list[str] | dict[str, str] | None = Field(None, description="feature points (student: teacher); default: stage outputs")
-
-    def relation_scale(self) -> float:
-        """The relation loss weight, defaulting per method."""
-        if self.relation_weight is not None:
-            return self.relation_weight
-        return 3000.0 if self.relation == "similarity" else 25.0
-
-
-class FinetuneConfig(_Strict):
-    """Recovery of the finalists after the search (:mod:`automc.recover`): which candidates,
-    the training recipe, distillation and where it runs."""
-
-    candidates: Literal["front", "best", "top"] = "front"
-    top: int = Field(3, ge=1, description="how many of the best-rewarded feasible candidates with candidates: top")
-    epochs: int = Field(10, ge=1)
-    lr: float = Field(0.01, gt=0, allow_inf_nan=False)
-    batch_size: int = Field(128, ge=1)
-    momentum: float = Field(0.9, ge=0, allow_inf_nan=False)
-    weight_decay: float = Field(5e-4, ge=0, allow_inf_nan=False)
-    train_split: str | None = Field(None, description="default: the dataset's training split")
-    train_images: int | None = Field(None, ge=1, description="a seeded subset of the training split (None: all of it)")
-    augment: bool = True
-    distill: DistillConfig | None = DistillConfig()
-    teacher: ModelConfig | None = Field(None, description="distil from this model (default: the uncompressed base model)")
-    qat: bool = Field(True, description="train quantised layers with their fake quantisers (bit-widths kept)")
-    device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="default: the experiment's device")
-
-
-class FidelityConfig(_Strict):
-    """Multi-fidelity ranking (:mod:`automc.recover.fidelity`): every candidate gets the
-    BN-recalibrated score; successive halving promotes the best of each rung to a short KD
-    fine-tune of ``steps[k]`` steps in all (the ``finetune`` recipe), and the candidate is
-    ranked by the accuracy of the last rung it reached."""
-
-    steps: list[int] = Field([100, 300], min_length=1, description="total fine-tune steps at rung 1, 2, ... (increasing)")
-    reduction_factor: int = Field(3, ge=2, description="successive halving's eta: about 1/eta of a rung is promoted")
-
-    @model_validator(mode="after")
-    def _increasing(self) -> FidelityConfig:
-        if any(s < 1 for s in self.steps) or any(b <= a for a, b in zip(self.steps, self.steps[1:])):
-            raise ValueError(f"steps must be positive and increasing, got {self.steps}")
-        return self
-
-
 class ExperimentConfig(_Strict):
     # a plain file name (the default run directory is runs/<name>): no "..", no separators
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=100)
@@ -190,15 +118,15 @@ class ExperimentConfig(_Strict):
     budget: BudgetConfig
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the run directory)")
     finetune: FinetuneConfig | None = None
+    proxy: ProxyConfig | None = Field(None, description="train each candidate of an architecture space on a proxy task before scoring it (default: ProxyConfig's settings)")
     fidelity: FidelityConfig | None = Field(None, description="rank candidates by short KD fine-tunes (successive halving); default: BN-recalibrated scores only")
     device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="where candidates are evaluated, BN-recalibrated and recovered (latency profiles measure on their own device)")
 
     @model_validator(mode="after")
     def _finetune_device(self) -> ExperimentConfig:
-        # recovery runs where the evaluation runs unless its section says otherwise
-        if self.finetune is not None and self.finetune.device is None:
-            return self.model_copy(update={"finetune": self.finetune.model_copy(update={"device": self.device})})
-        return self
+        # recovery and proxy training run where the evaluation runs unless their section says otherwise
+        update = {k: v.model_copy(update={"device": self.device}) for k, v in (("finetune", self.finetune), ("proxy", self.proxy)) if v is not None and v.device is None}
+        return self.model_copy(update=update) if update else self
 
 
 def _location(loc: tuple[Any, ...]) -> str:

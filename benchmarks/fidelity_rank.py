@@ -43,10 +43,10 @@ def main() -> None:
     from automc.build import open_data
     from automc.config import parse_config
     from automc.recover.fidelity import fidelity_recipe, short_recovery
-    from automc.recover.finalists import teacher_of, training_indices, training_split
     from automc.run import RunDir
     from automc.search.context import build_context, materialize
     from automc.search.snapshot import open_store
+    from automc.search.training_data import teacher_of, training_indices, training_split
 
     torch.set_num_threads(args.threads)
     rd = RunDir(args.out)

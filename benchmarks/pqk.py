@@ -81,11 +81,11 @@ def main() -> None:
 
     from automc.config import parse_config
     from automc.measure.evaluator import torch_threads
-    from automc.recover.driver import teacher_of
     from automc.recover.finalists import recover_candidate
     from automc.run import RECOVERY_MODEL, RunDir
     from automc.search.context import build_context, evaluate_candidate
     from automc.search.snapshot import open_store
+    from automc.search.training_data import teacher_of
 
     torch.set_num_threads(args.threads)
     rd = RunDir(args.out)

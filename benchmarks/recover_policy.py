@@ -26,7 +26,7 @@ import yaml
 
 from automc.build import CALIBRATION_BATCH, open_data
 from automc.config import parse_config
-from automc.recover.trainer import finetune_device, recover
+from automc.train.recovery import finetune_device, recover
 
 TESTS = ("test-exact", "test-jpeg")
 

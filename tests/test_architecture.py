@@ -19,7 +19,7 @@ ROOTS = {"automc": "automc", "agents": "automc.agents", "search_spaces": "automc
 # core they use; the core reaches them only through the registry, never by import.
 LAYERS: list[set[str]] = [
     {"automc", "automc.errors", "automc.settings", "automc.atomic", "automc.hashing", "automc.client"},
-    {"automc.registry", "automc.targets", "automc.config", "automc.run"},
+    {"automc.registry", "automc.targets", "automc.recipes", "automc.config", "automc.run"},
     {"automc.datasets", "automc.models"},
     {"automc.compress"},
     {"automc.measure"},

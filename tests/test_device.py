@@ -13,8 +13,8 @@ import torch
 import yaml
 
 from automc.config import parse_config
-from automc.recover.trainer import recover
 from automc.search.context import build_context, materialize
+from automc.train.recovery import recover
 from tests.conftest import assert_user_error, run_cli
 from tests.search_support import TINY
 

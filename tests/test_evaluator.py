@@ -10,7 +10,7 @@ from automc.datasets import get_dataset
 from automc.errors import UserError
 from automc.measure.evaluator import Evaluator, EvaluatorConfig, recalibrate_batchnorm
 from automc.models import build_model
-from automc.config import TrainConfig
+from automc.recipes import TrainConfig
 from automc.train.training import train_classifier
 
 

@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from automc.compress.int8 import (
+    SCHEMES,
+    CpuFeatures,
+    cpu_features,
+    recommended_scheme,
+    resolve_scheme,
+    saturation_probe,
+    scheme_note,
+)
+from automc.compress.quant import quantize_weight_linear
 from automc.errors import UserError
 from automc.results.int8_onnx import export_int8_checked
-from automc.compress.int8 import SCHEMES, CpuFeatures, cpu_features, recommended_scheme, resolve_scheme, saturation_probe, scheme_note
-from automc.compress.quant import quantize_weight_linear
 from tests.conftest import run_cli
 
 
@@ -68,8 +76,9 @@ def test_8bit_weight_grid_follows_the_scheme() -> None:
 
 
 def test_mixed_precision_records_the_resolved_scheme_and_quantises_on_its_grid() -> None:
-    from automc.models import build_model
     from automc.search_spaces.mixed_precision import MixedPrecisionSpace
+
+    from automc.models import build_model
 
     torch.manual_seed(0)
     model, x = build_model("small_cnn", num_classes=10, in_channels=1).eval(), torch.randn(4, 1, 8, 8)
@@ -92,12 +101,13 @@ def test_int8_export_of_a_digits_cnn_agrees_with_pytorch_for_every_exact_scheme(
     model; the card-bound result names the scheme and the CPU."""
     if saturation_probe(SCHEMES[scheme]) > 1.0:
         pytest.skip(f"{scheme} saturates on this CPU ({cpu_features().model}); covered by the probe test")
+    from automc.search_spaces.mixed_precision import MixedPrecisionSpace
+
     from automc.datasets import load_split
     from automc.measure.evaluator import Evaluator
     from automc.models import build_model
-    from automc.config import TrainConfig
+    from automc.recipes import TrainConfig
     from automc.train.training import train_classifier
-    from automc.search_spaces.mixed_precision import MixedPrecisionSpace
 
     train, test = load_split("digits", "train"), load_split("digits", "test")
     torch.manual_seed(0)

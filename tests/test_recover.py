@@ -19,11 +19,11 @@ import yaml
 from automc.compress.int8 import resolve_scheme
 from automc.compress.quant import QuantMixin, linear_weight_scale, quant_layers
 from automc.config import FinetuneConfig, parse_config
-from automc.recover.distill import Distiller, stage_points
-from automc.recover.qat import finish_qat, prepare_qat
-from automc.recover.trainer import recover
 from automc.run import RunDir
 from automc.search.context import build_context, materialize
+from automc.train.distill import Distiller, stage_points
+from automc.train.qat import finish_qat, prepare_qat
+from automc.train.recovery import recover
 from tests.conftest import REPO, assert_user_error, run_cli
 from tests.search_support import TINY
 

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     from automc.atomic import atomic_path
     from automc.build import open_data
-    from automc.config import TrainConfig, validated
+    from automc.config import validated
+    from automc.recipes import TrainConfig
     from automc.train.training import train_classifier
 
     started = time.perf_counter()

@@ -23,16 +23,14 @@ from automc.recover.finalists import (
     recover_candidate,
     require_finished,
     select_finalists,
-    teacher_of,
-    training_indices,
-    training_split,
 )
-from automc.recover.trainer import Progress, build_distiller, finetune_device
 from automc.results.pareto import run_constraints
 from automc.run import RunDir
 from automc.search.context import Context, base_recipe, build_context
 from automc.search.loop import run_experiment
 from automc.search.store import Store
+from automc.search.training_data import teacher_of, training_indices, training_split
+from automc.train.recovery import Progress, build_distiller, finetune_device
 
 # (candidate number, index among the finalists, how many) before each finalist starts
 OnFinalist = Callable[[int, int, int], None]

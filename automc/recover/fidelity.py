@@ -29,12 +29,12 @@ from torch import nn
 from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
 from automc.config import ExperimentConfig, FidelityConfig, FinetuneConfig
 from automc.datasets.base import Split
-from automc.recover.finalists import teacher_of, training_indices, training_split
-from automc.recover.trainer import recover
 from automc.search.candidate import FAILED, Candidate
 from automc.search.context import Context, materialize, rewarded
 from automc.search.executors import Executor
 from automc.search.store import Store
+from automc.search.training_data import teacher_of, training_indices, training_split
+from automc.train.recovery import recover
 
 
 def successive_halving(fid: FidelityConfig) -> optuna.pruners.SuccessiveHalvingPruner:

@@ -1,7 +1,7 @@
 """Recovering a run's finalists: which candidates, where their training is kept, the record.
 
 Each finalist is rebuilt exactly as the search evaluated it (:func:`automc.search.context.materialize`),
-trained against the uncompressed model by :func:`automc.recover.trainer.recover`, and
+trained against the uncompressed model by :func:`automc.train.recovery.recover`, and
 measured again as a candidate is (validation accuracy, every profile of the run). Its folder
 ``RUN/recovery/<number>-<key>/`` (``key``: hash of the policy, the recipe and the base model)
 holds ``checkpoint.pt`` while it trains, then ``model.pt`` (the recovered ``state_dict``) and
@@ -12,7 +12,6 @@ a checkpoint continues from it, and another recipe gets another folder.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
@@ -20,18 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from automc.atomic import atomic_write_text
-from automc.build import dataset_model
 from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
 from automc.config import Constraint, ExperimentConfig, FinetuneConfig
-from automc.datasets import get_dataset
-from automc.datasets.base import Split
 from automc.errors import UserError, notice
 from automc.measure.evaluator import torch_threads
-from automc.recover.trainer import Progress, finetune_device, recover
 from automc.results.pareto import pareto_front
 from automc.run import RECOVERY_CHECKPOINT as CHECKPOINT
 from automc.run import RECOVERY_MODEL as MODEL
@@ -39,6 +33,8 @@ from automc.run import RECOVERY_RESULT as RESULT
 from automc.run import RunDir
 from automc.search.candidate import COMPLETE, Candidate
 from automc.search.context import Context, base_recipe, materialize
+from automc.search.training_data import training_indices, training_split
+from automc.train.recovery import Progress, finetune_device, recover
 
 # settings that choose finalists or hardware, not what a finalist becomes
 _NOT_IN_KEY = ("candidates", "top", "device")
@@ -82,45 +78,6 @@ class RunCheckpoints:
 
     def save(self, state: dict[str, Any]) -> None:
         self.run.save_tensors(self.path, state)
-
-
-def teacher_of(ctx: Context, ft: FinetuneConfig) -> torch.nn.Module:
-    """``ft``'s teacher (built for the dataset, weights loaded), else a copy of the
-    uncompressed base model."""
-    if ft.teacher is None:
-        return copy.deepcopy(ctx.model)
-    t = ft.teacher
-    ds = get_dataset(ctx.config.data.dataset, ctx.config.data.data_dir, verify=ctx.config.data.verify)
-    return dataset_model(ds, t.name, t.weights, t.kwargs)
-
-
-def training_split(ctx: Context, ft: FinetuneConfig) -> tuple[str, Split]:
-    """The split ``ft`` trains on (default: the dataset's training split), loaded; a split the
-    dataset lacks is one line naming ``finetune.train_split``."""
-    cfg = ctx.config
-    ds = get_dataset(cfg.data.dataset, cfg.data.data_dir, verify=cfg.data.verify)
-    split = ft.train_split or ds.calibration_split()
-    if split not in ds.splits:
-        raise UserError(f"finetune.train_split {split!r} is not a split of {ds.name}; splits: {', '.join(ds.splits)}", field="finetune.train_split")
-    return split, ds.load(split)
-
-
-def training_indices(ctx: Context, split_name: str, images: int | None, seed: int, train_split: Any, *, quiet: bool = False) -> np.ndarray:
-    """The training images: all of ``train_split`` (or a seeded subset of ``images``), never
-    one of the images the run validates on — nor a copy of one (``Split.shared_with``);
-    ``quiet`` leaves out the notice saying so (dry runs)."""
-    idx = np.arange(len(train_split))
-    shared = train_split.shared_with(ctx.evaluator.split, ctx.evaluator.indices)
-    if len(shared):
-        idx = np.setdiff1d(idx, shared)
-        if not quiet:
-            notice(f"finetune trains on {split_name!r}, which holds the run's validation images (from {ctx.evaluator.split.name!r}): those {len(shared)} are left out")
-    if images is not None:
-        if images > len(idx):
-            raise UserError(f"finetune.train_images is {images} but {split_name!r} has only {len(idx)} usable images: ask for fewer", field="finetune.train_images")
-        rng = np.random.default_rng([seed, 7])
-        idx = np.sort(rng.choice(idx, size=images, replace=False))
-    return idx
 
 
 def recover_candidate(

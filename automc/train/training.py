@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from automc.config import TrainConfig
 from automc.datasets.base import Split
 from automc.errors import UserError
 from automc.measure.evaluator import torch_threads
+from automc.recipes import TrainConfig
 
 
 def train_classifier(

@@ -1,8 +1,8 @@
 """The recovery training loop: one compressed model, its teacher, checkpoints each epoch.
 
 SGD with Nesterov momentum and a cosine schedule over all steps (no weight decay on biases
-and norms), the loss of :class:`automc.recover.distill.Distiller`, compressed weights held
-compressed by :mod:`automc.recover.qat`. Every epoch's shuffling, augmentation and dropout
+and norms), the loss of :class:`automc.train.distill.Distiller`, compressed weights held
+compressed by :mod:`automc.train.qat`. Every epoch's shuffling, augmentation and dropout
 are seeded from ``(seed, epoch)``, so an epoch run after a resume is the epoch an
 uninterrupted run would have run: a killed recovery continued from its last checkpoint ends
 with the very same weights (for the same thread count).
@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from automc.config import FinetuneConfig
 from automc.datasets.base import Split
 from automc.errors import UserError
-from automc.recover.distill import Distiller
-from automc.recover.qat import finish_qat, prepare_qat
+from automc.recipes import TrainRecipe
 from automc.settings import resolve_device
+from automc.train.distill import Distiller
+from automc.train.qat import finish_qat, prepare_qat
 
 Progress = Callable[[Mapping[str, Any]], None]
 
@@ -52,13 +52,13 @@ class Recovered:
     resumed_at_epoch: int = 0
 
 
-def build_distiller(teacher: nn.Module, student: nn.Module, example_input: torch.Tensor, cfg: FinetuneConfig) -> Distiller:
+def build_distiller(teacher: nn.Module, student: nn.Module, example_input: torch.Tensor, cfg: TrainRecipe) -> Distiller:
     """The loss for ``cfg`` (plain cross-entropy without ``distill``), checked on
     ``example_input``: a teacher whose classes differ from the student's is a user error."""
     with torch.no_grad():
         t_out, s_out = teacher.eval()(example_input), student.eval()(example_input)
     if t_out.shape[-1] != s_out.shape[-1]:
-        raise UserError(f"finetune.distill: the teacher predicts {t_out.shape[-1]} classes but the student {s_out.shape[-1]}: distil from a model of the same task", field="finetune.distill")
+        raise UserError(f"{cfg.section}.distill: the teacher predicts {t_out.shape[-1]} classes but the student {s_out.shape[-1]}: distil from a model of the same task", field=f"{cfg.section}.distill")
     d = cfg.distill
     if d is None:
         return Distiller(teacher, student, example_input, kinds=(), temperature=1.0, alpha=0.0, feature_weight=0.0, relation_weight=0.0, relation="similarity", layers=None)
@@ -76,10 +76,10 @@ def build_distiller(teacher: nn.Module, student: nn.Module, example_input: torch
     )
 
 
-def finetune_device(cfg: FinetuneConfig) -> torch.device:
+def finetune_device(cfg: TrainRecipe) -> torch.device:
     """Where ``cfg`` trains (a section parsed inside an experiment carries the experiment's
     device; one built on its own trains on the CPU)."""
-    return resolve_device(cfg.device or "cpu", "finetune.device")
+    return resolve_device(cfg.device or "cpu", f"{cfg.section}.device")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -92,7 +92,7 @@ def recover(
     train: Split,
     indices: np.ndarray,
     *,
-    cfg: FinetuneConfig,
+    cfg: TrainRecipe,
     example_input: torch.Tensor,
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
@@ -107,7 +107,7 @@ def recover(
     "epoch", ...}`` mappings.
     """
     if len(indices) == 0:
-        raise UserError("finetune: no training images selected", field="finetune.train_images")
+        raise UserError(f"{cfg.section}: no training images selected", field=f"{cfg.section}.train_images")
     device = finetune_device(cfg)
     distiller = build_distiller(teacher, student, example_input, cfg)
     plan = prepare_qat(student) if cfg.qat else None
@@ -151,7 +151,7 @@ def recover(
             xb = plain[b] if plain is not None else train.normalize(train.augment(raw[b.numpy()], rng))
             loss, terms = distiller(student, xb.to(device), labels[b].to(device))
             if not math.isfinite(terms["loss"]):
-                raise RuntimeError(f"recovery diverged at epoch {epoch + 1}, step {step + 1} (loss {terms['loss']}): lower finetune.lr")
+                raise RuntimeError(f"recovery diverged at epoch {epoch + 1}, step {step + 1} (loss {terms['loss']}): lower {cfg.section}.lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
