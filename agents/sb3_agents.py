@@ -193,11 +193,21 @@ class PPOAgent(_SB3Agent):
 
 class MNasControllerAgent(PPOAgent):
     """MNasNet-style controller: a recurrent (LSTM) policy emits the whole policy token by
-    token — one token per dimension, each conditioned on the tokens before it through the
-    LSTM state — trained with PPO (sb3-contrib's RecurrentPPO). Normally used with the
-    ``mnas`` reward (accuracy × (latency / target)^w)."""
+    token — one discrete token per decision, each conditioned on the tokens before it through
+    the LSTM state — trained with PPO (sb3-contrib's RecurrentPPO). A choice's tokens name its
+    values (an operation, a kernel size); a real-valued dimension (a ratio) is cut into
+    ``tokens`` equal steps. Normally used with the ``mnas`` reward (accuracy × (latency /
+    target)^w)."""
 
     name = "mnas-controller"
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, tokens: int = 11, **kwargs: Any) -> None:
+        _number("tokens", tokens, 2, 64, integer=True)
+        self.grid = int(tokens)
+        super().__init__(space, objectives, seed=seed, **kwargs)
+
+    def _tokens(self) -> int | None:
+        return self.grid
 
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
         from sb3_contrib import RecurrentPPO

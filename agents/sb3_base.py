@@ -100,7 +100,7 @@ class _SB3Agent(Agent):
         self._thread: threading.Thread | None = None
         self.episodes = 0
         # episodes end within [budget_floor, 1] × budget: they spend it, not far under it
-        self.env = CompressionEnv(space, budget=budget, floor=budget_floor, on_episode=self._on_episode)
+        self.env = CompressionEnv(space, budget=budget, floor=budget_floor, on_episode=self._on_episode, tokens=self._tokens())
         self.steps_per_episode = len(self.env.names)
         self._check_algo_kwargs(algo_kwargs)
         try:
@@ -116,6 +116,10 @@ class _SB3Agent(Agent):
         self.budget = budget
         self.env.budget, self.env.cost = budget, cost
         return True
+
+    def _tokens(self) -> int | None:
+        """None: continuous actions in [0, 1]; an int: discrete tokens (the env's ``tokens``)."""
+        return None
 
     # -- learner side ---------------------------------------------------------------------------
     def _on_episode(self, params: dict[str, Any]) -> float:

@@ -11,6 +11,8 @@ One search = one folder::
       agent_state.pt       the agent's state after its last ``tell`` (see Agent.resume)
       *.pt.meta.json       checksum (and recipe) of each .pt: a damaged one is rebuilt
       measure_cache.jsonl  measurements of cacheable profiles, by model structure
+      proxy/KEY.pt         an architecture candidate trained on the proxy task (KEY: hash
+                           of the architecture, the proxy recipe and what it learns from)
       recovery/N-KEY/      a finalist's recovery (KEY: hash of policy + recipe): checkpoint.pt
                            while it trains, then model.pt and result.json (see automc.recover)
       report/              report.json, candidates.csv, report.html, PNGs
@@ -61,6 +63,7 @@ class RunDir:
         self.measure_cache = self.path / "measure_cache.jsonl"
         self.report_dir = self.path / "report"
         self.recovery_dir = self.path / "recovery"
+        self.proxy_dir = self.path / "proxy"
         self.lock_file = self.path / ".lock"
 
     def __repr__(self) -> str:
@@ -86,6 +89,10 @@ class RunDir:
     def recovery(self, number: int, key: str) -> Path:
         """The folder of candidate ``number``'s recovery by the recipe hashed as ``key``."""
         return self.recovery_dir / f"{number}-{key[:12]}"
+
+    def proxy_model(self, key: str) -> Path:
+        """Where the proxy-trained weights of the architecture hashed as ``key`` are kept."""
+        return self.proxy_dir / f"{key[:24]}.pt"
 
     def recoveries(self) -> list[dict[str, Any]]:
         """Every finished recovery of the run (each ``recovery/*/result.json``), by candidate

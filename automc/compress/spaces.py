@@ -156,6 +156,9 @@ class SearchSpace(ABC):
     """
 
     name: ClassVar[str] = ""
+    # True for spaces whose ``apply`` builds a new, untrained network (architecture search):
+    # the search trains each candidate on the experiment's proxy task before scoring it
+    trains_candidates: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -258,6 +261,13 @@ class SearchSpace(ABC):
     def describe(self) -> list[dict[str, Any]]:
         """Per-dimension facts (layer type, channels, kernel, stride, MACs…) for agents' state."""
         return [{"name": k, **d.to_json(), **dict(d.info)} for k, d in self._dims.items()]
+
+    def analytic_cost(self, params: Mapping[str, Any], key: str) -> float | None:
+        """The MACs (``key="macs"``) or parameters (``"params"``) of the model ``params``
+        builds, for spaces whose cost is not a per-layer product of ratios, densities and
+        bit-widths (:class:`automc.search.cost_model.CostModel` reads those from the
+        dimensions' info); None: not provided."""
+        return None
 
     def locked_notes(self) -> list[str]:
         """One line per part of the model this space leaves uncompressed because it cannot

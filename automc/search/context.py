@@ -29,8 +29,10 @@ from automc.errors import UserError, notice
 from automc.measure.cache import CachedProfile
 from automc.measure.evaluator import Evaluator
 from automc.measure.profiles import DeviceProfile, build_profile
+from automc.recipes import ProxyConfig
 from automc.run import RunDir
 from automc.search.candidate import COMPLETE, FAILED, Candidate
+from automc.search.proxy import ProxyTrainer
 from automc.search.rewards import resolve_reward
 from automc.train.training import train_classifier
 
@@ -53,6 +55,8 @@ class Context:
     # the run's target resolved to absolute limits ([{metric, max, spec, fraction}]; empty
     # without a target or when the base model was not measured)
     limits: list[dict[str, Any]] = field(default_factory=list)
+    # trains each candidate on the proxy task when the space builds untrained networks
+    proxy: ProxyTrainer | None = None
 
     @property
     def constraints(self) -> list[Constraint]:
@@ -146,7 +150,10 @@ def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base
             base_metrics.update({f"base_{k}": v for k, v in measured.items()})
         reference.update(base_metrics)
     limits = resolve_target(cfg, reference) if measure_base else []
-    return Context(cfg, model, x, space, evaluator, profiles, reward, base_metrics, reference, trained, limits)
+    ctx = Context(cfg, model, x, space, evaluator, profiles, reward, base_metrics, reference, trained, limits)
+    if space.trains_candidates:
+        ctx.proxy = ProxyTrainer(ctx, space, cfg.proxy or ProxyConfig(device=cfg.device), x, run, save=cache)
+    return ctx
 
 
 def resolve_target(cfg: ExperimentConfig, reference: Mapping[str, float]) -> list[dict[str, Any]]:
@@ -164,11 +171,17 @@ def resolve_target(cfg: ExperimentConfig, reference: Mapping[str, float]) -> lis
     return cfg.target.resolve(reference)
 
 
-def materialize(ctx: Context, params: Mapping[str, Any]) -> nn.Module:
-    """The candidate model as it is evaluated: compressed, then BN- (and activation-)
+def materialize(ctx: Context, params: Mapping[str, Any], timings: dict[str, float] | None = None) -> nn.Module:
+    """The candidate model as it is evaluated: compressed (or, for an architecture space,
+    built and trained on the proxy task: ``timings["proxy_s"]``), then BN- (and activation-)
     recalibrated. Deterministic for given params, config and thread count, which is what lets
     ``automc export`` rebuild a stored candidate with the same accuracy."""
     model = ctx.space.apply(ctx.model, params)
+    if ctx.proxy is not None:
+        t0 = time.perf_counter()
+        model = ctx.proxy(model, params)
+        if timings is not None:
+            timings["proxy_s"] = time.perf_counter() - t0
     return ctx.evaluator.prepare(model, in_place=not _shares_tensors(model, ctx.model))
 
 
@@ -188,8 +201,8 @@ def evaluate_candidate(ctx: Context, number: int, params: Mapping[str, Any]) -> 
     metrics: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        prepared = materialize(ctx, params)
-        timings["compress_s"] = time.perf_counter() - t0
+        prepared = materialize(ctx, params, timings)
+        timings["compress_s"] = time.perf_counter() - t0 - timings.get("proxy_s", 0.0)
         t0 = time.perf_counter()
         metrics.update(ctx.evaluator(prepared, prepared=True))
         timings["evaluate_s"] = time.perf_counter() - t0

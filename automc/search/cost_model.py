@@ -26,15 +26,30 @@ class CostModel:
     ``metric``: ``macs``; ``bitops`` (MACs × w_bits × a_bits / 1024); ``effective_macs``
     (MACs × density); ``params``; ``size_bytes`` (parameters × density × w_bits / 32, an
     estimate: biases, BatchNorm and per-channel scales are left out); ``auto`` — BitOps when
-    the space searches bit-widths, else effective MACs (the RL environment's cost).
+    the space searches bit-widths, else effective MACs (the RL environment's cost). A space
+    that computes its own MACs and parameters (:meth:`SearchSpace.analytic_cost`, e.g. the
+    architecture space) is asked directly, and its figures are relative to ``reference`` when
+    given (the measured base model a target is relative to, which such a space does not
+    rebuild by default) — other spaces' default policy *is* the base model.
     """
 
-    def __init__(self, space: SearchSpace, metric: str = "auto") -> None:
+    def __init__(self, space: SearchSpace, metric: str = "auto", *, reference: float | None = None) -> None:
         if metric not in METRICS:
             raise ValueError(f"cost metric {metric!r} is not one of {', '.join(METRICS)}")
         self.space = space
         self.dims = space.dimensions
         self.layers: dict[str, dict[str, Any]] = {}
+        default = {k: d.default for k, d in self.dims.items()}
+        # a space that computes its own MACs / parameters (architecture search) is asked
+        # directly; its networks are float and dense: BitOps and effective MACs scale as MACs,
+        # size as 4 bytes a parameter (buffers left out)
+        self.key = "params" if metric in ("params", "size_bytes") else "macs"
+        self.scale = 4.0 if metric == "size_bytes" else 1.0
+        self.own = space.analytic_cost(default, self.key) is not None
+        if self.own:
+            self.metric = metric if metric != "auto" else "macs"
+            self.base = reference or self.scale * float(space.analytic_cost(default, self.key) or 0.0) or 1.0
+            return
 
         def slot(layer: str) -> dict[str, Any]:
             return self.layers.setdefault(layer, {"weight": 0.0, "in": [], "in_total": None, "out": None, "density": None, "w": None, "a": None})
@@ -112,4 +127,6 @@ class CostModel:
         return total
 
     def __call__(self, params: Mapping[str, Any]) -> float:
+        if self.own:
+            return self.scale * float(self.space.analytic_cost(params, self.key) or 0.0) / self.base
         return self._raw(params) / self.base

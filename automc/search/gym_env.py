@@ -18,6 +18,11 @@ all-max-bits (8×8 by default) for mixed precision — so ``budget=0.25`` on a m
 space means a quarter of the 8-bit model's BitOps. A run-level ``target`` passes its own
 relative estimator as ``cost`` (:mod:`automc.search.projection`).
 
+With ``tokens`` the action is a token instead (MNasNet's controller): at each step one of N,
+N chosen so that every value of each choice gets the same number of tokens
+(:func:`token_count`); real-valued dimensions get ``tokens`` equal steps. The clamp then
+applies to the token's value as to a continuous action.
+
 The reward of an episode is only known after the candidate is evaluated elsewhere (another
 process, a Ray worker), so the final ``step`` hands the finished policy to ``on_episode``
 and returns the reward it gets back; intermediate steps return 0.
@@ -25,17 +30,30 @@ and returns the reward it gets back; intermediate steps return 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from automc.compress.spaces import SearchSpace, split_name
+from automc.compress.spaces import Choice, SearchSpace, split_name
 from automc.search.cost_model import CostModel
 
 KNOBS = ("ratio", "density", "w_bits", "a_bits")
 OBS_SIZE = 10 + len(KNOBS)
+
+
+def token_count(space: SearchSpace, grid: int) -> int:
+    """How many tokens a discrete controller chooses from at each step: the least common
+    multiple of the choices' sizes (so every value of a choice gets the same number of
+    tokens) and ``grid`` when the space has real-valued dimensions; the largest of them if
+    that multiple would exceed 64."""
+    sizes = {len(d.values) for d in space.dimensions.values() if isinstance(d, Choice)}
+    if any(not isinstance(d, Choice) for d in space.dimensions.values()):
+        sizes.add(int(grid))
+    n = math.lcm(*sizes) if sizes else int(grid)
+    return max(2, n if n <= 64 else max(sizes))
 
 
 def _last_true(pred: Callable[[int], bool], n: int = 101) -> int:
@@ -63,16 +81,18 @@ class CompressionEnv(gym.Env):
         floor: float | None = None,
         on_episode: Callable[[dict[str, Any]], float] | None = None,
         cost: Callable[[Mapping[str, Any]], float] | None = None,
+        tokens: int | None = None,
     ) -> None:
         super().__init__()
         self.space = space
         self.names = list(space.dimensions)
+        self.tokens = token_count(space, tokens) if tokens is not None else None
         self.cost = cost or CostModel(space)
         self.budget = budget
         self.floor = floor  # episodes end at >= floor × budget (None: no lower clamp)
         self.on_episode = on_episode or (lambda params: 0.0)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (OBS_SIZE,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32) if self.tokens is None else gym.spaces.Discrete(self.tokens)
         infos = [dict(d.info) for d in space.dimensions.values()]
         self._max_ch = max([float(i.get("channels", 1) or 1) for i in infos] + [float(i.get("in_channels", 1) or 1) for i in infos])
         self._layer_share = self._shares()
@@ -149,8 +169,20 @@ class CompressionEnv(gym.Env):
         self._reset_state()
         return self.observation(), {}
 
+    def token_unit(self, token: int) -> float:
+        """The unit value of ``token`` for the current dimension: a choice's tokens split
+        evenly among its values, a real dimension's span its range in equal steps."""
+        d = self.space.dimensions[self.names[self.t]]
+        n = int(self.tokens or 1)
+        if isinstance(d, Choice):
+            return float(d.to_unit(d.values[min(len(d.values) - 1, token * len(d.values) // n)]))
+        return token / max(1, n - 1)
+
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        u = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], 0.0, 1.0))
+        if self.tokens is not None:
+            u = self.token_unit(int(np.asarray(action).reshape(-1)[0]))
+        else:
+            u = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], 0.0, 1.0))
         u = self.clamp(u)
         name = self.names[self.t]
         self.params[name] = self.space.dimensions[name].from_unit(u)

@@ -89,13 +89,13 @@ class Projector:
         self.mode = mode
         self.analytic = set(analytic) if exact is not None else set()
         self.exact = exact
-        macs = CostModel(space, "macs")
+        macs = CostModel(space, "macs", reference=self.base.get("macs"))
         self.estimators: dict[str, Callable[[Mapping[str, Any]], float]] = {}
         self._fits: dict[str, _LineFit] = {}
         for t in self.limits:
             m = t["metric"]
             if m in COST_METRICS and m != "auto":
-                self.estimators[m] = CostModel(space, m)
+                self.estimators[m] = CostModel(space, m, reference=self.base.get(m))
             else:
                 self._fits[m] = self.estimators[m] = _LineFit(macs)
         self._check_reachable()

@@ -8,20 +8,30 @@ multi-fidelity rungs and the recovery of finalists (:mod:`automc.recover`).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from automc.build import dataset_model
+from automc.config import ExperimentConfig
 from automc.datasets import get_dataset
 from automc.datasets.base import Split
 from automc.errors import UserError, notice
+from automc.measure.evaluator import Evaluator
 from automc.recipes import TrainRecipe
-from automc.search.context import Context
 
 
-def teacher_of(ctx: Context, recipe: TrainRecipe) -> torch.nn.Module:
+class RunParts(Protocol):
+    """What these helpers read of a run's context (:class:`automc.search.context.Context`)."""
+
+    config: ExperimentConfig
+    model: nn.Module
+    evaluator: Evaluator
+
+
+def teacher_of(ctx: RunParts, recipe: TrainRecipe) -> torch.nn.Module:
     """``recipe``'s teacher (built for the dataset, weights loaded), else a copy of the
     uncompressed base model."""
     if recipe.teacher is None:
@@ -31,7 +41,7 @@ def teacher_of(ctx: Context, recipe: TrainRecipe) -> torch.nn.Module:
     return dataset_model(ds, t.name, t.weights, t.kwargs)
 
 
-def training_split(ctx: Context, recipe: TrainRecipe) -> tuple[str, Split]:
+def training_split(ctx: RunParts, recipe: TrainRecipe) -> tuple[str, Split]:
     """The split ``recipe`` trains on (default: the dataset's training split), loaded; a split the
     dataset lacks is one line naming ``<section>.train_split``."""
     cfg = ctx.config
@@ -42,7 +52,7 @@ def training_split(ctx: Context, recipe: TrainRecipe) -> tuple[str, Split]:
     return split, ds.load(split)
 
 
-def training_indices(ctx: Context, split_name: str, images: int | None, seed: int, train_split: Any, *, quiet: bool = False, section: str = "finetune") -> np.ndarray:
+def training_indices(ctx: RunParts, split_name: str, images: int | None, seed: int, train_split: Any, *, quiet: bool = False, section: str = "finetune") -> np.ndarray:
     """The training images: all of ``train_split`` (or a seeded subset of ``images``), never
     one of the images the run validates on — nor a copy of one (``Split.shared_with``);
     ``quiet`` leaves out the notice saying so (dry runs); ``section`` names the setting in messages."""

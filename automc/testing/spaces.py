@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,8 +16,10 @@ import torch
 from torch import nn
 
 from automc.compress.analysis import analyze, outputs_close
+from automc.compress.quant import FLOAT_BITS, quant_layers
 from automc.compress.spaces import Choice, Float, Int, SearchSpace, split_name
 from automc.errors import UserError
+from automc.results.onnx import export_onnx, run_onnx
 from automc.testing._common import forward, same_state, state_of
 
 
@@ -27,12 +31,15 @@ def check_search_space(space: SearchSpace, model: nn.Module, example_input: torc
     mutates its input; ``apply`` is deterministic; the structure of the result depends only
     on the params (so compressed models can be rebuilt from base + policy + state_dict); the
     default policy changes nothing for ratio spaces; MACs and parameters are monotone in the
-    ratios and size is monotone in the bit-widths; bad policies raise ``UserError``.
+    ratios and size is monotone in the bit-widths; the result exports to ONNX and runs in
+    onnxruntime (with float layers: to PyTorch's outputs up to float rounding); bad policies
+    raise ``UserError``.
     """
     _check_dimensions(space)
     policy = _check_sampling(space, seed)
     compressed, reference = _check_apply(space, model, example_input, policy)
     _check_rebuild(space, model, example_input, policy, compressed, seed)
+    _check_onnx(compressed, example_input)
     _check_default_policy(space, model, example_input, reference)
     _check_monotone(space, model, example_input[:1])
     _check_bad_policies(space)
@@ -97,6 +104,19 @@ def _check_rebuild(space: SearchSpace, model: nn.Module, example_input: torch.Te
     assert outputs_close(forward(rebuilt, example_input), forward(compressed, example_input)), "rebuilt model + saved state_dict differs from the compressed model"
 
 
+def _check_onnx(compressed: nn.Module, example_input: torch.Tensor) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = export_onnx(compressed, example_input[:1], Path(tmp) / "m.onnx")
+        except UserError as exc:
+            raise AssertionError(f"the compressed model does not export to ONNX ({exc}): build it from exportable ops") from None
+        got = torch.from_numpy(run_onnx(path, example_input))
+    expected = forward(compressed, example_input)
+    assert got.shape == expected.shape, f"the ONNX model's output shape {tuple(got.shape)} != PyTorch's {tuple(expected.shape)}"
+    if not any(m.w_bits < FLOAT_BITS or m.a_bits < FLOAT_BITS for m in quant_layers(compressed).values()):
+        assert outputs_close(got, expected), "the ONNX model's outputs differ from PyTorch's beyond float rounding"
+
+
 def _check_default_policy(space: SearchSpace, model: nn.Module, example_input: torch.Tensor, reference: torch.Tensor) -> None:
     dims = space.dimensions
     if all(isinstance(d, Float) and d.default == d.high for d in dims.values()):  # ratio-only spaces are exact
@@ -118,7 +138,7 @@ def _check_monotone(space: SearchSpace, model: nn.Module, x1: torch.Tensor) -> N
             if prev is not None:
                 assert cur[0] >= prev[0] and cur[1] >= prev[1], f"MACs/params are not monotone in the ratios (at {v}: {cur} < {prev}): a higher ratio must keep at least as much"
             prev = cur
-    choices = {k: d for k, d in dims.items() if isinstance(d, Choice) and all(isinstance(v, int) for v in d.values)}
+    choices = {k: d for k, d in dims.items() if isinstance(d, Choice) and split_name(k)[1].endswith("bits") and all(isinstance(v, int) for v in d.values)}
     if choices:
         prev_size = None
         for bits in sorted(set.intersection(*(set(d.values) for d in choices.values()))):
