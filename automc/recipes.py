@@ -100,10 +100,12 @@ class FidelityConfig(_Strict):
     """Multi-fidelity ranking (:mod:`automc.recover.fidelity`): every candidate gets the
     BN-recalibrated score; successive halving promotes the best of each rung to a short KD
     fine-tune of ``steps[k]`` steps in all (the ``finetune`` recipe), and the candidate is
-    ranked by the accuracy of the last rung it reached."""
+    ranked by the accuracy of the last rung it reached. ``promote: all`` fine-tunes every
+    candidate through every rung (NetAdapt's short-term fine-tune of each proposal)."""
 
     steps: list[int] = Field([100, 300], min_length=1, description="total fine-tune steps at rung 1, 2, ... (increasing)")
     reduction_factor: int = Field(3, ge=2, description="successive halving's eta: about 1/eta of a rung is promoted")
+    promote: Literal["halving", "all"] = Field("halving", description="halving: successive halving decides; all: every candidate climbs every rung")
 
     @model_validator(mode="after")
     def _increasing(self) -> FidelityConfig:

@@ -17,6 +17,7 @@ QUICK = {
     "ddpg": {"budget": 0.6, "warmup_episodes": 3},
     "ppo": {"budget": 0.6, "episodes_per_update": 2},
     "mnas-controller": {"episodes_per_update": 2},
+    "netadapt": {"budget": 0.6},
 }
 
 

@@ -9,7 +9,9 @@ rung. Rung *k* fine-tunes the candidate with the ``finetune`` recipe (KD, QAT, d
 ``steps[k-1]`` steps in all — continuing from the previous rung's weights with a fresh cosine
 cycle on a fresh seeded image subset, the same subset for every candidate — and scores it
 again. The candidate's ``accuracy`` (and reward) is the score of the last rung it reached;
-``accuracy_bn`` keeps its rung-0 score and ``fidelity_steps`` how many steps it had.
+``accuracy_bn`` keeps its rung-0 score and ``fidelity_steps`` how many steps it had. With
+``promote: all`` every candidate climbs every rung (the scores are still reported, the
+pruner's decisions ignored): NetAdapt's short-term fine-tune of each proposal.
 
 Each rung's score is the Optuna trial's intermediate value at step ``reduction_factor ** k``
 (the steps at which the pruner, with ``min_resource=1``, decides), so the record shows every
@@ -94,7 +96,8 @@ class FidelityExecutor:
         model: nn.Module | None = None
         done = 0
         for rung, steps in enumerate(self.fid.steps):
-            if self.store.report(cand.number, float(metrics["accuracy"]), rung_step(self.fid, rung)):
+            stop = self.store.report(cand.number, float(metrics["accuracy"]), rung_step(self.fid, rung))
+            if stop and self.fid.promote == "halving":
                 break
             model = self._train(model if model is not None else materialize(self.ctx, cand.params), steps - done, rung)
             done = steps
