@@ -171,3 +171,8 @@ def test_a_macs_target_holds_for_every_architecture(tmp_path: Path) -> None:
     cands = [c for c in Store(RunDir(run).storage_url(None), "arch").candidates() if c.ok]
     # relative to the base model (a 4-wide CNN), not to the space's default network
     assert len(cands) == 4 and all(c.metrics["macs"] <= 0.5 * c.metrics["base_macs"] for c in cands)
+
+
+def test_apply_refuses_a_space_of_untrained_networks(tmp_path: Path) -> None:
+    proc = run_cli("apply", "--model", "small_cnn", "--space", "architecture", "--uniform", "0.5", "--out", str(tmp_path / "out"))
+    assert_user_error(proc, "space 'architecture' builds new, untrained networks")

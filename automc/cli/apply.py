@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     with torch_threads(args.threads):
         space = data.space(args.space, base, space_config, batches=8)
+        if space.trains_candidates:
+            raise UserError(f"space {args.space!r} builds new, untrained networks: search it in an experiment (its proxy: section trains every candidate), then 'automc export' a candidate", field="space")
         params = space.uniform(args.uniform) if args.uniform is not None else space.validate(load_policy(args.policy), partial=True)
         compressed = space.apply(base, params)
 
