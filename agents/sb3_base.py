@@ -34,7 +34,7 @@ import torch
 
 from automc.compress.spaces import SearchSpace
 from automc.config import Constraint, Objective
-from automc.errors import UserError, require_number, user_code_error
+from automc.errors import UserError, notice, require_number, user_code_error
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
 from automc.search.gym_env import CompressionEnv
@@ -249,7 +249,11 @@ class _SB3Agent(Agent):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if "policy" in state:
-            self.model.policy.load_state_dict(state["policy"])
+            try:
+                self.model.policy.load_state_dict(state["policy"])
+            except RuntimeError as exc:  # saved by a version with other networks (e.g. continuous actions)
+                notice(f"{self.name}: the saved networks do not fit this version's ({str(exc).splitlines()[0][:120]}): learning starts afresh; the record is kept")
+                return
         for name, opt in self._optimizers().items():
             if name in state.get("optimizers", {}):
                 opt.load_state_dict(state["optimizers"][name])

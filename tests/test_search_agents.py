@@ -205,3 +205,19 @@ def test_ppo_proposes_the_same_policies_whatever_the_episodes_in_flight(tiny_spa
     assert proposals(2, parallel=True) == one
     with pytest.raises(UserError, match="episodes_in_flight \\(3\\) must divide episodes_per_update \\(2\\)"):
         build_agent("ppo", tiny_space, objectives, seed=0, config={"episodes_per_update": 2, "episodes_in_flight": 3})
+
+
+def test_a_state_saved_with_other_networks_restarts_learning_with_a_notice(tiny_space, capfd) -> None:
+    """A run saved by a version whose networks differ (the controller once acted in [0, 1],
+    now in tokens) resumes: learning starts afresh, with one line saying so."""
+    objectives = [Objective(metric="accuracy", direction="maximize")]
+    old = build_agent("ppo", tiny_space, objectives, seed=0, config={"net_arch": [8]})
+    state = old.state_dict()
+    old.close()
+    new = build_agent("ppo", tiny_space, objectives, seed=0, config={"net_arch": [16]})
+    try:
+        new.load_state_dict(state)
+        assert "the saved networks do not fit this version's" in capfd.readouterr().err
+        assert tiny_space.validate(new.ask(0))
+    finally:
+        new.close()
