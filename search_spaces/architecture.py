@@ -73,6 +73,8 @@ class ArchitectureSpace(SearchSpace):
             raise UserError(f"backbone must be one of auto, {', '.join(BACKBONES)}; got {backbone!r}", field="space.config.backbone")
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 4:
             raise UserError(f"width must be a multiplier in (0, 4], got {width!r}", field="space.config.width")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise UserError(f"dropout must be a probability in [0, 1), got {dropout!r}", field="space.config.dropout")
         if not isinstance(init_seed, int) or isinstance(init_seed, bool):
             raise UserError(f"init_seed must be an integer, got {init_seed!r}", field="space.config.init_seed")
         self.backbone, self.width, self.init_seed, self.dropout = backbone, float(width), init_seed, float(dropout)

@@ -90,6 +90,7 @@ def test_policies_that_build_the_same_network_are_one_architecture() -> None:
         ({"choices": {"kernel": [3, 3]}}, "choices.kernel repeats a value"),
         ({"backbone": "resnet"}, "backbone must be one of auto, mobilenetv2, small"),
         ({"width": 0}, "width must be a multiplier in (0, 4]"),
+        ({"dropout": "0.2"}, "dropout must be a probability in [0, 1)"),
     ],
 )
 def test_bad_settings_are_one_line_naming_the_setting(config: dict, needle: str) -> None:
