@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from automc.models.mobilenetv2 import ConvBNReLU
+from automc.models.mobilenetv2 import ConvBNReLU, init_weights
 
 OPS = ("conv", "dwsep", "mbconv1", "mbconv3", "mbconv6")
 
@@ -131,17 +131,7 @@ class FactorizedNet(nn.Module):
         self.head = ConvBNReLU(cin, head_channels, 1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(head_channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.stages(self.stem(x)))
