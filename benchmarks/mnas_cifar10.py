@@ -36,7 +36,9 @@ def _baseline(cfg: Any, run: Path, width: float, threads: int) -> dict[str, Any]
     from automc.search.context import build_context, evaluate_candidate
 
     spec = cfg.model_copy(update={"space": cfg.space.model_copy(update={"config": {**cfg.space.config, "width": width}})})
-    ctx = build_context(spec, RunDir(run / f"mobilenetv2-{width}"))
+    folder = run / f"mobilenetv2-{width}"
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = build_context(spec, RunDir(folder))
     with _threads(threads):
         cand = evaluate_candidate(ctx, -1, ctx.space.default_params())
     if not cand.ok:
@@ -123,7 +125,7 @@ def main() -> None:
     for b in baselines:
         better = [f for f in found if f["metrics"]["latency_ms"] <= b["metrics"]["latency_ms"] and f["test"] > b["test"]]
         print(f"more accurate on test-exact than MobileNetV2-{b['width']} at <= its latency: {[f['number'] for f in better] or 'none'}")
-    _plot(found, baselines, args.out / "mnas_front.png")
+    _plot(found, baselines, REPO / "benchmarks" / "results" / "mnas_cifar10.png")
 
 
 def _plot(found: list[dict[str, Any]], baselines: list[dict[str, Any]], path: Path) -> None:

@@ -125,10 +125,11 @@ class MixedPrecisionSpace(SearchSpace):
     def apply(self, model: nn.Module, params: Mapping[str, Any]) -> nn.Module:
         params = self.validate(params, partial=True)
         out = copy.deepcopy(model)
+        present = dict(out.named_modules())
         any_act = False
         for name, (wb, ab) in self.layer_bits(params).items():
-            if wb >= FLOAT_BITS and ab >= FLOAT_BITS:
-                continue
+            if (wb >= FLOAT_BITS and ab >= FLOAT_BITS) or name not in present:
+                continue  # float, or a layer the model no longer has (a block dropped by elastic depth)
             set_module(out, name, quantize_layer(out.get_submodule(name), wb, ab, self.weight_quantizer, self.int8_scheme))
             any_act = any_act or ab < FLOAT_BITS
         if any_act:

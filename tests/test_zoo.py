@@ -33,7 +33,7 @@ SMALL = {
     "resnet44": None,
     "resnet56": None,
 }
-SPACES = ("channel_pruning", "sparsity", "mixed_precision", "joint")
+SPACES = ("channel_pruning", "sparsity", "mixed_precision", "joint", "elastic")
 
 
 def _model(name: str) -> tuple[torch.nn.Module, torch.Tensor, list[torch.Tensor]]:

@@ -98,3 +98,62 @@ def shuffle_block_net(num_classes: int = 10, in_channels: int = 3) -> ShuffleBlo
 
 def tiny_vit(num_classes: int = 10, in_channels: int = 3) -> TinyViT:
     return TinyViT(num_classes, in_channels)
+
+
+class _Residual(nn.Module):
+    """``relu(x + f(x))`` with a 5×5 depthwise conv in the branch; ``shortcut`` is an empty
+    ``nn.Sequential`` (the identity, as many hand-written ResNets spell it)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 5, padding=2, groups=c, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.pw = nn.Conv2d(c, c, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.shortcut = nn.Sequential()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn2(self.pw(torch.relu(self.bn1(self.dw(x))))) + self.shortcut(x))
+
+
+class _Projected(nn.Module):
+    """A block whose shortcut is a 1×1 conv (not droppable): starts a stage."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.proj = nn.Conv2d(cin, cout, 1, stride=2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)) + self.proj(x))
+
+
+class _Branchy(nn.Module):
+    """Residual, but with data-dependent control flow torch.fx cannot trace: stays fixed."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if float(x.sum()) != 0.0 else x
+
+
+class ResidualCNN(nn.Module):
+    """Hand-written residual stages (one with a projected first block), a 5×5 stem."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 8) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, w, 5, padding=2, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.stage1 = nn.Sequential(_Residual(w), _Residual(w), _Residual(w))
+        self.stage2 = nn.Sequential(_Projected(w, 2 * w), _Residual(2 * w), _Residual(2 * w), _Branchy(2 * w))
+        self.head = nn.Linear(2 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stage2(self.stage1(self.stem(x))).mean((2, 3)))
+
+
+def residual_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 8) -> ResidualCNN:
+    return ResidualCNN(num_classes, in_channels, width)

@@ -129,7 +129,7 @@ class SearchSpace(ABC):
                 if isinstance(d, Float) and 0 < v <= 1:
                     params[k] = d.check(k, v)
                     used[i] = True
-                elif isinstance(d, (Choice, Int)) and v >= 1 and v == int(v):
+                elif isinstance(d, (Choice, Int)) and d.knob.endswith("bits") and v >= 1 and v == int(v):
                     params[k] = d.check(k, int(v))
                     used[i] = True
         if values and not any(used):

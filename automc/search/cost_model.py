@@ -6,8 +6,10 @@ output channels it produces (``ratio``), the groups whose channels it consumes (
 concatenation's consumer takes several, each for its share of the input channels), its
 weight density, its bit-widths. A layer's MACs (or parameters) scale with the kept fraction of
 its inputs times that of its outputs — exact for pruned convolutions, depthwise ones (which
-only consume) and a flattened classifier. The figures are relative to the space's default
-policy (the uncompressed model; all-max-bits for mixed precision).
+only consume) and a flattened classifier. Elastic knobs scale it too: a layer inside a block
+its stage's ``depth`` drops costs nothing, a kernel shrunk from k to k' costs (k'/k)². The
+figures are relative to the space's default policy (the uncompressed model; all-max-bits for
+mixed precision).
 """
 
 from __future__ import annotations
@@ -52,12 +54,18 @@ class CostModel:
             return
 
         def slot(layer: str) -> dict[str, Any]:
-            return self.layers.setdefault(layer, {"weight": 0.0, "in": [], "in_total": None, "out": None, "density": None, "w": None, "a": None})
+            return self.layers.setdefault(layer, {"weight": 0.0, "in": [], "in_total": None, "out": None, "density": None, "w": None, "a": None, "block": None, "kernel": None})
 
         for name, d in self.dims.items():
             info = dict(d.info)
             layer, knob = split_name(name)
-            if knob == "ratio":
+            if knob == "depth":  # elastic depth: block i of the stage is kept while i < depth
+                for i, members in enumerate(info.get("blocks", [])):
+                    for m in members:
+                        slot(m)["block"] = (name, i)
+            elif knob == "kernel":
+                slot(layer)["kernel"] = (name, float(d.default))
+            elif knob == "ratio":
                 for p in info.get("producers", []):
                     slot(p)["out"] = name
                 shares = dict(info.get("consumer_channels", {}))
@@ -112,7 +120,11 @@ class CostModel:
     def _raw(self, params: Mapping[str, Any]) -> float:
         total = 0.0
         for layer in self.layers.values():
+            if layer["block"] and int(params[layer["block"][0]]) <= layer["block"][1]:
+                continue  # inside a dropped block
             c = layer["weight"] * self._in_fraction(layer, params)
+            if layer["kernel"]:
+                c *= (float(params[layer["kernel"][0]]) / layer["kernel"][1]) ** 2
             if layer["out"]:
                 c *= self._kept(layer["out"], params)
             if layer["density"] and self.metric in ("effective_macs", "bitops", "size_bytes"):
