@@ -27,6 +27,7 @@ from automc.recipes import TrainRecipe
 from automc.settings import resolve_device
 from automc.train.distill import Distiller
 from automc.train.qat import finish_qat, prepare_qat
+from automc.train.training import sgd_cosine
 
 Progress = Callable[[Mapping[str, Any]], None]
 
@@ -115,16 +116,8 @@ def recover(
     teacher.to(device).eval()
     distiller.to(device)
     params = list(student.parameters()) + list(distiller.parameters())
-    decay = [p for p in params if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in params if p.requires_grad and p.ndim <= 1]
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.momentum > 0,
-    )
     steps = math.ceil(len(indices) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
+    opt, sched = sgd_cosine(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, steps=cfg.epochs * steps)
     history: list[dict[str, float]] = []
     start = 0
     state = checkpoints.load() if checkpoints is not None else None

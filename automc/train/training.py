@@ -8,7 +8,7 @@ training augmentation as the dataset defines it (CIFAR: black-padded random crop
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -18,6 +18,25 @@ from automc.datasets.base import Split
 from automc.errors import UserError
 from automc.measure.evaluator import torch_threads
 from automc.recipes import TrainConfig
+
+
+def sgd_cosine(
+    params: Iterable[nn.Parameter], *, lr: float, momentum: float, weight_decay: float, steps: int
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """The optimiser every automc training loop uses: SGD (Nesterov when ``momentum`` > 0) with
+    weight decay on weights only — none on biases and norm scales (1-d tensors), which decay
+    would only pull toward zero — and a cosine schedule over ``steps`` optimiser steps."""
+    decay, no_decay = [], []
+    for p in params:
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        momentum=momentum,
+        nesterov=momentum > 0,
+    )
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
 
 
 def train_classifier(
@@ -42,18 +61,8 @@ def train_classifier(
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.momentum > 0,
-    )
     steps_per_epoch = math.ceil(len(idx) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    opt, sched = sgd_cosine(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, steps=cfg.epochs * steps_per_epoch)
     history: list[float] = []
     model.train()
     with torch_threads(threads):
