@@ -64,11 +64,16 @@ def _threads(n: int) -> Any:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from benchmarks/results/mnas_cifar10.json")
     ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mnas")
     ap.add_argument("--candidates", type=int, default=None, help="override the experiment's budget")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    if args.plot_only:
+        saved = json.loads((REPO / "benchmarks" / "results" / "mnas_cifar10.json").read_text())
+        _plot(saved["front"], saved["baselines"], REPO / "benchmarks" / "results" / "mnas_cifar10.png")
+        return
     os.environ["AUTOMC_DATA_DIR"] = args.data_dir
     import yaml
 
@@ -135,7 +140,9 @@ def _plot(found: list[dict[str, Any]], baselines: list[dict[str, Any]], path: Pa
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([f["metrics"]["latency_ms"] for f in found], [100 * f["test"] for f in found], "o-", label="searched front (test-exact)")
+    ax.plot([f["metrics"]["latency_ms"] for f in found], [100 * f["test"] for f in found], "o", label="searched front (chosen on validation; test-exact shown)")
+    for f in found:
+        ax.annotate(f"#{f['number']}", (f["metrics"]["latency_ms"], 100 * f["test"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     for b in baselines:
         ax.plot(b["metrics"]["latency_ms"], 100 * b["test"], "s", label=f"MobileNetV2-{b['width']}, same proxy training")
     ax.set_xlabel("measured latency, ms (onnxruntime, 1 thread)")
