@@ -40,6 +40,9 @@ class ElasticSpace(JointSpace):
         width: Mapping[str, Any] | bool = True,
         precision: Mapping[str, Any] | bool = False,
     ) -> None:
+        for setting, value, part in (("width", width, "channel_pruning"), ("precision", precision, "mixed_precision")):
+            if not isinstance(value, bool | Mapping):
+                raise UserError(f"elastic {setting} must be true, false or the {part} settings, got {value!r}", field=setting)
         super().__init__(
             model,
             example_input,

@@ -144,7 +144,7 @@ def test_elastic_with_precision_passes_the_conformance_suite(model_name: str) ->
 
 def test_bad_settings_are_one_line_naming_the_field() -> None:
     model = _resnet20()
-    for config, field in (({"depth": "yes"}, "depth"), ({"min_depth": -1}, "min_depth"), ({"width": 3}, "pruning")):
+    for config, field in (({"depth": "yes"}, "depth"), ({"min_depth": -1}, "min_depth"), ({"width": 3}, "width")):
         with pytest.raises(UserError) as exc:
             build_space("elastic", model, CIFAR[:1], config=config)
         assert exc.value.field == field
