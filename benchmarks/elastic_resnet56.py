@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from recovery_headline import REPO, TESTS, _cli, _cpu, _evaluate
+from recovery_headline import REPO, TESTS, _candidates, _cli, _cpu, _evaluate
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -54,11 +54,9 @@ def _side(experiment: Path, run: Path, data_dir: str, threads: int, env: dict[st
 def _params(run: Path, number: int) -> dict[str, Any]:
     from automc.config import parse_config
     from automc.run import RunDir
-    from automc.search.snapshot import open_store
 
     rd = RunDir(run)
-    cfg = parse_config(rd.read_config())
-    return dict(next(c for c in open_store(rd.storage_url(cfg.storage), cfg.name).candidates() if c.number == number).params)
+    return dict(next(c for c in _candidates(rd, parse_config(rd.read_config())) if c.number == number).params)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recovery_headline import REPO, _cpu
+from recovery_headline import REPO, _cpu, _test_accuracy
 
 EXPERIMENT = REPO / "experiments" / "mnas_cifar10.yaml"
 
@@ -47,13 +47,10 @@ def _baseline(cfg: Any, run: Path, width: float, threads: int) -> dict[str, Any]
 
 
 def _test(ctx: Any, params: dict[str, Any], threads: int) -> float:
-    from automc.build import open_data
     from automc.search.context import materialize
 
     with _threads(threads):
-        model = materialize(ctx, params)
-        data = open_data("cifar10", ctx.config.data.data_dir, split="test-exact", calibration_images=0)
-        return float(data.evaluator(bn_calibration_batches=0)(model.eval(), prepared=True)["accuracy"])
+        return _test_accuracy(materialize(ctx, params), ctx.config.data.data_dir, "test-exact")
 
 
 def _threads(n: int) -> Any:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from recovery_headline import REPO, _cli, _cpu, _evaluate
+from recovery_headline import REPO, _cli, _cpu, _evaluate, _recovered
 
 EXPERIMENT = REPO / "experiments" / "netadapt_resnet20_latency.yaml"
 
@@ -47,23 +47,18 @@ def _remeasure(runs: dict[str, tuple[Path, int, str]], rounds: int) -> dict[str,
     interleaved rounds, the median (ms)."""
     from automc.config import parse_config
     from automc.measure.profiles import build_profile
-    from automc.run import RECOVERY_MODEL, RunDir
+    from automc.run import RunDir
     from automc.search.context import build_context
-    from automc.search.snapshot import open_store
 
     models: list[tuple[str, Any]] = []
     x = None
     for arm, (run, number, key) in runs.items():
         rd = RunDir(run)
-        cfg = parse_config(rd.read_config())
-        ctx = build_context(cfg, rd, measure_base=False, cache=False, train=False)
+        ctx = build_context(parse_config(rd.read_config()), rd, measure_base=False, cache=False, train=False)
         x = ctx.example_input
         if not models:
             models.append(("base", ctx.model.eval()))
-        params = next(c for c in open_store(rd.storage_url(cfg.storage), cfg.name).candidates() if c.number == number).params
-        model = ctx.space.apply(ctx.model, params)
-        model.load_state_dict(rd.load_tensors(rd.recovery(number, key) / RECOVERY_MODEL))
-        models.append((arm, model.eval()))
+        models.append((arm, _recovered(ctx, rd, number, key).eval()))
     profile = build_profile("onnxruntime-cpu", {"threads": 1, "sessions": 3})
     times: dict[str, list[float]] = {name: [] for name, _ in models}
     for r in range(rounds):

@@ -22,6 +22,7 @@ Prints a table and writes ``OUT/headline.json`` (and ``benchmarks/results/recove
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -49,10 +50,9 @@ def _cli(*args: str, env: dict[str, str]) -> dict[str, Any]:
 def _evaluate(run: Path, number: int, data_dir: str, recovered_key: str | None, threads: int) -> dict[str, float]:
     """Accuracy of candidate ``number`` (search-time weights, or the recovery ``recovered_key``)
     and of the unpruned model on the test splits."""
-    from automc.build import open_data
     from automc.config import parse_config
     from automc.measure.evaluator import torch_threads
-    from automc.run import RECOVERY_MODEL, RunDir
+    from automc.run import RunDir
     from automc.search.context import build_context, materialize
 
     rd = RunDir(run)
@@ -64,13 +64,29 @@ def _evaluate(run: Path, number: int, data_dir: str, recovered_key: str | None, 
         elif recovered_key is None:
             model = materialize(ctx, next(c for c in _candidates(rd, cfg) if c.number == number).params)
         else:
-            model = ctx.space.apply(ctx.model, next(c for c in _candidates(rd, cfg) if c.number == number).params)
-            model.load_state_dict(rd.load_tensors(rd.recovery(number, recovered_key) / RECOVERY_MODEL))
-        out = {}
-        for split in TESTS:
-            data = open_data("cifar10", data_dir, split=split, calibration_images=0)
-            out[split] = data.evaluator(bn_calibration_batches=0)(model.eval(), prepared=True)["accuracy"]
-    return out
+            model = _recovered(ctx, rd, number, recovered_key)
+        return {split: _test_accuracy(model, data_dir, split) for split in TESTS}
+
+
+def _recovered(ctx: Any, rd: Any, number: int, key: str) -> Any:
+    """Candidate ``number`` of the run ``rd`` with the weights of its recovery ``key``."""
+    from automc.run import RECOVERY_MODEL
+
+    model = ctx.space.apply(ctx.model, next(c for c in _candidates(rd, ctx.config) if c.number == number).params)
+    model.load_state_dict(rd.load_tensors(rd.recovery(number, key) / RECOVERY_MODEL))
+    return model
+
+
+def _test_accuracy(model: Any, data_dir: str, split: str) -> float:
+    """Top-1 of ``model`` (already prepared: no BN recalibration) on the CIFAR-10 ``split``."""
+    return float(_test_data(data_dir, split).evaluator(bn_calibration_batches=0)(model.eval(), prepared=True)["accuracy"])
+
+
+@functools.lru_cache(maxsize=4)
+def _test_data(data_dir: str, split: str) -> Any:
+    from automc.build import open_data
+
+    return open_data("cifar10", data_dir, split=split, calibration_images=0)
 
 
 def _candidates(rd: Any, cfg: Any) -> list[Any]:
