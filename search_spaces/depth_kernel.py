@@ -84,10 +84,6 @@ class DepthKernelSpace(SearchSpace):
             out += list(st.blocks[keep:])
         return out
 
-    def is_dropped(self, layer: str, params: Mapping[str, Any]) -> bool:
-        """Whether module ``layer`` lies inside a block ``params`` drops."""
-        return any(layer == b or layer.startswith(b + ".") for b in self.dropped_blocks(params))
-
     def apply(self, model: nn.Module, params: Mapping[str, Any]) -> nn.Module:
         params = self.validate(params, partial=True)
         out = copy.deepcopy(model)

@@ -84,15 +84,20 @@ class JointSpace(SearchSpace):
     def _live(self, params: dict[str, Any]) -> dict[str, Any]:
         """``params`` with every knob that cannot matter — its layers all inside blocks the
         policy drops — at its default."""
-        if self.elastic is None or not self.elastic.dropped_blocks(params):
+        dropped = self.elastic.dropped_blocks(params) if self.elastic is not None else []
+        if not dropped:
             return params
+
+        def inside(layer: str) -> bool:
+            return any(layer == b or layer.startswith(b + ".") for b in dropped)
+
         out = dict(params)
         for name, d in self._dims.items():
             layer, knob = split_name(name)
             if knob == "depth":
                 continue
             layers = dict(d.info).get("producers") if knob == "ratio" else [layer]
-            if layers and all(self.elastic.is_dropped(n, params) for n in layers):
+            if layers and all(inside(n) for n in layers):
                 out[name] = d.default
         return out
 
