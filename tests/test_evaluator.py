@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from automc.compress.analysis import analyze
+from automc.compress.quant import calibrate_activations, quant_layers, quantize_layer
 from automc.datasets import get_dataset
 from automc.errors import UserError
 from automc.measure.evaluator import Evaluator, EvaluatorConfig, recalibrate_batchnorm
 from automc.models import build_model
 from automc.recipes import TrainConfig
+from automc.train.distill import stage_points
 from automc.train.training import train_classifier
 
 
@@ -148,3 +151,28 @@ def test_channels_last_evaluation_agrees_and_leaves_the_callers_model_alone(digi
     assert test.tensors()[0].stride() == (64, 64, 8, 1)
     ev = Evaluator(test)
     assert 0.0 <= ev(Flatten())["accuracy"] <= 1.0 and ev._nhwc is False
+
+
+
+def test_measurements_keep_every_modules_training_flag(digits, trained) -> None:
+    """A model in training whose BatchNorm layers the user froze (eval mode) comes back from
+    evaluation, cost analysis, activation calibration and the distiller's stage probe with
+    its BatchNorm layers still frozen and everything else still training."""
+    _, test = digits
+    model = copy.deepcopy(trained[0]).train()
+    name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d))
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, quantize_layer(conv, 8, 8))
+    frozen = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert frozen and quant_layers(model)
+    for m in frozen:
+        m.eval()
+    modes = {n: m.training for n, m in model.named_modules()}
+    assert any(modes.values()) and not all(modes.values())
+    x, _ = test.tensors(np.arange(8))
+
+    Evaluator(test)(model, prepared=True)
+    analyze(model, x[:1])
+    calibrate_activations(model, [x])
+    stage_points(model, x[:1])
+    assert {n: m.training for n, m in model.named_modules()} == modes

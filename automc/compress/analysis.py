@@ -17,7 +17,9 @@ weight tensor) are honoured:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -92,6 +94,20 @@ def _pair(v: Any) -> tuple[int, ...]:
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v),)
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block, then every module's own training flag back:
+    ``model.train(was)`` would also put BatchNorm layers a user froze in eval mode back into
+    training (their running statistics would then move during fine-tuning)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def forward_with_hooks(
     model: nn.Module,
     example_input: torch.Tensor,
@@ -99,17 +115,15 @@ def forward_with_hooks(
     select: Any = lambda m: len(list(m.children())) == 0,
 ) -> Any:
     """One eval-mode, no-grad forward with ``hook`` on every module ``select`` accepts;
-    hooks are removed and the training flag restored afterwards. Returns the output."""
+    hooks are removed and every module's training flag restored afterwards. Returns the
+    output."""
     hooks = [m.register_forward_hook(hook) for m in model.modules() if select(m)]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             return model(example_input)
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
 
 
 def analyze(model: nn.Module, example_input: torch.Tensor) -> ModelStats:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from automc.compress.analysis import eval_mode
 from automc.compress.int8 import resolve_scheme
 
 FLOAT_BITS = 32
@@ -208,16 +209,13 @@ def calibrate_activations(model: nn.Module, batches: Sequence[torch.Tensor]) -> 
             r[0], r[1] = min(r[0], lo), max(r[1], hi)
 
         hooks.append(layer.register_forward_pre_hook(pre_hook))  # type: ignore[attr-defined]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for xb in batches:
                 model(xb)
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     for name, layer in layers.items():
         lo, hi = ranges.get(name, [0.0, 1.0])
         scale, zp = activation_qparams(lo, hi, layer.a_bits)

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from automc.compress.analysis import eval_mode, outputs_close
+from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
 from automc.datasets.base import Split
 from automc.errors import UserError
-from automc.compress.analysis import outputs_close
-from automc.compress.quant import FLOAT_BITS, calibrate_activations, quant_layers
 
 
 @contextlib.contextmanager
@@ -186,17 +186,13 @@ class Evaluator:
         with NCHW up to float rounding, else never), then kept for every later one."""
         if self._nhwc is None:
             xb = (self._calib[0] if self._calib else self._x)[:16]
-            was_training = model.training
-            model.eval()
             try:
-                with torch.no_grad():
+                with eval_mode(model), torch.no_grad():
                     ref = model(xb)
                     alt = copy.deepcopy(model).to(memory_format=torch.channels_last)(self._layout(xb, True))
                 self._nhwc = isinstance(ref, torch.Tensor) and isinstance(alt, torch.Tensor) and outputs_close(alt, ref)
             except Exception:  # noqa: BLE001 - e.g. a view() that needs NCHW strides: stay with NCHW
                 self._nhwc = False
-            finally:
-                model.train(was_training)
         return bool(self._nhwc)
 
     def __call__(self, model: nn.Module, *, prepared: bool = False, on_batch: Callable[[int], None] | None = None) -> dict[str, float]:
@@ -212,8 +208,6 @@ class Evaluator:
             target = copy.deepcopy(target).to(memory_format=torch.channels_last)  # the caller's model keeps its layout
         if dev.type != "cpu":
             target = copy.deepcopy(target).to(dev)  # the caller's model stays where it is
-        was_training = target.training
-        target.eval()
         correct = 0
         loss_sum = 0.0
         x = self._x
@@ -221,16 +215,12 @@ class Evaluator:
             if self._x_nhwc is None:
                 self._x_nhwc = self._layout(self._x, True)
             x = self._x_nhwc
-        try:
-            with torch_threads(self.config.threads), torch.no_grad():
-                for xb, yb in _batches(x, self._y, self.config.batch_size):
-                    logits = target(xb.to(dev)).cpu()
-                    loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
-                    correct += int((logits.argmax(1) == yb).sum())
-                    if on_batch is not None:
-                        on_batch(len(yb))
-        finally:
-            if target is model and was_training:
-                model.train()
+        with torch_threads(self.config.threads), eval_mode(target), torch.no_grad():
+            for xb, yb in _batches(x, self._y, self.config.batch_size):
+                logits = target(xb.to(dev)).cpu()
+                loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+                correct += int((logits.argmax(1) == yb).sum())
+                if on_batch is not None:
+                    on_batch(len(yb))
         n = len(self._y)
         return {"accuracy": correct / n, "loss": loss_sum / n, "samples": float(n)}

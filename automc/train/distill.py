@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from automc.compress.analysis import eval_mode
 from automc.errors import UserError
 
 MAX_AUTO_POINTS = 4
@@ -50,15 +51,12 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[tupl
                 seen.append((name, name.count("."), out.shape))
 
         handles.append(mod.register_forward_hook(hook))
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             y = model(x)
     finally:
         for h in handles:
             h.remove()
-        model.train(was)
     return y, [s for s in seen if calls[s[0]] == 1]
 
 
