@@ -29,6 +29,7 @@ import torch
 from automc.search_spaces.arch_cost import network_cost
 from torch import nn
 
+from automc.compress.analysis import eval_mode
 from automc.compress.spaces import Choice, SearchSpace
 from automc.errors import UserError
 from automc.models.factorized import OPS, FactorizedNet, StageSpec
@@ -85,8 +86,8 @@ class ArchitectureSpace(SearchSpace):
         self.head = make_divisible(head * max(1.0, self.width))
         self.in_channels = int(example_input.shape[1])
         self.input_hw = tuple(int(s) for s in example_input.shape[-2:])
-        with torch.no_grad():
-            self.num_classes = int(model.eval()(example_input).shape[-1])
+        with eval_mode(model), torch.no_grad():  # the run's reference model keeps its modes
+            self.num_classes = int(model(example_input).shape[-1])
         for i, (t, c, n, s) in enumerate(settings):
             base = {"op": "mbconv1" if t == 1 else "mbconv6", "kernel": 3, "se": 0.0, "skip": "identity", "width": 1.0, "layers": 0}
             info = {"type": "conv", "stage": i, "channels": make_divisible(c * self.width), "kernel": [3, 3], "stride": [s, s], "layers": n}

@@ -66,8 +66,9 @@ def test_the_default_policy_is_mobilenetv2_and_the_cost_is_analytic(width: float
 
 def test_the_space_passes_the_conformance_suite_on_cifar_and_digits_inputs() -> None:
     check_search_space(_space(0.5), mobilenetv2(width_mult=0.5), CIFAR)
-    digits = small_cnn(num_classes=10, in_channels=1)
+    digits = small_cnn(num_classes=10, in_channels=1).train()
     sp = build_space("architecture", digits, DIGITS[:1])
+    assert digits.training  # building the space left the reference model's mode alone
     assert sp.backbone == "small" and sp.config()["backbone"] == "small"
     check_search_space(sp, digits, DIGITS)
 
