@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automc.compress.analysis import eval_mode
+from automc.compress.analysis import forward_with_hooks
 from automc.errors import UserError
 
 MAX_AUTO_POINTS = 4
@@ -40,23 +40,15 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[tupl
     every parametrised module called exactly once whose output is one tensor."""
     calls: dict[str, int] = {}
     seen: list[tuple[str, int, torch.Size]] = []
-    handles = []
-    for name, mod in model.named_modules():
-        if not name or not any(True for _ in mod.parameters()):
-            continue
+    names = {m: n for n, m in model.named_modules() if n and any(True for _ in m.parameters())}
 
-        def hook(m: nn.Module, inputs: Any, out: Any, name: str = name) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            if isinstance(out, torch.Tensor):
-                seen.append((name, name.count("."), out.shape))
+    def hook(m: nn.Module, inputs: Any, out: Any) -> None:
+        name = names[m]
+        calls[name] = calls.get(name, 0) + 1
+        if isinstance(out, torch.Tensor):
+            seen.append((name, name.count("."), out.shape))
 
-        handles.append(mod.register_forward_hook(hook))
-    try:
-        with eval_mode(model), torch.no_grad():
-            y = model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    y = forward_with_hooks(model, x, hook, lambda m: m in names)
     return y, [s for s in seen if calls[s[0]] == 1]
 
 
