@@ -13,6 +13,9 @@ Resumable: the search is a run folder (rerun after any interruption); proxy-trai
 are kept by architecture, so nothing is trained twice::
 
     nohup .venv/bin/python benchmarks/mnas_cifar10.py --data-dir ../shared/data > mnas.log &
+
+``--experiment experiments/mnas_cifar10_near_mbv2.yaml`` runs the same comparison on the space
+narrowed to MobileNetV2's neighbourhood; results go to ``benchmarks/results/<name>.json``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ def _baseline(cfg: Any, run: Path, width: float, threads: int) -> dict[str, Any]
     from automc.run import RunDir
     from automc.search.context import build_context, evaluate_candidate
 
-    spec = cfg.model_copy(update={"space": cfg.space.model_copy(update={"config": {**cfg.space.config, "width": width}})})
+    plain = {k: v for k, v in cfg.space.config.items() if k != "choices"}  # the default policy is MobileNetV2 itself
+    spec = cfg.model_copy(update={"space": cfg.space.model_copy(update={"config": {**plain, "width": width}})})
     folder = run / f"mobilenetv2-{width}"
     folder.mkdir(parents=True, exist_ok=True)
     ctx = build_context(spec, RunDir(folder))
@@ -61,16 +65,20 @@ def _threads(n: int) -> Any:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from benchmarks/results/mnas_cifar10.json")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from benchmarks/results/<name>.json")
     ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mnas")
+    ap.add_argument("--experiment", type=Path, default=EXPERIMENT, help="an MNasNet experiment (architecture space, proxy, latency profile)")
+    ap.add_argument("--out", type=Path, default=None, help="run folders (default benchmarks/results/mnas for mnas_cifar10, else .../<name>)")
     ap.add_argument("--candidates", type=int, default=None, help="override the experiment's budget")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    name = args.experiment.stem
+    results = REPO / "benchmarks" / "results"
     if args.plot_only:
-        saved = json.loads((REPO / "benchmarks" / "results" / "mnas_cifar10.json").read_text())
-        _plot(saved["front"], saved["baselines"], REPO / "benchmarks" / "results" / "mnas_cifar10.png")
+        saved = json.loads((results / f"{name}.json").read_text())
+        _plot(saved["front"], saved["baselines"], results / f"{name}.png")
         return
+    out_dir = args.out or results / ("mnas" if name == "mnas_cifar10" else name)  # the first run's folder kept its name
     os.environ["AUTOMC_DATA_DIR"] = args.data_dir
     import yaml
 
@@ -81,12 +89,12 @@ def main() -> None:
     from automc.search.loop import run_experiment
     from automc.search.snapshot import open_store
 
-    raw = yaml.safe_load(EXPERIMENT.read_text())
+    raw = yaml.safe_load(args.experiment.read_text())
     raw["data"]["data_dir"] = args.data_dir
     if args.candidates:
         raw["budget"] = {"candidates": args.candidates}
     cfg = parse_config(raw)
-    run = args.out / "run"
+    run = out_dir / "run"
     t0 = time.perf_counter()
     def progress(cand: Any, done: int, target: Any) -> None:
         m = cand.metrics
@@ -102,7 +110,7 @@ def main() -> None:
     members = sorted((cands[i] for i in front.front_indices()), key=lambda c: c.metrics["latency_ms"])
     ctx = build_context(cfg, rd, measure_base=False, cache=False, train=False)
     found = [{"number": c.number, "metrics": dict(c.metrics), "params": dict(c.params), "test": _test(ctx, dict(c.params), args.threads)} for c in members]
-    baselines = [_baseline(cfg, args.out, w, args.threads) for w in (0.5, 1.0)]
+    baselines = [_baseline(cfg, out_dir, w, args.threads) for w in (0.5, 1.0)]
     seconds = [sum(v for k, v in c.timings.items() if k.endswith("_s")) for c in cands]
     result = {
         "cpu": _cpu(),
@@ -114,7 +122,7 @@ def main() -> None:
         "front": found,
         "baselines": baselines,
     }
-    out = REPO / "benchmarks" / "results" / "mnas_cifar10.json"
+    out = results / f"{name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nMNasNet-style search, {len(cands)} candidates, {result['seconds_per_candidate']:.0f} s each ({_cpu()}, {args.threads} threads)")
     print(f"{'':24}{'latency ms':>12}{'MMACs':>8}{'val':>8}{'test-exact':>12}")
@@ -127,7 +135,7 @@ def main() -> None:
     for b in baselines:
         better = [f for f in found if f["metrics"]["latency_ms"] <= b["metrics"]["latency_ms"] and f["test"] > b["test"]]
         print(f"more accurate on test-exact than MobileNetV2-{b['width']} at <= its latency: {[f['number'] for f in better] or 'none'}")
-    _plot(found, baselines, REPO / "benchmarks" / "results" / "mnas_cifar10.png")
+    _plot(found, baselines, results / f"{name}.png")
 
 
 def _plot(found: list[dict[str, Any]], baselines: list[dict[str, Any]], path: Path) -> None:
