@@ -8,8 +8,9 @@ proxy recipe (the space's default policy at that width), and measures the front 
 baselines on the validation images the search used (``train-exact``, 1,000), on ``test-exact``
 (1,000 pixel-exact test images no search step saw) and ``test-jpeg`` (all 10,000, lossy; a
 standard error near 0.5 points instead of 1.5), with every latency measured again side by
-side (``--rounds`` interleaved rounds, median). Prints the table, writes
-``benchmarks/results/mnas_cifar10.json`` and a PNG of the front against the baselines.
+side (``--rounds`` interleaved rounds, median) and McNemar's paired test against each
+baseline a found network is as fast as. Prints the table, writes
+``benchmarks/results/<experiment name>.json`` and a PNG of the front against the baselines.
 
 Resumable: the search is a run folder (rerun after any interruption); proxy-trained weights
 are kept by architecture, so nothing is trained twice::
