@@ -24,8 +24,8 @@ narrowed to MobileNetV2's neighbourhood; results go to ``benchmarks/results/<nam
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -58,55 +58,57 @@ SPLITS = {"test": "test-exact", "test_jpeg": "test-jpeg"}
 
 
 def _test(ctx: Any, params: dict[str, Any], threads: int) -> dict[str, Any]:
-    """``test`` (``test-exact``) and ``test_jpeg`` accuracy of the proxy-trained network, and
-    which images it gets right (``hits``, for the paired test; not written out)."""
+    """``test`` (``test-exact``) and ``test_jpeg`` accuracy of the proxy-trained network; also,
+    not written out, which images it gets right (``hits``, for the paired test) and the
+    network itself (``net``, timed side by side)."""
     import torch
 
-    from automc.datasets import get_dataset
     from automc.search.context import materialize
 
     model = materialize(ctx, params).eval()
-    ds = get_dataset("cifar10", ctx.config.data.data_dir)
-    out: dict[str, Any] = {"hits": {}}
+    out: dict[str, Any] = {"hits": {}, "net": model}
     with _threads(threads), torch.no_grad():
         for key, split in SPLITS.items():
-            hits = torch.cat([model(x).argmax(1) == y for x, y in ds.load(split).batches(batch_size=500)])
+            hits = torch.cat([model(x).argmax(1) == y for x, y in _split(ctx.config.data.data_dir, split).batches(batch_size=500)])
             out[key], out["hits"][key] = float(hits.float().mean()), hits
     return out
+
+
+@functools.lru_cache(maxsize=len(SPLITS))
+def _split(data_dir: str, split: str) -> Any:
+    """A CIFAR-10 test split, loaded once for every network tested on it."""
+    from automc.datasets import get_dataset
+
+    return get_dataset("cifar10", data_dir).load(split)
 
 
 def _mcnemar(found: dict[str, Any], base: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per test split: the images only ``found`` gets right, only ``base`` does, and McNemar's
     exact two-sided p-value (a binomial test on those discordant images)."""
+    from scipy.stats import binomtest
+
     out = {}
     for key, split in SPLITS.items():
         a, b = found["hits"][key], base["hits"][key]
         only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-        n, k = only_a + only_b, min(only_a, only_b)
-        p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
-        out[split] = {"only_it_right": only_a, "only_baseline_right": only_b, "p": p}
+        p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+        out[split] = {"only_it_right": only_a, "only_baseline_right": only_b, "p": float(p)}
     return out
 
 
-def _remeasure(ctx: Any, baselines: list[dict[str, Any]], found: list[dict[str, Any]], rounds: int) -> None:
-    """Every network timed again on the run's onnxruntime profile, all side by side (``rounds``
-    interleaved rounds, alternating order), the median as ``latency_ms_side_by_side``."""
+def _remeasure(ctx: Any, entries: list[dict[str, Any]], rounds: int) -> None:
+    """Every entry's network timed again on the run's onnxruntime profile, all side by side
+    (``rounds`` interleaved rounds, alternating order), the median as ``latency_ms_side_by_side``."""
     import statistics
 
     from automc.measure.profiles import build_profile
 
     spec = next(p for p in ctx.config.profiles if p.name == "onnxruntime-cpu")
     profile = build_profile(spec.name, dict(spec.config))
-    plain = {k: v for k, v in ctx.space.config().items() if k != "choices"}
-    # latency does not depend on the weights: the untrained networks are timed
-    models = [type(ctx.space)(ctx.model, ctx.example_input, **{**plain, "width": b["width"]}).build(b["params"]) for b in baselines]
-    models += [ctx.space.build(f["params"]) for f in found]
-    entries = baselines + found
-    times: list[list[float]] = [[] for _ in models]
+    times: list[list[float]] = [[] for _ in entries]
     for r in range(rounds):
-        order = range(len(models)) if r % 2 == 0 else reversed(range(len(models)))
-        for i in order:
-            times[i].append(profile.measure(models[i], ctx.example_input).values["latency_ms"])
+        for i in range(len(entries)) if r % 2 == 0 else reversed(range(len(entries))):
+            times[i].append(profile.measure(entries[i]["net"], ctx.example_input).values["latency_ms"])
     for e, ts in zip(entries, times):
         e["latency_ms_side_by_side"] = statistics.median(ts)
 
@@ -166,11 +168,11 @@ def main() -> None:
     ctx = build_context(cfg, rd, measure_base=False, cache=False, train=False)
     found = [{"number": c.number, "metrics": dict(c.metrics), "params": dict(c.params), **_test(ctx, dict(c.params), args.threads)} for c in members]
     baselines = [_baseline(cfg, out_dir, w, args.threads) for w in (0.5, 1.0)]
-    _remeasure(ctx, baselines, found, args.rounds)
+    _remeasure(ctx, baselines + found, args.rounds)
     for f in found:  # the paired test against each baseline it is at least as fast as
         f["mcnemar"] = {f"mobilenetv2-{b['width']}": _mcnemar(f, b) for b in baselines if f["latency_ms_side_by_side"] <= b["latency_ms_side_by_side"]}
     for e in baselines + found:
-        e.pop("hits")
+        del e["hits"], e["net"]
     seconds = [sum(v for k, v in c.timings.items() if k.endswith("_s")) for c in cands]
     result = {
         "cpu": _cpu(),
