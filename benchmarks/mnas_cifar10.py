@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from benchmarks/results/<name>.json")
     ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
     ap.add_argument("--experiment", type=Path, default=EXPERIMENT, help="an MNasNet experiment (architecture space, proxy, latency profile)")
-    ap.add_argument("--out", type=Path, default=None, help="run folders (default benchmarks/results/mnas for mnas_cifar10, else .../<name>)")
+    ap.add_argument("--out", type=Path, default=None, help="run folders (default benchmarks/results/<name>)")
     ap.add_argument("--candidates", type=int, default=None, help="override the experiment's budget")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds of the side-by-side latency measurement")
@@ -135,7 +135,7 @@ def main() -> None:
         saved = json.loads((results / f"{name}.json").read_text())
         _plot(saved["front"], saved["baselines"], results / f"{name}.png")
         return
-    out_dir = args.out or results / ("mnas" if name == "mnas_cifar10" else name)  # the first run's folder kept its name
+    out_dir = args.out or results / name
     os.environ["AUTOMC_DATA_DIR"] = args.data_dir
     import yaml
 
