@@ -3,7 +3,7 @@ candidates: which gives the faster and more accurate model once both are recover
 
 1. ``experiments/netadapt_resnet20_latency.yaml``: NetAdapt shrinks the pretrained ResNet-20
    until its measured latency (onnxruntime, 1 thread) is at most 60% of the base model's;
-   every proposal is fine-tuned 200 KD steps before it is scored; the best is recovered by KD.
+   every proposal is fine-tuned 100 KD steps before it is scored; the best is recovered by KD.
 2. The DDPG twin: the same file with ``agent: ddpg`` and the budget set to the number of
    candidates NetAdapt evaluated — same space, target (projected for every agent), proposal
    fine-tune, validation images and recovery.
