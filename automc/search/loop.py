@@ -55,6 +55,7 @@ MAX_DUPLICATES_IN_A_ROW = 200
 # after this many in a row, a projected agent's proposals are jittered before projection, by
 # N(0, σ) in unit space with σ growing by JITTER_STEP per further repeat (at most JITTER_MAX)
 JITTER_AFTER, JITTER_STEP, JITTER_MAX = 10, 0.02, 0.5
+ELAPSED_EVERY_S = 10.0  # the elapsed time is recorded this often and at the end (a kill loses ≤ this)
 
 OnCandidate = Callable[[Candidate, int, int], None]
 # a further dry-run check of the experiment (e.g. its finetune section), raising UserError
@@ -200,7 +201,6 @@ class _Loop:
         self.done = done
         target = self.cfg.budget.candidates
         meta = self.store.meta()
-        elapsed_before = float(meta.get("elapsed_s", 0.0))
         budget = self.cfg.budget.model_dump(mode="json")
         early = meta.get("stopped_early")
         if isinstance(early, dict) and early.get("budget") == budget and not retry:
@@ -208,12 +208,25 @@ class _Loop:
             # request for more (a rerun of a finished run computes nothing): a new budget is
             notice(f"{early['reason']} after {early['candidates']} candidates: the run is finished; raise budget.candidates or budget.minutes to search on")
             return done, str(early["reason"])
-        started = time.monotonic()
+        self.elapsed_before = float(meta.get("elapsed_s", 0.0))
+        self.started = self.elapsed_saved = time.monotonic()
+        stop = self._loop(target, retry)
+        self._save_elapsed()
+        if stop.startswith("agent"):
+            self.store.set_meta("stopped_early", {"reason": stop, "candidates": self.done, "budget": budget})
+        return self.done, stop
+
+    def _save_elapsed(self) -> None:
+        self.elapsed_saved = time.monotonic()
+        self.store.set_meta("elapsed_s", self.elapsed_before + self.elapsed_saved - self.started)
+
+    def _loop(self, target: int | None, retry: list[dict[str, Any]]) -> str:
+        """Propose, evaluate and record until the budget is spent; why it stopped."""
         stop = "budget"
         while True:
             # (a Ray executor's slots shrink when the cluster loses a node)
             limit = min(self.executor.slots, self.agent.max_outstanding or self.executor.slots)
-            elapsed = elapsed_before + time.monotonic() - started
+            elapsed = self.elapsed_before + time.monotonic() - self.started
             out_of_time = self.cfg.budget.minutes is not None and elapsed >= self.cfg.budget.minutes * 60
             if out_of_time:
                 stop = "minutes"
@@ -235,10 +248,9 @@ class _Loop:
             self._record(cand)
             for dup in self.ledger.finish(self.keys.pop(cand.number), cand):
                 self._record(dup)
-            self.store.set_meta("elapsed_s", elapsed_before + time.monotonic() - started)
-        if stop.startswith("agent"):
-            self.store.set_meta("stopped_early", {"reason": stop, "candidates": self.done, "budget": budget})
-        return self.done, stop
+            if time.monotonic() - self.elapsed_saved >= ELAPSED_EVERY_S:
+                self._save_elapsed()
+        return stop
 
     def _ask(self, number: int) -> dict[str, Any] | None:
         """The agent's next proposal, projected onto the target (a retried one already is);

@@ -88,10 +88,14 @@ class Store:
         self.url = url
         self._open: dict[int, optuna.trial.Trial] = {}  # candidates begun by this process
         self._retries: dict[int, list[str]] = {}  # their lost evaluations (note_retry)
+        self._next: int | None = None  # next_number, once counted (begin checks it)
 
     def next_number(self) -> int:
-        """The number the next :meth:`begin` records (the run directory has one writer)."""
-        return len(self.study.get_trials(deepcopy=False))
+        """The number the next :meth:`begin` records: counted once, then kept (the run
+        directory has one writer; :meth:`begin` verifies it against what Optuna assigns)."""
+        if self._next is None:
+            self._next = len(self.study.get_trials(deepcopy=False))
+        return self._next
 
     def begin(self, number: int, params: Mapping[str, Any], distributions: Mapping[str, Any]) -> None:
         """Record candidate ``number`` as a RUNNING trial with ``params``, in one transaction
@@ -106,6 +110,7 @@ class Store:
         got = storage.get_trial_number_from_id(trial_id)
         if got != number:
             raise RuntimeError(f"store {self.url}: expected trial {number}, Optuna gave {got}; another process writes to this study")
+        self._next = got + 1
         self._open[number] = optuna.trial.Trial(self.study, trial_id)
 
     def report(self, number: int, value: float, step: int) -> bool:
@@ -160,6 +165,7 @@ class Store:
         candidate) — are failed as interrupted, their
         numbers kept in the study's ``interrupted`` attribute, and their params returned.
         """
+        self._next = None
         with _writing(self.url):
             return self._recover(distributions)
 
