@@ -9,7 +9,8 @@ candidates: which gives the faster and more accurate model once both are recover
    fine-tune, validation images and recovery.
 3. Both recovered models and the base model are measured again side by side (``--rounds``
    interleaved rounds, median) and evaluated on ``test-exact`` (1,000 pixel-exact test images
-   no search step saw).
+   no search step saw) and all 10,000 ``test-jpeg`` images, with McNemar's exact paired test
+   of DDPG's model against NetAdapt's on each.
 
 Resumable (run folders under ``--out``; rerun after any interruption). Writes
 ``benchmarks/results/netadapt_vs_ddpg_resnet20.json``::
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from recovery_headline import REPO, _cli, _cpu, _evaluate, _recovered
+from mnas_cifar10 import SPLITS, _mcnemar, _split
+from recovery_headline import REPO, _cli, _cpu, _recovered
 
 EXPERIMENT = REPO / "experiments" / "netadapt_resnet20_latency.yaml"
 
@@ -42,11 +44,9 @@ def _twin(out: Path, candidates: int) -> Path:
     return path
 
 
-def _remeasure(runs: dict[str, tuple[Path, int, str]], rounds: int) -> dict[str, float]:
-    """The base model and each arm's recovered model on one onnxruntime profile, ``rounds``
-    interleaved rounds, the median (ms)."""
+def _models(runs: dict[str, tuple[Path, int, str]]) -> tuple[list[tuple[str, Any]], Any]:
+    """The base model and each arm's recovered model (in that order), and an example input."""
     from automc.config import parse_config
-    from automc.measure.profiles import build_profile
     from automc.run import RunDir
     from automc.search.context import build_context
 
@@ -59,12 +59,34 @@ def _remeasure(runs: dict[str, tuple[Path, int, str]], rounds: int) -> dict[str,
         if not models:
             models.append(("base", ctx.model.eval()))
         models.append((arm, _recovered(ctx, rd, number, key).eval()))
+    return models, x
+
+
+def _remeasure(models: list[tuple[str, Any]], x: Any, rounds: int) -> dict[str, float]:
+    """Every model on one onnxruntime profile, ``rounds`` interleaved rounds, the median (ms)."""
+    from automc.measure.profiles import build_profile
+
     profile = build_profile("onnxruntime-cpu", {"threads": 1, "sessions": 3})
     times: dict[str, list[float]] = {name: [] for name, _ in models}
     for r in range(rounds):
         for name, model in models if r % 2 == 0 else models[::-1]:
             times[name].append(profile.measure(model, x).values["latency_ms"])
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _tested(model: Any, data_dir: str, threads: int) -> dict[str, Any]:
+    """Accuracy on ``test-exact`` and all of ``test-jpeg``, and (``hits``) which images it
+    gets right, for McNemar's paired test."""
+    import torch
+
+    from automc.measure.evaluator import torch_threads
+
+    out: dict[str, Any] = {"hits": {}}
+    with torch_threads(threads), torch.no_grad():
+        for key, split in SPLITS.items():
+            hits = torch.cat([model(x).argmax(1) == y for x, y in _split(data_dir, split).batches(batch_size=500)])
+            out[key], out["hits"][key] = float(hits.float().mean()), hits
+    return out
 
 
 def main() -> None:
@@ -86,27 +108,30 @@ def main() -> None:
     for arm in arms.values():
         rec = arm["search"]["recovered"][0]
         arm["number"], arm["key"] = int(rec["number"]), rec["key"]
-    latency = _remeasure({name: (a["run"], a["number"], a["key"]) for name, a in arms.items()}, args.rounds)
+    models, x = _models({name: (a["run"], a["number"], a["key"]) for name, a in arms.items()})
+    latency = _remeasure(models, x, args.rounds)
+    tested = {name: _tested(model, args.data_dir, args.threads) for name, model in models}
     result: dict[str, Any] = {"cpu": _cpu(), "threads": args.threads, "rounds": args.rounds, "base_latency_ms": latency["base"], "arms": {}}
     for name, a in arms.items():
-        acc = _evaluate(a["run"], a["number"], args.data_dir, a["key"], args.threads)
         result["arms"][name] = {
             "candidates": a["search"]["finished"],
             "search_elapsed_s": a["search"].get("elapsed_s"),
             "best": a["number"],
             "latency_ms": latency[name],
             "latency_ratio": latency[name] / latency["base"],
-            "test_exact_after_recovery": acc["test-exact"],
-            "test_jpeg_after_recovery": acc["test-jpeg"],
+            "test_exact_after_recovery": tested[name]["test"],
+            "test_jpeg_after_recovery": tested[name]["test_jpeg"],
         }
-    base = _evaluate(arms["netadapt"]["run"], -1, args.data_dir, None, args.threads)
-    result["base_test_exact"] = base["test-exact"]
+    result["ddpg_vs_netadapt_mcnemar"] = _mcnemar(tested["ddpg"], tested["netadapt"])
+    result["base_test_exact"], result["base_test_jpeg"] = tested["base"]["test"], tested["base"]["test_jpeg"]
     (REPO / "benchmarks" / "results" / "netadapt_vs_ddpg_resnet20.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"ResNet-20, latency <= 60% ({_cpu()}, onnxruntime 1 thread, median of {args.rounds} interleaved rounds)")
-    print(f"{'':12}{'candidates':>12}{'latency ms':>12}{'vs base':>9}{'test-exact':>12}")
-    print(f"{'base':12}{'':>12}{latency['base']:>12.3f}{'':>9}{100 * base['test-exact']:>11.1f}%")
+    print(f"{'':12}{'candidates':>12}{'latency ms':>12}{'vs base':>9}{'test-exact':>12}{'test-jpeg':>11}")
+    print(f"{'base':12}{'':>12}{latency['base']:>12.3f}{'':>9}{100 * result['base_test_exact']:>11.1f}%{100 * result['base_test_jpeg']:>10.2f}%")
     for name, r in result["arms"].items():
-        print(f"{name:12}{r['candidates']:>12}{r['latency_ms']:>12.3f}{100 * r['latency_ratio']:>8.0f}%{100 * r['test_exact_after_recovery']:>11.1f}%")
+        print(f"{name:12}{r['candidates']:>12}{r['latency_ms']:>12.3f}{100 * r['latency_ratio']:>8.0f}%{100 * r['test_exact_after_recovery']:>11.1f}%{100 * r['test_jpeg_after_recovery']:>10.2f}%")
+    for split, m in result["ddpg_vs_netadapt_mcnemar"].items():
+        print(f"{split}: only DDPG's right on {m['only_it_right']}, only NetAdapt's on {m['only_baseline_right']}; McNemar exact p = {m['p']:.3f}")
 
 
 if __name__ == "__main__":
