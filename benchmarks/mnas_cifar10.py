@@ -61,15 +61,21 @@ def _test(ctx: Any, params: dict[str, Any], threads: int) -> dict[str, Any]:
     """``test`` (``test-exact``) and ``test_jpeg`` accuracy of the proxy-trained network; also,
     not written out, which images it gets right (``hits``, for the paired test) and the
     network itself (``net``, timed side by side)."""
-    import torch
-
     from automc.search.context import materialize
 
     model = materialize(ctx, params).eval()
-    out: dict[str, Any] = {"hits": {}, "net": model}
+    return {**tested(model, ctx.config.data.data_dir, threads), "net": model}
+
+
+def tested(model: Any, data_dir: str, threads: int) -> dict[str, Any]:
+    """``model``'s accuracy on every split of :data:`SPLITS` (``test-exact`` and all of
+    ``test-jpeg``) and, under ``hits``, which images it gets right (for :func:`_mcnemar`)."""
+    import torch
+
+    out: dict[str, Any] = {"hits": {}}
     with _threads(threads), torch.no_grad():
         for key, split in SPLITS.items():
-            hits = torch.cat([model(x).argmax(1) == y for x, y in _split(ctx.config.data.data_dir, split).batches(batch_size=500)])
+            hits = torch.cat([model(x).argmax(1) == y for x, y in _split(data_dir, split).batches(batch_size=500)])
             out[key], out["hits"][key] = float(hits.float().mean()), hits
     return out
 

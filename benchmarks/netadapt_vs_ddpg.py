@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mnas_cifar10 import SPLITS, _mcnemar, _split
+from mnas_cifar10 import _mcnemar, tested
 from recovery_headline import REPO, _cli, _cpu, _recovered
 
 EXPERIMENT = REPO / "experiments" / "netadapt_resnet20_latency.yaml"
@@ -74,21 +74,6 @@ def _remeasure(models: list[tuple[str, Any]], x: Any, rounds: int) -> dict[str, 
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def _tested(model: Any, data_dir: str, threads: int) -> dict[str, Any]:
-    """Accuracy on ``test-exact`` and all of ``test-jpeg``, and (``hits``) which images it
-    gets right, for McNemar's paired test."""
-    import torch
-
-    from automc.measure.evaluator import torch_threads
-
-    out: dict[str, Any] = {"hits": {}}
-    with torch_threads(threads), torch.no_grad():
-        for key, split in SPLITS.items():
-            hits = torch.cat([model(x).argmax(1) == y for x, y in _split(data_dir, split).batches(batch_size=500)])
-            out[key], out["hits"][key] = float(hits.float().mean()), hits
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
@@ -110,7 +95,7 @@ def main() -> None:
         arm["number"], arm["key"] = int(rec["number"]), rec["key"]
     models, x = _models({name: (a["run"], a["number"], a["key"]) for name, a in arms.items()})
     latency = _remeasure(models, x, args.rounds)
-    tested = {name: _tested(model, args.data_dir, args.threads) for name, model in models}
+    tests = {name: tested(model, args.data_dir, args.threads) for name, model in models}
     result: dict[str, Any] = {"cpu": _cpu(), "threads": args.threads, "rounds": args.rounds, "base_latency_ms": latency["base"], "arms": {}}
     for name, a in arms.items():
         result["arms"][name] = {
@@ -119,11 +104,11 @@ def main() -> None:
             "best": a["number"],
             "latency_ms": latency[name],
             "latency_ratio": latency[name] / latency["base"],
-            "test_exact_after_recovery": tested[name]["test"],
-            "test_jpeg_after_recovery": tested[name]["test_jpeg"],
+            "test_exact_after_recovery": tests[name]["test"],
+            "test_jpeg_after_recovery": tests[name]["test_jpeg"],
         }
-    result["ddpg_vs_netadapt_mcnemar"] = _mcnemar(tested["ddpg"], tested["netadapt"])
-    result["base_test_exact"], result["base_test_jpeg"] = tested["base"]["test"], tested["base"]["test_jpeg"]
+    result["ddpg_vs_netadapt_mcnemar"] = _mcnemar(tests["ddpg"], tests["netadapt"])
+    result["base_test_exact"], result["base_test_jpeg"] = tests["base"]["test"], tests["base"]["test_jpeg"]
     (REPO / "benchmarks" / "results" / "netadapt_vs_ddpg_resnet20.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"ResNet-20, latency <= 60% ({_cpu()}, onnxruntime 1 thread, median of {args.rounds} interleaved rounds)")
     print(f"{'':12}{'candidates':>12}{'latency ms':>12}{'vs base':>9}{'test-exact':>12}{'test-jpeg':>11}")
