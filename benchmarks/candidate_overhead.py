@@ -8,16 +8,17 @@ One in-process search of the pretrained CIFAR-10 ResNet-20 (channel pruning, FLO
 * **forward**: BN recalibration's and evaluation's forward passes (the work a candidate must
   do), summed by wrapping :func:`automc.measure.evaluator.recalibrate_batchnorm` and
   :meth:`Evaluator.__call__`;
-* **compress**: the space's ``apply`` (copy, prune) — and the target projection, when
-  ``--target`` is given;
+* **compress**: the space's ``apply`` (copy, prune, least-squares re-fit) — and the target
+  projection, when ``--target`` is given;
 * **profile**: the profiles' measurements;
 * **loop**: everything else of the search loop's wall time (agent, store, ledger, saving the
   agent's state).
 
 Prints a breakdown per candidate, the fraction outside forward passes, and the process's peak
-resident memory::
+resident memory, beside a second search for a ratio measured in the same run (``--compare``:
+the evaluator in NCHW, or channel pruning tracing a fresh copy of the model per candidate)::
 
-    .venv/bin/python benchmarks/candidate_overhead.py --data-dir ../shared/data [--candidates 100]
+    .venv/bin/python benchmarks/candidate_overhead.py --data-dir ../shared/data [--candidates 100] [--compare retrace]
 """
 
 from __future__ import annotations
@@ -74,14 +75,19 @@ def experiment(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
-def one_search(args: argparse.Namespace, clock: Clock, *, nhwc: bool) -> dict[str, Any]:
-    """One search into a fresh folder; its per-candidate breakdown (``nhwc=False``: the
-    evaluator kept in NCHW, for the side-by-side ratio)."""
+def one_search(args: argparse.Namespace, clock: Clock, *, nhwc: bool = True, retrace: bool = False) -> dict[str, Any]:
+    """One search into a fresh folder; its per-candidate breakdown. For the side-by-side
+    ratios: ``nhwc=False`` keeps the evaluator in NCHW; ``retrace=True`` makes channel pruning
+    copy and trace the model for every candidate (as before the traced copy was kept)."""
     import functools
 
     import automc.build as build_mod
+    from automc.search_spaces.channel_pruning import ChannelPruningSpace
 
     build_mod.EvaluatorConfig = functools.partial(evaluator_mod.EvaluatorConfig, channels_last=None if nhwc else False)
+    if not hasattr(ChannelPruningSpace, "_kept_traced_for"):
+        ChannelPruningSpace._kept_traced_for = ChannelPruningSpace._traced_for
+    ChannelPruningSpace._traced_for = (lambda self, model: None) if retrace else ChannelPruningSpace._kept_traced_for
     clock.total.clear()
     cfg = parse_config(experiment(args))
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +104,7 @@ def one_search(args: argparse.Namespace, clock: Clock, *, nhwc: bool) -> dict[st
     projection = clock.total.get("projection", 0.0)
     rows = {
         "forward passes (BN recalibration + evaluation)": forward,
-        "compress (copy, prune)": compress,
+        "compress (copy, prune, re-fit)": compress,
         "target projection": projection,
         "profiles": sums["profile_s"],
         "loop (agent, store, ledger, agent state)": loop_s - clock.total.get("candidate", 0.0) - projection,
@@ -115,7 +121,7 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.5, help="MACs target (fraction; 0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-compare", action="store_true", help="skip the second search with NCHW evaluation")
+    ap.add_argument("--compare", choices=("nchw", "retrace", "none"), default="nchw", help="a second search side by side: evaluated in NCHW, or pruning a fresh copy traced per candidate")
     ap.add_argument("--out", type=Path, help="also write the figures here (JSON)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -128,17 +134,19 @@ def main() -> None:
 
     executors_mod.evaluate_candidate = context_mod.evaluate_candidate
     projection_mod.Projector.__call__ = clock.wrap("projection", projection_mod.Projector.__call__, outer=True)
-    runs = {"nhwc": one_search(args, clock, nhwc=True)}
-    if not args.no_compare:
-        runs["nchw"] = one_search(args, clock, nhwc=False)
+    runs = {"nhwc": one_search(args, clock)}
+    if args.compare != "none":
+        runs[args.compare] = one_search(args, clock, nhwc=args.compare != "nchw", retrace=args.compare == "retrace")
+    heads = {"nhwc": "NHWC (default)", "nchw": "NCHW", "retrace": "traced per cand."}
     print(f"ResNet-20, {runs['nhwc']['candidates']} candidates ({args.agent}, {args.mode} groups" + (f", target macs {args.target:g}" if args.target else "") + f"), {args.threads} threads, {_cpu()}")
-    print(f"{'s/candidate':48}" + "".join(f"{'evaluated ' + k.upper():>16}" for k in runs))
+    print(f"{'s/candidate':48}" + "".join(f"{heads[k]:>18}" for k in runs))
     for label in runs["nhwc"]["breakdown_s_per_candidate"]:
-        print(f"{label:48}" + "".join(f"{r['breakdown_s_per_candidate'][label]:>16.3f}" for r in runs.values()))
-    print(f"{'total (the loop wall time)':48}" + "".join(f"{r['seconds_per_candidate']:>16.3f}" for r in runs.values()))
-    print(f"{'outside forward passes':48}" + "".join(f"{r['outside_forward']:>16.1%}" for r in runs.values()))
-    if "nchw" in runs:
-        print(f"NHWC vs NCHW evaluation: {runs['nchw']['seconds_per_candidate'] / runs['nhwc']['seconds_per_candidate']:.2f}x candidates per second")
+        print(f"{label:48}" + "".join(f"{r['breakdown_s_per_candidate'][label]:>18.3f}" for r in runs.values()))
+    print(f"{'total (the loop wall time)':48}" + "".join(f"{r['seconds_per_candidate']:>18.3f}" for r in runs.values()))
+    print(f"{'outside forward passes':48}" + "".join(f"{r['outside_forward']:>18.1%}" for r in runs.values()))
+    if len(runs) > 1:
+        other = runs[args.compare]
+        print(f"{heads['nhwc']} vs {heads[args.compare]}: {other['seconds_per_candidate'] / runs['nhwc']['seconds_per_candidate']:.2f}x candidates per second")
     print(f"peak resident memory (the first search): {runs['nhwc']['peak_rss_gib']:.2f} GiB")
     if args.out:
         args.out.write_text(json.dumps({"agent": args.agent, "mode": args.mode, "target": args.target, "threads": args.threads, "cpu": _cpu(), **runs}, indent=2) + "\n")

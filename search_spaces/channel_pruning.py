@@ -41,9 +41,10 @@ from automc.compress.analysis import analyze
 from automc.errors import UserError, require_number
 from automc.compress.spaces import Float, SearchSpace
 from automc.search_spaces.common import check_layer_names, layer_info, output_layers
-from automc.search_spaces.pruning_graph import build_graph, group_risks, verify_group
+from automc.search_spaces.pruning_graph import build_graph, group_risks, rooted_groups, verify_group
 from automc.search_spaces.reconstruction import Reconstructor, track_kept
 from automc.search_spaces.shortcuts import ShortcutConv, ShortcutConvPruner, finalize_shortcuts, prepare_shortcuts
+from automc.search_spaces.traced_model import TracedModel
 
 CRITERIA = ("l1", "l2", "fpgm", "bn_scale")
 MODES = ("all", "inner_only")
@@ -104,8 +105,8 @@ class ChannelPruningSpace(SearchSpace):
         self.locked: list[dict[str, Any]] = []
         self._importance = _importance(criterion)
 
-        work = copy.deepcopy(model)
-        dg, opaque = self._graph_and_opaque(work)
+        self._traced = TracedModel(model, self._graph_and_opaque)  # traced once; reused by apply
+        work, dg, opaque = self._traced.work, self._traced.graph, self._traced.opaque
         names = {m: n for n, m in work.named_modules()}
         order = {n: i for i, (n, _) in enumerate(work.named_modules())}
         stats = {layer.name: layer for layer in analyze(model, example_input).layers}
@@ -114,7 +115,7 @@ class ChannelPruningSpace(SearchSpace):
         self.layer_params = {n: float(st.params) for n, st in stats.items()}
         self._roots: dict[str, str] = {}
         self._channels: dict[str, int] = {}
-        for root_name, group in self._groups(work, dg):
+        for root_name, group in rooted_groups(work, dg, set(self._ignored(work)), self.locked):
             producers, consumers = [], []
             shares: dict[str, list[int]] = {}  # consumer → [its input channels from this group, all its inputs]
             for dep, idxs in group:
@@ -209,38 +210,6 @@ class ChannelPruningSpace(SearchSpace):
         """One line per locked group: which, how many channels, through what, and why."""
         return [f"{g['group']} ({g['channels']} ch) via {', '.join(g['through'])}: {g['reason']}" for g in self.locked]
 
-    def _groups(self, model: nn.Module, dg: tp.DependencyGraph) -> list[tuple[str, Any]]:
-        """Coupled groups rooted at the first conv/linear of each, in network order.
-
-        Like torch-pruning's ``get_all_groups`` but rooted in definition order, so a
-        concatenation's inputs each get their own group (rooted at the producer, not at the
-        depthwise conv that consumes the concatenation) and names are stable.
-        """
-        ignored = set(self._ignored(model))
-        visited: set[nn.Module] = set()
-        out = []
-        for name, m in model.named_modules():
-            if not isinstance(m, (nn.Conv2d, nn.Linear)) or m in visited or m in ignored or m not in dg.module2node:
-                continue
-            pruner = dg.get_pruner_of_module(m)
-            channels = pruner.get_out_channels(m) if pruner is not None else None
-            if not channels:
-                continue
-            try:
-                group = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(channels)))
-            except Exception as exc:  # noqa: BLE001 - torch-pruning cannot follow this group's channels
-                self.locked.append({"group": name, "channels": int(channels), "through": ["?"], "reason": f"torch-pruning cannot form the group ({type(exc).__name__})"})
-                visited.add(m)
-                continue
-            prunable = True
-            for dep, _ in group:
-                if dg.is_out_channel_pruning_fn(dep.handler):
-                    visited.add(dep.target.module)
-                    prunable = prunable and dep.target.module not in ignored
-            if prunable:
-                out.append((name, group))
-        return out
-
     def keep_count(self, channels: int, ratio: float, dim: str | None = None) -> int:
         """Channels kept for ``ratio``: rounded, at least ``min_channels`` and ``round_to`` — or,
         for a group ``dim`` with measured widths, the nearest of them (ties: the larger)."""
@@ -255,11 +224,34 @@ class ChannelPruningSpace(SearchSpace):
 
     def apply(self, model: nn.Module, params: Mapping[str, Any]) -> nn.Module:
         params = self.validate(params, partial=True)
-        out = copy.deepcopy(model)
-        was_training = out.training
-        dg = self._graph(out)
-        names = {m: n for n, m in out.named_modules()}
         kept: dict[str, tuple[list[int], list[int]]] = {}  # layer → (outputs, inputs) kept, original indices
+        traced = self._traced_for(model)
+        if traced is not None:  # the space's own model, unchanged: prune the traced copy, hand out a copy
+            with traced.borrowed() as (work, dg):
+                self._prune(work, dg, params, kept)
+                out = copy.deepcopy(work)
+        else:
+            out = copy.deepcopy(model)
+            self._prune(out, self._graph(out), params, kept)
+        finalize_shortcuts(out)
+        if self.reconstruct and kept:
+            self._reconstructor().refit(model, out, kept)
+        out.train(model.training)
+        return out
+
+    def _traced_for(self, model: nn.Module) -> TracedModel | None:
+        """The traced copy of ``model`` when it is the space's model (re-traced if its weights
+        were changed in place since); None for any other model."""
+        if model is not self._model:
+            return None
+        if not self._traced.serves(model):
+            self._traced = TracedModel(model, self._graph_and_opaque)
+        return self._traced if self._traced.usable else None
+
+    def _prune(self, out: nn.Module, dg: tp.DependencyGraph, params: Mapping[str, Any], kept: dict[str, tuple[list[int], list[int]]]) -> None:
+        """Prune ``out`` (traced as ``dg``) in place to ``params``, group by group in network
+        order (each group's importance measured on the model as earlier groups left it)."""
+        names = {m: n for n, m in out.named_modules()}
         for dim, root_name in self._roots.items():
             root = out.get_submodule(root_name)
             channels = int(dg.get_out_channels(root))
@@ -277,11 +269,6 @@ class ChannelPruningSpace(SearchSpace):
                 if self.reconstruct:
                     track_kept(kept, group, dg, names)
                 group.prune()
-        finalize_shortcuts(out)
-        if self.reconstruct and kept:
-            self._reconstructor().refit(model, out, kept)
-        out.train(was_training)
-        return out
 
     def _reconstructor(self) -> Reconstructor:
         """The least-squares re-fit of the layers that can lose inputs (built once: its Gram

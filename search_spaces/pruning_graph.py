@@ -102,6 +102,39 @@ def _map_indices_node_by_node(dg: tp.DependencyGraph) -> set[Any]:
     return failed
 
 
+def rooted_groups(model: nn.Module, dg: tp.DependencyGraph, ignored: set[nn.Module], locked: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """Coupled groups rooted at the first conv/linear of each, in network order; a group with
+    an ``ignored`` producer is left out, one torch-pruning cannot form is appended to ``locked``.
+
+    Like torch-pruning's ``get_all_groups`` but rooted in definition order, so a
+    concatenation's inputs each get their own group (rooted at the producer, not at the
+    depthwise conv that consumes the concatenation) and names are stable.
+    """
+    visited: set[nn.Module] = set()
+    out = []
+    for name, m in model.named_modules():
+        if not isinstance(m, (nn.Conv2d, nn.Linear)) or m in visited or m in ignored or m not in dg.module2node:
+            continue
+        pruner = dg.get_pruner_of_module(m)
+        channels = pruner.get_out_channels(m) if pruner is not None else None
+        if not channels:
+            continue
+        try:
+            group = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(channels)))
+        except Exception as exc:  # noqa: BLE001 - torch-pruning cannot follow this group's channels
+            locked.append({"group": name, "channels": int(channels), "through": ["?"], "reason": f"torch-pruning cannot form the group ({type(exc).__name__})"})
+            visited.add(m)
+            continue
+        prunable = True
+        for dep, _ in group:
+            if dg.is_out_channel_pruning_fn(dep.handler):
+                visited.add(dep.target.module)
+                prunable = prunable and dep.target.module not in ignored
+        if prunable:
+            out.append((name, group))
+    return out
+
+
 def group_risks(group: Any, opaque: set[Any]) -> list[str]:
     """What in ``group`` is not plainly channel-preserving (empty = a plain group)."""
     risks: list[str] = []

@@ -1,0 +1,86 @@
+"""A model prepared and traced once per search space, pruned in place and restored after each
+candidate — so a candidate does not pay for a deep copy of the full model and a new
+torch-pruning trace (about two thirds of a ResNet-20 ``apply``; issue 14's per-candidate
+overhead).
+
+torch-pruning prunes a layer by replacing its parameters and buffers with sliced tensors and
+updating its plain attributes (``out_channels``, ``num_features``, a concatenation's
+``concat_sizes``…); it never changes the modules' identity or the graph's index mappings. So a
+snapshot of every module's parameter and buffer *references* and plain attributes, taken right
+after tracing, restores the unpruned state exactly (the original tensors are never written:
+slicing makes new ones). The result handed out is a deep copy of the pruned model — smaller,
+so cheaper to copy than the full one.
+
+A graph whose pruning rewires the graph itself (an ``nn.Parameter`` used outside any module
+— torch-pruning re-keys its nodes) is not cached: :meth:`TracedModel.usable` is False and the
+space traces a fresh copy per candidate, as before.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch_pruning as tp
+from torch import nn
+
+# module attributes that pruning never replaces (children, hooks) are left shared
+_STATE = ("_parameters", "_buffers")
+
+
+def fingerprint(model: nn.Module) -> tuple[tuple[int, int], ...]:
+    """Identity and in-place version of every parameter and buffer: changes when the model's
+    weights are written, replaced or its structure is edited."""
+    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
+class TracedModel:
+    """A private copy of ``model`` with its dependency graph, restorable to unpruned."""
+
+    def __init__(self, model: nn.Module, trace: Callable[[nn.Module], tuple[tp.DependencyGraph, Any]]) -> None:
+        self.source = model
+        self.key = fingerprint(model)
+        self.work = copy.deepcopy(model)
+        self.graph, self.opaque = trace(self.work)
+        self._lock = threading.Lock()
+        mods = {id(m): m for m in self.work.modules()}
+        for node in self.graph.module2node.values():  # torch-pruning's op stand-ins (concat, split…)
+            if isinstance(node.module, nn.Module):
+                mods.setdefault(id(node.module), node.module)
+        self._snapshot = [(m, _state(m)) for m in mods.values()]
+        self.usable = not any(node.type == tp.ops.OPTYPE.PARAMETER for node in self.graph.module2node.values())
+
+    def serves(self, model: nn.Module) -> bool:
+        """Whether pruning ``model`` may use this copy: the same model, unchanged since."""
+        return self.usable and model is self.source and fingerprint(model) == self.key
+
+    @contextmanager
+    def borrowed(self) -> Iterator[tuple[nn.Module, tp.DependencyGraph]]:
+        """The work model and its graph, for one candidate; restored to unpruned on exit
+        (also after an exception), one candidate at a time."""
+        with self._lock:
+            try:
+                yield self.work, self.graph
+            finally:
+                self._restore()
+
+    def _restore(self) -> None:
+        for module, state in self._snapshot:
+            for key in [k for k in module.__dict__ if k not in state]:
+                del module.__dict__[key]  # set by a pruner after the snapshot
+            for key, value in state.items():
+                module.__dict__[key] = copy.copy(value) if key in _STATE or isinstance(value, list) else value
+        self.graph._pruning_history.clear()
+
+
+def _state(module: nn.Module) -> dict[str, Any]:
+    """What restores ``module``: its parameter/buffer dicts (references to the unpruned
+    tensors) and every other attribute (lists copied: pruners edit some in place)."""
+    state: dict[str, Any] = {}
+    for key, value in module.__dict__.items():
+        state[key] = copy.copy(value) if key in _STATE or isinstance(value, list) else value
+    return state
+
