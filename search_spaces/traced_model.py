@@ -1,18 +1,19 @@
 """A model prepared and traced once per search space, pruned in place and restored after each
 candidate — so a candidate does not pay for a deep copy of the full model and a new
-torch-pruning trace (about two thirds of a ResNet-20 ``apply``; issue 14's per-candidate
-overhead).
+torch-pruning trace (issue 14's per-candidate overhead: 0.105 → 0.085 s of compression per
+ResNet-20 candidate, measured side by side by ``benchmarks/candidate_overhead.py --compare
+retrace``).
 
 torch-pruning prunes a layer by replacing its parameters and buffers with sliced tensors and
 updating its plain attributes (``out_channels``, ``num_features``, a concatenation's
-``concat_sizes``…); it never changes the modules' identity or the graph's index mappings. So a
-snapshot of every module's parameter and buffer *references* and plain attributes, taken right
-after tracing, restores the unpruned state exactly (the original tensors are never written:
-slicing makes new ones). The result handed out is a deep copy of the pruned model — smaller,
-so cheaper to copy than the full one.
+``concat_sizes``…); it never changes the modules' identity, and it recomputes the graph's index
+mappings from the modules' current sizes whenever it forms a group. So a snapshot of every
+module's parameter and buffer *references* and plain attributes, taken right after tracing,
+restores the unpruned state exactly (the original tensors are never written: slicing makes new
+ones). The model handed out is a deep copy of the pruned one.
 
 A graph whose pruning rewires the graph itself (an ``nn.Parameter`` used outside any module
-— torch-pruning re-keys its nodes) is not cached: :meth:`TracedModel.usable` is False and the
+— torch-pruning re-keys its nodes) is not reused: :attr:`TracedModel.usable` is False and the
 space traces a fresh copy per candidate, as before.
 """
 
@@ -54,8 +55,8 @@ class TracedModel:
         self.usable = not any(node.type == tp.ops.OPTYPE.PARAMETER for node in self.graph.module2node.values())
 
     def serves(self, model: nn.Module) -> bool:
-        """Whether pruning ``model`` may use this copy: the same model, unchanged since."""
-        return self.usable and model is self.source and fingerprint(model) == self.key
+        """Whether this copy is of ``model`` as it is now (the same model, unchanged since)."""
+        return model is self.source and fingerprint(model) == self.key
 
     @contextmanager
     def borrowed(self) -> Iterator[tuple[nn.Module, tp.DependencyGraph]]:

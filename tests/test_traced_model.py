@@ -114,8 +114,10 @@ def test_a_model_with_a_free_parameter_is_pruned_from_a_fresh_copy() -> None:
     x = torch.randn(2, 3, 8, 8)
     space = ChannelPruningSpace(model, x)
     assert space._traced_for(model) is None
+    traced = space._traced
     policy = {k: 0.5 for k in space.dimensions}
     pruned = space.apply(model, policy)
+    assert space._traced is traced  # not traced again for nothing: only the per-candidate copy is
     assert pruned.scale.shape[1] == pruned.conv1.out_channels == 4
     assert model.scale.shape[1] == model.conv1.out_channels == 8
     assert _same(pruned, space.apply(model, policy))
