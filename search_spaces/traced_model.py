@@ -28,7 +28,8 @@ from typing import Any
 import torch_pruning as tp
 from torch import nn
 
-# module attributes that pruning never replaces (children, hooks) are left shared
+# the dicts pruners write into (a pruned tensor replaces an entry): copied, not shared; other
+# dicts (children, hooks) pruning never edits are shared with the snapshot
 _STATE = ("_parameters", "_buffers")
 
 
@@ -51,7 +52,7 @@ class TracedModel:
         for node in self.graph.module2node.values():  # torch-pruning's op stand-ins (concat, split…)
             if isinstance(node.module, nn.Module):
                 mods.setdefault(id(node.module), node.module)
-        self._snapshot = [(m, _state(m)) for m in mods.values()]
+        self._snapshot = [(m, _copied(m.__dict__)) for m in mods.values()]
         self.usable = not any(node.type == tp.ops.OPTYPE.PARAMETER for node in self.graph.module2node.values())
 
     def serves(self, model: nn.Module) -> bool:
@@ -70,18 +71,14 @@ class TracedModel:
 
     def _restore(self) -> None:
         for module, state in self._snapshot:
-            for key in [k for k in module.__dict__ if k not in state]:
-                del module.__dict__[key]  # set by a pruner after the snapshot
-            for key, value in state.items():
-                module.__dict__[key] = copy.copy(value) if key in _STATE or isinstance(value, list) else value
+            module.__dict__.clear()  # also drops attributes a pruner added after the snapshot
+            module.__dict__.update(_copied(state))
         self.graph._pruning_history.clear()
 
 
-def _state(module: nn.Module) -> dict[str, Any]:
-    """What restores ``module``: its parameter/buffer dicts (references to the unpruned
-    tensors) and every other attribute (lists copied: pruners edit some in place)."""
-    state: dict[str, Any] = {}
-    for key, value in module.__dict__.items():
-        state[key] = copy.copy(value) if key in _STATE or isinstance(value, list) else value
-    return state
+def _copied(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A module's attributes with the containers pruners edit in place copied: the
+    parameter/buffer dicts (their tensors shared: pruning replaces, never writes them) and
+    lists (torch-pruning's concat pruner edits ``concat_sizes`` in place)."""
+    return {k: copy.copy(v) if k in _STATE or isinstance(v, list) else v for k, v in attributes.items()}
 

@@ -12,12 +12,12 @@ from torch import nn
 
 from automc.models import build_model
 from automc.search_spaces.channel_pruning import ChannelPruningSpace
+from automc.testing._common import same_state
 from tests.user_models import concat_cnn, shuffle_block_net
 
 
 def _same(a: nn.Module, b: nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    return same_state(a.state_dict(), b.state_dict())
 
 
 def _policies(space: ChannelPruningSpace, n: int, seed: int = 0) -> list[dict[str, float]]:
