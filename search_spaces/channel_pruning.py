@@ -23,7 +23,8 @@ BatchNorm, concatenation and channel-preserving element-wise ops (a split, a cha
 a reshape, a slice, a custom op) is proved on a copy before it becomes a dimension (see
 :mod:`automc.search_spaces.pruning_graph`); one that fails is **locked** — left unpruned, listed in
 :attr:`ChannelPruningSpace.locked` with the reason — so pruning never crashes and never
-removes the wrong channels.
+removes the wrong channels. Attention modules with a packed ``qkv`` projection get one
+dimension that removes whole heads (:mod:`automc.search_spaces.attention_heads`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from torch import nn
 from automc.compress.analysis import analyze
 from automc.errors import UserError, require_number
 from automc.compress.spaces import Float, SearchSpace
+from automc.search_spaces.attention_heads import Heads, find_heads, prune_heads, verify_heads
 from automc.search_spaces.common import check_layer_names, layer_info, output_layers
 from automc.search_spaces.pruning_graph import build_graph, group_risks, rooted_groups, verify_group
 from automc.search_spaces.reconstruction import Reconstructor, track_kept
@@ -115,7 +117,20 @@ class ChannelPruningSpace(SearchSpace):
         self.layer_params = {n: float(st.params) for n, st in stats.items()}
         self._roots: dict[str, str] = {}
         self._channels: dict[str, int] = {}
-        for root_name, group in rooted_groups(work, dg, set(self._ignored(work)), self.locked):
+        self._heads: dict[str, Heads] = {}  # dim → the attention module whose whole heads it prunes
+        ignored = set(self._ignored(work))
+        for heads in find_heads(work):
+            if work.get_submodule(heads.qkv) in ignored or heads.heads < 2:
+                continue
+            why = verify_heads(model, self.example_input, heads)
+            if why is not None:  # its qkv channels are analysed (and locked) as any group
+                self.locked.append({"group": heads.module, "channels": heads.heads, "unit": "heads", "through": ["attention heads"], "reason": why})
+                continue
+            ignored.add(work.get_submodule(heads.qkv))  # pruned by whole heads, not channel by channel
+            dim = f"{heads.module}:ratio"
+            self._heads[dim], self._roots[dim], self._channels[dim] = heads, heads.module, heads.heads
+            self._dims[dim] = Float(self.lbound, 1.0, 1.0, knob="ratio", info=heads.info(stats))
+        for root_name, group in rooted_groups(work, dg, ignored, self.locked):
             producers, consumers = [], []
             shares: dict[str, list[int]] = {}  # consumer → [its input channels from this group, all its inputs]
             for dep, idxs in group:
@@ -208,7 +223,7 @@ class ChannelPruningSpace(SearchSpace):
 
     def locked_notes(self) -> list[str]:
         """One line per locked group: which, how many channels, through what, and why."""
-        return [f"{g['group']} ({g['channels']} ch) via {', '.join(g['through'])}: {g['reason']}" for g in self.locked]
+        return [f"{g['group']} ({g['channels']} {g.get('unit', 'ch')}) via {', '.join(g['through'])}: {g['reason']}" for g in self.locked]
 
     def keep_count(self, channels: int, ratio: float, dim: str | None = None) -> int:
         """Channels kept for ``ratio``: rounded, at least ``min_channels`` and ``round_to`` — or,
@@ -217,6 +232,8 @@ class ChannelPruningSpace(SearchSpace):
         if allowed:
             target = channels * ratio
             return min(allowed, key=lambda w: (abs(w - target), -w))
+        if dim in self._heads:  # whole heads: at least one, no channel rounding
+            return min(channels, max(1, int(math.floor(channels * ratio + 0.5))))
         n = max(self.min_channels, int(math.floor(channels * ratio + 0.5)))
         if self.round_to > 1:
             n = max(self.round_to, int(math.floor(n / self.round_to + 0.5)) * self.round_to)
@@ -252,7 +269,7 @@ class ChannelPruningSpace(SearchSpace):
         """Prune ``out`` (traced as ``dg``) in place to ``params``, group by group in network
         order (each group's importance measured on the model as earlier groups left it)."""
         names = {m: n for n, m in out.named_modules()}
-        for dim, root_name in self._roots.items():
+        for dim, root_name in ((d, r) for d, r in self._roots.items() if d not in self._heads):
             root = out.get_submodule(root_name)
             channels = int(dg.get_out_channels(root))
             keep = self.keep_count(channels, params[dim], dim)
@@ -269,6 +286,8 @@ class ChannelPruningSpace(SearchSpace):
                 if self.reconstruct:
                     track_kept(kept, group, dg, names)
                 group.prune()
+        for dim, heads in self._heads.items():  # whole attention heads, after the channel groups
+            prune_heads(out, heads, heads.heads - self.keep_count(heads.heads, params[dim], dim), kept if self.reconstruct else None)
 
     def _reconstructor(self) -> Reconstructor:
         """The least-squares re-fit of the layers that can lose inputs (built once: its Gram

@@ -13,7 +13,7 @@ from torch import nn
 from automc.models import build_model
 from automc.search_spaces.channel_pruning import ChannelPruningSpace
 from automc.testing._common import same_state
-from tests.user_models import concat_cnn, shuffle_block_net
+from tests.user_models import concat_cnn, head_vit, shuffle_block_net
 
 
 def _same(a: nn.Module, b: nn.Module) -> bool:
@@ -33,6 +33,8 @@ CASES = {
     "densenet_bc": (lambda: build_model("densenet_bc"), (3, 32), {"round_to": 4}),
     # channel split + shuffle: locked groups beside pruned ones
     "shuffle_block_net": (shuffle_block_net, (3, 32), {}),
+    # whole attention heads (attributes and parameters edited outside torch-pruning), re-fit on
+    "head_vit": (head_vit, (3, 16), {"reconstruct": True}),
 }
 
 

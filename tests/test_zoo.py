@@ -20,7 +20,7 @@ from automc.compress.spaces import build_space
 from automc.testing import check_search_space, outputs_close
 from automc.search_spaces.channel_pruning import ChannelPruningSpace
 from tests.conftest import run_cli
-from tests.user_models import shuffle_block_net, tiny_vit
+from tests.user_models import head_vit, shuffle_block_net, tiny_vit
 
 # Cheaper settings for the conformance run (the architecture is the same family).
 SMALL = {
@@ -92,7 +92,7 @@ def test_every_zoo_model_exports_quietly_to_onnx_and_int8(name: str, tmp_path: P
     assert run_onnx(tmp_path / "m.int8.onnx", x).shape == (3, 10)
 
 
-@pytest.mark.parametrize("factory", [shuffle_block_net, tiny_vit])
+@pytest.mark.parametrize("factory", [shuffle_block_net, tiny_vit, head_vit])
 def test_shuffle_block_and_transformer_prune_with_random_policies(factory, capfd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The issue's must-show: split + shuffle and multi-head attention; random policies give a
     running model of the right shape, and the groups that cannot be pruned are reported."""

@@ -157,3 +157,52 @@ class ResidualCNN(nn.Module):
 
 def residual_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 8) -> ResidualCNN:
     return ResidualCNN(num_classes, in_channels, width)
+
+
+class HeadAttention(nn.Module):
+    """timm/DeiT-style attention: one packed ``qkv`` linear (query, key, value blocks, heads
+    contiguous), ``num_heads``, an output ``proj``. ``width_from_input`` reshapes the heads'
+    output to the *input* width, as timm's own forward does (then heads cannot leave);
+    ``head_major`` packs qkv per head instead ((heads, 3, head_dim) — another layout)."""
+
+    def __init__(self, dim: int, num_heads: int, *, width_from_input: bool = False, head_major: bool = False) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim, self.scale = num_heads, dim // num_heads, (dim // num_heads) ** -0.5
+        self.qkv, self.proj = nn.Linear(dim, dim * 3), nn.Linear(dim, dim)
+        self.width_from_input, self.head_major = width_from_input, head_major
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        if self.head_major:
+            q, k, v = self.qkv(x).reshape(b, n, self.num_heads, 3, self.head_dim).permute(3, 0, 2, 1, 4).unbind(0)
+        else:
+            q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(-1)
+        out = (attn @ v).transpose(1, 2)
+        return self.proj(out.reshape(b, n, c) if self.width_from_input else out.reshape(b, n, -1))
+
+
+class HeadViT(nn.Module):
+    """A small timm-style vision transformer: conv patch embedding, pre-norm blocks of
+    ``HeadAttention`` and an MLP, final LayerNorm, mean pooling, linear head."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, dim: int = 32, heads: int = 4, depth: int = 2, **attention: bool) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(in_channels, dim, 4, stride=4)
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict({"norm1": nn.LayerNorm(dim), "attn": HeadAttention(dim, heads, **attention), "norm2": nn.LayerNorm(dim),
+                           "fc1": nn.Linear(dim, 2 * dim), "fc2": nn.Linear(2 * dim, dim)})
+            for _ in range(depth)
+        )  # fmt: skip
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        for blk in self.blocks:
+            t = t + blk["attn"](blk["norm1"](t))
+            t = t + blk["fc2"](nn.functional.gelu(blk["fc1"](blk["norm2"](t))))
+        return self.head(self.norm(t).mean(1))
+
+
+def head_vit(num_classes: int = 10, in_channels: int = 3) -> HeadViT:
+    return HeadViT(num_classes, in_channels)
