@@ -11,7 +11,8 @@ A compressed model is stored as a folder:
 
 Rebuilding applies the policy to a freshly built base model to get the *structure* (channel
 counts and quantised layers depend only on the policy) and then loads the saved values,
-strictly, into it.
+strictly, into it, in the memory layout it was measured in (NCHW or NHWC: the layout picks
+the convolution kernels, so a rebuilt model computes bit for bit what was measured).
 """
 
 from __future__ import annotations
@@ -76,11 +77,18 @@ def save_compressed(out_dir: str | Path, model: nn.Module, card: Mapping[str, An
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / STATE) as tmp:
         torch.save(model.state_dict(), tmp)
-    full = {"format": FORMAT, **card, "versions": package_versions()}
+    full = {"format": FORMAT, **card, "memory_format": memory_format(model), "versions": package_versions()}
     full.setdefault("files", {})["state_dict"] = STATE
     path = out / CARD
     atomic_write_text(path, json.dumps(full, indent=2, default=str) + "\n")
     return path
+
+
+def memory_format(model: nn.Module) -> str:
+    """``"channels_last"`` when the model's 4-d weights are stored NHWC (the evaluator runs
+    models that way where it is faster), else ``"contiguous"``."""
+    nhwc = [p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in model.parameters() if p.dim() == 4]
+    return "channels_last" if any(nhwc) else "contiguous"
 
 
 def read_card(folder: str | Path) -> dict[str, Any]:
@@ -120,4 +128,7 @@ def load_compressed(folder: str | Path) -> nn.Module:
         model = space.apply(base, card["params"])
     state = torch.load(folder / card["files"]["state_dict"], map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
+    if card.get("memory_format") == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        model._automc_nhwc = True  # the evaluator feeds it NHWC inputs, as when it was measured
     return model.eval()
