@@ -20,7 +20,7 @@ from automc.compress.int8 import (
 )
 from automc.compress.quant import quantize_weight_linear
 from automc.errors import UserError
-from automc.results.int8_onnx import export_int8_checked
+from automc.results.int8_onnx import export_int8_checked, int8_layer_names, rounding_jitter_agreement
 from tests.conftest import run_cli
 
 
@@ -121,7 +121,32 @@ def test_int8_export_of_a_digits_cnn_agrees_with_pytorch_for_every_exact_scheme(
     r = export_int8_checked(qmodel, xc[:1], calib, tmp_path / "m.onnx", xv, yv)
     assert r["scheme"] == scheme and r["exported_on"]["arch"] == cpu_features().arch
     assert r["top1_agreement_with_pytorch"] >= 0.99, r
+    assert 0.9 <= r["top1_agreement_under_rounding_jitter"] <= 1.0, r
     json.dumps(r)
+
+
+def test_rounding_jitter_moves_only_8bit_inputs_and_flips_more_as_it_grows() -> None:
+    """The agreement floor: no jitter changes nothing, a large one flips predictions, and a
+    float model (no 8-bit inputs) has no floor."""
+    from automc.datasets import load_split
+    from automc.models import build_model
+    from automc.recipes import TrainConfig
+    from automc.search_spaces.mixed_precision import MixedPrecisionSpace
+    from automc.train.training import train_classifier
+
+    train = load_split("digits", "train")
+    x, _ = load_split("digits", "test").tensors()
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=10, in_channels=1)
+    train_classifier(model, train, config=TrainConfig(epochs=1), seed=0)  # an untrained net answers one class for every image
+    calib = [x[:64], x[64:128]]
+    space = MixedPrecisionSpace(model.eval(), x[:1], calibration=calib)
+    qmodel = space.apply(model, space.uniform("8"))
+    layers = int8_layer_names(qmodel)
+    assert layers and rounding_jitter_agreement(qmodel, x, layers, lsb=0.0) == 1.0
+    small, large = rounding_jitter_agreement(qmodel, x, layers, lsb=0.05), rounding_jitter_agreement(qmodel, x, layers, lsb=40.0)
+    assert small is not None and large is not None and large < small <= 1.0 and large < 0.99
+    assert rounding_jitter_agreement(model, x, int8_layer_names(model)) is None
 
 
 def test_cpu_command_reports_the_scheme_and_the_probe() -> None:

@@ -152,6 +152,8 @@ def _human(v: float) -> str:
 
 
 def _print_table(r: dict[str, Any], split: str, bn: int) -> None:
+    from automc.results.int8_onnx import agreement_text
+
     b, a = r["before"], r["after"]
     print(f"{r['model']} compressed with {r['space']} ({r['dimensions']} dimensions)")
     print_locked(r["locked_groups"])
@@ -163,7 +165,7 @@ def _print_table(r: dict[str, Any], split: str, bn: int) -> None:
     print(f"{'accuracy (' + split + ')':24}{100 * b['accuracy']:>11.2f}%{100 * a['accuracy']:>11.2f}%   ({recal}; {100 * a['accuracy_without_recalibration']:.2f}% before it)")
     if r["int8"]:
         i = r["int8"]
-        print(f"int8 ONNX ({_human(i['bytes'])} bytes, scheme {i['scheme']}): {i['quantized_nodes']} nodes quantised, accuracy {100 * i['accuracy']:.2f}%, top-1 agreement with PyTorch {100 * i['top1_agreement_with_pytorch']:.2f}% over {i['images']} images")
+        print(f"int8 ONNX ({_human(i['bytes'])} bytes, scheme {i['scheme']}): {i['quantized_nodes']} nodes quantised, {agreement_text(i)}")
         if i.get("note"):
             print(f"note: {i['note']}")
     print(f"wrote {r['out']} (model.pt, model.onnx, compression.json) in {r['seconds']:.1f} s")

@@ -112,6 +112,7 @@ def run_export(args: argparse.Namespace) -> int:
 
         return remote_export(args)
     from automc.results.export import export_candidate
+    from automc.results.int8_onnx import agreement_text
 
     card = export_candidate(args.run_dir, args.candidate, args.out, int8=args.int8, recovered=args.recovered)
     if args.json:
@@ -126,6 +127,6 @@ def run_export(args: argparse.Namespace) -> int:
     print("accuracy reproduced exactly" if card["reproduction"]["accuracy_exact"] else "accuracy DIFFERS from the stored value (different thread count or library versions?)")
     if card["int8"]:
         i = card["int8"]
-        print(f"int8 ONNX: accuracy {100 * i['accuracy']:.2f}%, top-1 agreement with PyTorch {100 * i['top1_agreement_with_pytorch']:.2f}% over {i['images']} images")
+        print(f"int8 ONNX: {agreement_text(i)}")
     print(f"wrote {args.out}: {', '.join(card['files'].values())}, compression.json")
     return 0
