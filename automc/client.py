@@ -132,8 +132,9 @@ class Client:
     def archive(self, job_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/api/experiments/{job_id}", params={"confirm": job_id})  # type: ignore[no-any-return]
 
-    def export(self, job_id: str, candidate: int, *, int8: bool = False, recovered: bool = False) -> dict[str, Any]:
-        return self._call("POST", f"/api/experiments/{job_id}/export", json={"candidate": candidate, "int8": int8, "recovered": recovered}, timeout=None)  # type: ignore[no-any-return]
+    def export(self, job_id: str, candidate: int, *, int8: bool = False, int8_scheme: str | None = None, recovered: bool = False) -> dict[str, Any]:
+        body = {"candidate": candidate, "int8": int8, "int8_scheme": int8_scheme, "recovered": recovered}
+        return self._call("POST", f"/api/experiments/{job_id}/export", json=body, timeout=None)  # type: ignore[no-any-return]
 
     def download(self, job_id: str, export: str, filename: str, dest: str | os.PathLike[str]) -> Path:
         """Save one exported file to ``dest`` (written beside it, then renamed)."""

@@ -284,6 +284,10 @@ def _cli_cases(world: Path) -> list[tuple[str, list[str], tuple[str, ...]]]:
         ("evaluate-weights-objects", ["evaluate", "--model", "small_cnn", "--dataset", "digits", "--weights", str(world / "objects.pt")], ("pickled Python objects",)),
         ("train-epochs-0", ["train", "--model", "small_cnn", "--dataset", "digits", "--epochs", "0", "--out", str(world / "t.pt")], ("--epochs", "integer >= 1")),
         ("apply-bn-negative", ["apply", "--model", "small_cnn", "--dataset", "digits", "--space", "channel_pruning", "--uniform", "0.5", "--bn-calibration", "-1", "--out", str(world / "ap")], ("--bn-calibration",)),
+        ("apply-int8-scheme-unknown", ["apply", "--model", "small_cnn", "--dataset", "digits", "--space", "channel_pruning", "--uniform", "0.5", "--int8", "--int8-scheme", "u4s4", "--out", str(world / "ap")], ("--int8-scheme", "invalid choice")),
+        ("apply-int8-scheme-without-int8", ["apply", "--model", "small_cnn", "--dataset", "digits", "--space", "channel_pruning", "--uniform", "0.5", "--int8-scheme", "s8s8", "--out", str(world / "ap")], ("--int8-scheme", "add --int8")),
+        ("apply-int8-scheme-off-grid", ["apply", "--model", "small_cnn", "--dataset", "digits", "--space", "mixed_precision", "--uniform", "8", "--space-arg", "int8_scheme=u8s8", "--int8", "--int8-scheme", "u8s8-reduced", "--out", str(world / "ap")], ("int8_scheme u8s8-reduced", "u8s8 grid", "export with u8s8 or s8s8")),
+        ("export-int8-scheme-without-int8", ["export", run, "--candidate", "0", "--int8-scheme", "s8s8", "--out", str(world / "x")], ("--int8-scheme", "add --int8")),
         ("profile-device-unknown", ["profile", "--model", "small_cnn", "--dataset", "digits", "--device", "tpu"], ("device profile 'tpu'",)),
     ]
 

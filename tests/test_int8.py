@@ -20,7 +20,7 @@ from automc.compress.int8 import (
 )
 from automc.compress.quant import quantize_weight_linear
 from automc.errors import UserError
-from automc.results.int8_onnx import export_int8_checked, int8_layer_names, rounding_jitter_agreement
+from automc.results.int8_onnx import export_int8_checked, int8_layer_names, model_int8_scheme, rounding_jitter_agreement
 from tests.conftest import run_cli
 
 
@@ -155,3 +155,20 @@ def test_cpu_command_reports_the_scheme_and_the_probe() -> None:
     r = json.loads(proc.stdout)
     assert r["auto_scheme"] == recommended_scheme().name
     assert r["probe_error_steps"][r["auto_scheme"]] <= 1.0
+
+
+def test_an_explicit_export_scheme_must_fit_the_8bit_layers_grid() -> None:
+    """u8s8 and s8s8 share the ±127 weight grid, u8s8-reduced's is ±64: a model quantised on
+    one grid is not exported on the other (onnxruntime would re-round its weights)."""
+    from automc.models import build_model
+    from automc.search_spaces.mixed_precision import MixedPrecisionSpace
+
+    x = torch.randn(4, 1, 8, 8)
+    model = build_model("small_cnn", num_classes=10, in_channels=1).eval()
+    space = MixedPrecisionSpace(model, x[:1], calibration=[x], int8_scheme="u8s8")
+    qmodel = space.apply(model, space.uniform("8"))
+    assert model_int8_scheme(qmodel).name == "u8s8" and model_int8_scheme(qmodel, "s8s8").name == "s8s8"
+    with pytest.raises(UserError, match="u8s8 grid .* export with u8s8 or s8s8"):
+        model_int8_scheme(qmodel, "u8s8-reduced")
+    assert model_int8_scheme(model, "u8s8-reduced").name == "u8s8-reduced"  # a float model takes any
+    assert model_int8_scheme(model).name == recommended_scheme().name

@@ -415,9 +415,10 @@ def test_client_and_cli_against_a_server_submit_follow_extend_report_export_arch
             assert status.returncode == 0 and json.loads(status.stdout)["progress"]["finished"] == 6
             best = c.front("cli")["front"][0]["number"]
             out = tmp_path / "deploy"
-            exported = run_cli("export", "cli", "--candidate", str(best), "--out", str(out), "--server", url, env=env)
+            exported = run_cli("export", "cli", "--candidate", str(best), "--int8", "--int8-scheme", "s8s8", "--out", str(out), "--server", url, env=env)
             assert exported.returncode == 0, exported.stderr
-            assert (out / "model.onnx").is_file() and (out / "compression.json").is_file()
+            assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()
+            assert json.loads((out / "compression.json").read_text())["int8"]["scheme"] == "s8s8"  # the scheme travels in the request
             missing = run_cli("status", "nothere", "--server", url, env=env)
             assert missing.returncode == 2 and "404" in missing.stderr and "Traceback" not in missing.stderr
             archived = c.archive("py")["archived"]

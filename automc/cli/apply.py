@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from automc.cli.common import (
+    add_int8_scheme_option,
+    check_int8_scheme_option,
     add_model_options,
     add_run_options,
     emit_json,
@@ -36,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N", help="measure accuracy on a seeded stratified subset of N images")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="where BN recalibration and the accuracy forward passes run (default cpu; auto: a GPU when torch sees one)")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime QDQ) and check it against the PyTorch model")
+    add_int8_scheme_option(p)
     add_run_options(p)
     p.set_defaults(func=run)
 
@@ -48,12 +51,13 @@ def run(args: argparse.Namespace) -> int:
     from automc.errors import UserError
     from automc.measure.evaluator import torch_threads
     from automc.models import default_dataset, resolve_weights
-    from automc.results.int8_onnx import export_int8_checked
+    from automc.results.int8_onnx import export_int8_checked, model_int8_scheme
     from automc.results.onnx import export_onnx
     from automc.settings import resolve_device
 
     started = time.perf_counter()
     resolve_device(args.device, "--device")  # a missing GPU is said before any data loads
+    check_int8_scheme_option(args)
     if args.bn_calibration < 0:
         raise UserError(f"--bn-calibration must be >= 0, got {args.bn_calibration}", field="bn_calibration")
     if args.limit is not None and args.limit < 1:
@@ -82,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"space {args.space!r} builds new, untrained networks: search it in an experiment (its proxy: section trains every candidate), then 'automc export' a candidate", field="space")
         params = space.uniform(args.uniform) if args.uniform is not None else space.validate(load_policy(args.policy), partial=True)
         compressed = space.apply(base, params)
+        if args.int8:
+            model_int8_scheme(compressed, args.int8_scheme)  # a scheme the 8-bit layers cannot take is said before measuring
 
     evaluator = data.evaluator(bn_calibration_batches=args.bn_calibration, threads=args.threads, device=args.device)
     plain = data.evaluator(bn_calibration_batches=0, threads=args.threads, device=args.device)
@@ -107,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     int8: dict[str, Any] | None = None
     if args.int8:
         xv, yv = evaluator.data()
-        int8 = export_int8_checked(final, x1, evaluator.calibration_batches() or act_batches, out / "model.int8.onnx", xv, yv)
+        int8 = export_int8_checked(final, x1, evaluator.calibration_batches() or act_batches, out / "model.int8.onnx", xv, yv, scheme=args.int8_scheme)
         files["int8_onnx"] = "model.int8.onnx"
 
     card = make_card(

@@ -45,6 +45,25 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def add_int8_scheme_option(p: argparse.ArgumentParser) -> None:
+    """--int8-scheme: which onnxruntime int8 scheme ``--int8`` exports with."""
+    from automc.compress.int8 import INT8_SCHEMES  # torch-free: keeps --help fast
+
+    p.add_argument(
+        "--int8-scheme",
+        choices=INT8_SCHEMES,
+        metavar="SCHEME",
+        help=f"int8 scheme of --int8 ({', '.join(INT8_SCHEMES)}; default: the one the model's 8-bit layers were quantised for, "
+        "else this CPU's). u8s8-reduced and s8s8 run exactly on every x86 CPU; u8s8 only with VNNI",
+    )
+
+
+def check_int8_scheme_option(args: argparse.Namespace) -> None:
+    """--int8-scheme means nothing without --int8: said before any work starts."""
+    if args.int8_scheme is not None and not args.int8:
+        raise UserError("--int8-scheme sets the scheme of the int8 export: add --int8 (or drop --int8-scheme)", field="int8_scheme")
+
+
 def add_model_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--model", required=required, metavar="NAME", help="zoo name (see 'automc models') or your factory as package.module:function")
     p.add_argument(

@@ -110,7 +110,7 @@ def remote_report(args: argparse.Namespace) -> int:
 def remote_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     with _client(args) as c:
-        result = _calling(lambda: c.export(args.run_dir, args.candidate, int8=args.int8, recovered=args.recovered))
+        result = _calling(lambda: c.export(args.run_dir, args.candidate, int8=args.int8, int8_scheme=args.int8_scheme, recovered=args.recovered))
         out.mkdir(parents=True, exist_ok=True)
         for name in result["files"]:
             _calling(lambda name=name: c.download(args.run_dir, result["export"], name, out / name))

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from automc.cli.common import emit_json, non_negative_int, parse_kv
+from automc.cli.common import add_int8_scheme_option, check_int8_scheme_option, emit_json, non_negative_int, parse_kv
 from automc.cli.remote import add_server_options
 
 
@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--candidate", type=non_negative_int, required=True, metavar="N", help="candidate number (see 'automc report' or 'automc status')")
     e.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime QDQ) checked against the PyTorch model")
+    add_int8_scheme_option(e)
     e.add_argument("--recovered", action="store_true", help="export the candidate's fine-tuned weights ('automc finetune') instead of its search-time ones")
     e.add_argument("--out", required=True, metavar="DIR")
     e.add_argument("--json", action="store_true", help="print the card as one JSON object")
@@ -107,6 +108,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    check_int8_scheme_option(args)
     if args.server:
         from automc.cli.remote import remote_export
 
@@ -114,7 +116,7 @@ def run_export(args: argparse.Namespace) -> int:
     from automc.results.export import export_candidate
     from automc.results.int8_onnx import agreement_text
 
-    card = export_candidate(args.run_dir, args.candidate, args.out, int8=args.int8, recovered=args.recovered)
+    card = export_candidate(args.run_dir, args.candidate, args.out, int8=args.int8, int8_scheme=args.int8_scheme, recovered=args.recovered)
     if args.json:
         emit_json(card)
         return 0

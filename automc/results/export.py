@@ -25,7 +25,7 @@ from automc.config import parse_config
 from automc.datasets import get_dataset
 from automc.errors import UserError
 from automc.measure.evaluator import torch_threads
-from automc.results.int8_onnx import export_int8_checked
+from automc.results.int8_onnx import export_int8_checked, model_int8_scheme
 from automc.results.onnx import export_onnx
 from automc.results.pareto import pareto_front, parse_objectives, run_constraints
 from automc.results.report import open_run
@@ -34,11 +34,12 @@ from automc.search.candidate import COMPLETE
 from automc.search.context import base_recipe, build_context, materialize, weights_of
 
 
-def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8: bool = False, recovered: bool = False) -> dict[str, Any]:
+def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8: bool = False, int8_scheme: str | None = None, recovered: bool = False) -> dict[str, Any]:
     """Rebuild candidate ``number`` of the run in ``run_dir``, re-measure it and write it to
     ``out``; returns the card (also saved as ``out/compression.json``). ``recovered`` exports
     its latest recovery (``automc finetune``): the policy's structure with the trained
-    weights, compared with the figures the recovery recorded."""
+    weights, compared with the figures the recovery recorded. ``int8_scheme`` overrides the
+    int8 scheme (default: the model's own, else this CPU's; see :func:`model_int8_scheme`)."""
     rec = open_run(run_dir)
     run = RunDir(run_dir)
     cfg = parse_config(rec.config, str(run.config_file))
@@ -71,6 +72,8 @@ def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8:
             stored_metrics = dict(recovery["after"])
         else:
             model = materialize(ctx, cand.params)
+        if int8:
+            model_int8_scheme(model, int8_scheme)  # a scheme the 8-bit layers cannot take is said before measuring
         now: dict[str, float] = dict(ctx.evaluator(model, prepared=True))
     for prof in ctx.profiles:
         now.update({k: float(v) for k, v in prof.measure(model, ctx.example_input).values.items()})
@@ -89,7 +92,7 @@ def export_candidate(run_dir: str | Path, number: int, out: str | Path, *, int8:
     int8_info = None
     if int8:
         xv, yv = ctx.evaluator.data()
-        int8_info = export_int8_checked(model, x, ctx.evaluator.calibration_batches(), out / "model.int8.onnx", xv, yv)
+        int8_info = export_int8_checked(model, x, ctx.evaluator.calibration_batches(), out / "model.int8.onnx", xv, yv, scheme=int8_scheme)
         files["int8_onnx"] = int8_info["file"]
     ds = get_dataset(cfg.data.dataset, cfg.data.data_dir, verify=False)
     card = make_card(

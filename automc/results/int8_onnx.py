@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from automc.compress.int8 import Int8Scheme, cpu_features, resolve_scheme, scheme_note
+from automc.compress.int8 import SCHEMES, Int8Scheme, cpu_features, resolve_scheme, scheme_note
 from automc.compress.quant import quant_layers
+from automc.errors import UserError
 from automc.results.onnx import INPUT_NAME, export_onnx, quiet, run_onnx
 
 
@@ -46,15 +47,27 @@ def int8_layer_names(model: nn.Module) -> list[str] | None:
 
 
 def model_int8_scheme(model: nn.Module, explicit: str | None = None) -> Int8Scheme:
-    """The scheme to export ``model`` with: ``explicit``, else the one its 8-bit layers were
-    quantised for, else this CPU's (float models)."""
-    if explicit is not None:
-        return resolve_scheme(explicit)
+    """The scheme to export ``model`` with: ``explicit`` (``auto``: this CPU's), else the one its
+    8-bit layers were quantised for, else this CPU's (float models). An explicit scheme whose
+    weight grid is not the one the 8-bit layers were quantised on is refused: onnxruntime would
+    re-round those weights and the int8 graph would no longer be the measured model (u8s8 and
+    s8s8 share a grid; u8s8-reduced's is 7-bit)."""
     layers = quant_layers(model)
     found = {getattr(layers[n], "int8_scheme", "u8s8") for n in int8_layer_names(model) or []}
     if len(found) > 1:
         raise ValueError(f"the model's 8-bit layers were quantised for different int8 schemes: {sorted(found)}")
-    return resolve_scheme(found.pop() if found else "auto")
+    own = resolve_scheme(found.pop()) if found else None
+    if explicit is None:
+        return own or resolve_scheme("auto")
+    chosen = resolve_scheme(explicit)
+    if own is not None and chosen.weight_qmax != own.weight_qmax:
+        fits = " or ".join(n for n, s in SCHEMES.items() if s.weight_qmax == own.weight_qmax)
+        raise UserError(
+            f"int8_scheme {chosen.name}: the model's 8-bit weights are on the {own.name} grid (±{own.weight_qmax}); "
+            f"export with {fits}, or compress again with the space's int8_scheme={chosen.name}",
+            field="int8_scheme",
+        )
+    return chosen
 
 
 def node_module(node: Any) -> str | None:

@@ -7,7 +7,7 @@ import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from fastapi import APIRouter, Request, Response
@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
+from automc.compress.int8 import INT8_SCHEMES
 from automc.service.guard import Refused, check_id
 from automc.service.jobs import JobQueue
 from automc.service.records import EXPERIMENT_FILE
@@ -40,6 +41,7 @@ class BudgetRaise(BaseModel):
 class ExportRequest(BaseModel):
     candidate: int = Field(ge=0)
     int8: bool = False
+    int8_scheme: Literal[INT8_SCHEMES] | None = None  # type: ignore[valid-type]
     recovered: bool = False
 
 
@@ -195,7 +197,8 @@ def experiment_routes(settings: Any, queue: JobQueue, views: Views) -> APIRouter
         """Rebuild, re-measure and write one candidate (ONNX + PyTorch + card; ``int8`` adds
         the QDQ model) in a child process; the files are then downloadable."""
         view_of(job_id)
-        name = f"{body.candidate}{'-int8' if body.int8 else ''}{'-recovered' if body.recovered else ''}"
+        scheme = f"-{body.int8_scheme}" if body.int8 and body.int8_scheme else ""
+        name = f"{body.candidate}{'-int8' if body.int8 else ''}{scheme}{'-recovered' if body.recovered else ''}"
         out = settings.root / job_id / "exports" / name
         card = await asyncio.to_thread(_export, settings, job_id, body, out)
         return {"export": name, "files": sorted(p.name for p in out.iterdir() if p.is_file()), "card": card}
@@ -243,6 +246,7 @@ def _html_report(folder: Path, view: View) -> Path:
 def _export(settings: Any, job_id: str, body: ExportRequest, out: Path) -> dict[str, Any]:
     args = ["export", ".", "--candidate", str(body.candidate), "--out", str(out), "--json"]
     args += ["--int8"] if body.int8 else []
+    args += ["--int8-scheme", body.int8_scheme] if body.int8 and body.int8_scheme else []
     args += ["--recovered"] if body.recovered else []
     result: dict[str, Any] = json.loads(run_automc(settings, settings.root / job_id, args, what="export", failure_status=500))
     return result
