@@ -10,9 +10,9 @@ from typing import Any
 
 from automc.cli.common import (
     add_int8_scheme_option,
-    check_int8_scheme_option,
     add_model_options,
     add_run_options,
+    check_int8_scheme_option,
     emit_json,
     non_negative_int,
     parse_kv,
