@@ -5,10 +5,11 @@ Prints, from one run on this machine:
      measured latency over 50 random candidates — Kendall tau and MAPE (goal: tau >= 0.9,
      MAPE <= 10%), for candidates across compression levels and for i.i.d. per-group draws;
   2. uniform pruning to 75/50/25% of the FLOPs: measured speedup next to the FLOPs ratio,
-     with free channel counts and with counts rounded to 8 (the kernels' vector width);
+     with free channel counts and with counts rounded to 8 (AVX2's vector width; ``--round-to``
+     adds e.g. 16, AVX-512's);
   3. the same model measured twice (fresh sessions, no cache): agreement (goal: within 5%).
 
-    .venv/bin/python benchmarks/profiles_resnet20.py [--n 50] [--out results.json]
+    .venv/bin/python benchmarks/profiles_resnet20.py [--n 50] [--round-to 1 8 16] [--out results.json]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--step", type=int, default=8)
+    ap.add_argument("--round-to", type=int, nargs="+", default=[1, 8], metavar="N", help="channel roundings of part 2 (default 1 8; 16 is AVX-512's vector width)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -80,7 +82,7 @@ def main() -> None:
     print(f"unpruned: {full_macs / 1e6:.1f} MMACs, {base:.3f} ms")
     print(f"{'FLOPs kept':>10} {'round_to':>8} {'ratio':>6} {'MMACs':>7} {'FLOPs x':>8} {'latency ms':>11} {'speedup x':>10}")
     rows = []
-    for round_to in (1, 8):
+    for round_to in args.round_to:
         sp = ChannelPruningSpace(model, x, round_to=round_to)
         for fraction in (0.75, 0.5, 0.25):
             r = uniform_ratio_for(sp, model, x, fraction)
