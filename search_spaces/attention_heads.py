@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.compress.analysis import LayerStats, outputs_close
+from automc.compress.analysis import LayerStats
 from automc.search_spaces.common import layer_info
+from automc.search_spaces.pruning_graph import exception_line, output_change
 
 
 @dataclass(frozen=True)
@@ -136,10 +137,5 @@ def verify_heads(model: nn.Module, example_input: torch.Tensor, layout: Heads) -
             drop_heads(work, layout, drop)
             out = work(example_input)
     except Exception as exc:  # noqa: BLE001 - any failure means: heads cannot be removed here
-        first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
-        return f"removing heads fails: {type(exc).__name__}{': ' + first if first else ''}"
-    if out.shape != reference.shape:
-        return f"removing heads changes the output shape {tuple(reference.shape)} -> {tuple(out.shape)}"
-    if not outputs_close(out, reference):
-        return "removing dead heads changes the output (heads are split or mixed differently)"
-    return None
+        return f"removing heads fails: {exception_line(exc)}"
+    return output_change(reference, out, shape="removing heads changes the output shape", values="removing dead heads changes the output (heads are split or mixed differently)")

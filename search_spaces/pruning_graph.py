@@ -182,12 +182,23 @@ def verify_group(
         with torch.no_grad():
             out = work(example_input)
     except Exception as exc:  # noqa: BLE001 - any failure means: not safely prunable
-        first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
-        return f"{type(exc).__name__}{': ' + first if first else ''}"
+        return exception_line(exc)
+    return output_change(reference, out, shape="output shape changes", values="removing dead channels changes the output (channels are mixed or reordered)")
+
+
+def exception_line(exc: BaseException) -> str:
+    """An exception as the one-line reason of a failed proof: its type and first line."""
+    first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
+    return f"{type(exc).__name__}{': ' + first if first else ''}"
+
+
+def output_change(reference: torch.Tensor, out: torch.Tensor, *, shape: str, values: str) -> str | None:
+    """The verdict of a dead-part proof: None when removing dead channels (or heads) left the
+    output as it was, else ``shape`` (with the two shapes) or ``values``."""
     if out.shape != reference.shape:
-        return f"output shape changes {tuple(reference.shape)} -> {tuple(out.shape)}"
+        return f"{shape} {tuple(reference.shape)} -> {tuple(out.shape)}"
     if not outputs_close(out, reference):
-        return "removing dead channels changes the output (channels are mixed or reordered)"
+        return values
     return None
 
 
