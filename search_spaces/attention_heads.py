@@ -52,9 +52,10 @@ class Heads:
             "macs": int(sum(stats[n].macs for n in members)), "params": int(sum(stats[n].params for n in members)),
         }  # fmt: skip
 
-    def rows(self, heads: Sequence[int]) -> list[int]:
-        """``qkv`` output rows of ``heads``: their query, key and value blocks."""
-        width = self.heads * self.head_dim
+    def rows(self, heads: Sequence[int], current: int | None = None) -> list[int]:
+        """``qkv`` output rows of ``heads``: their query, key and value blocks (in a ``qkv`` of
+        ``current`` heads; default: all of them)."""
+        width = (self.heads if current is None else current) * self.head_dim
         return [part * width + h * self.head_dim + i for part in range(3) for h in heads for i in range(self.head_dim)]
 
     def columns(self, heads: Sequence[int]) -> list[int]:
@@ -97,9 +98,7 @@ def drop_heads(model: nn.Module, layout: Heads, drop: Sequence[int]) -> tuple[li
     qkv, proj = model.get_submodule(layout.qkv), model.get_submodule(layout.proj)
     current = int(module.num_heads)
     kept_heads = [h for h in range(current) if h not in set(drop)]
-    width = current * layout.head_dim
-    rows = [part * width + h * layout.head_dim + i for part in range(3) for h in kept_heads for i in range(layout.head_dim)]
-    cols = [h * layout.head_dim + i for h in kept_heads for i in range(layout.head_dim)]
+    rows, cols = layout.rows(kept_heads, current), layout.columns(kept_heads)
     with torch.no_grad():  # new tensors, never written in place (the traced copy shares the old ones)
         qkv.weight = nn.Parameter(qkv.weight[rows].clone(), requires_grad=qkv.weight.requires_grad)
         if qkv.bias is not None:
