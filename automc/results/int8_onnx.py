@@ -201,11 +201,17 @@ def export_int8(
     return info
 
 
-def rounding_jitter_agreement(model: nn.Module, x: torch.Tensor, layers: Sequence[str] | None, *, lsb: float = 0.05, seed: int = 0) -> float | None:
+JITTER_STEPS = 0.05  # the rounding jitter of the agreement floor, in quantisation steps
+
+
+def rounding_jitter_agreement(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str] | None, *, lsb: float = JITTER_STEPS, seed: int = 0, reference: torch.Tensor | None = None
+) -> float | None:
     """Top-1 agreement of ``model`` with itself when the input of every 8-bit layer in
     ``layers`` is moved by a uniform ``±lsb/2`` of its quantisation step before rounding, so
     that values within that distance of a rounding boundary round the other way (a 0.05-step
-    jitter flips about 5% of them by one step). None for a float model (no 8-bit inputs)."""
+    jitter flips about 5% of them by one step). None for a float model (no 8-bit inputs).
+    ``reference``: the model's top-1 predictions on ``x``, when the caller has them already."""
     if layers is None:
         return None
     quant = quant_layers(model)
@@ -220,7 +226,7 @@ def rounding_jitter_agreement(model: nn.Module, x: torch.Tensor, layers: Sequenc
 
     model.eval()
     with torch.no_grad():
-        ref = model(x).argmax(1)
+        ref = model(x).argmax(1) if reference is None else reference
         hooks = [m.register_forward_pre_hook(jitter) for m in targets]  # type: ignore[attr-defined]
         try:
             moved = model(x).argmax(1)
@@ -248,14 +254,14 @@ def export_int8_checked(
     path = Path(path)
     info = export_int8(model, example_input, calibration, path, scheme=scheme)
     with torch.no_grad():
-        torch_pred = model.eval()(x_val).argmax(1).numpy()
+        torch_pred = model.eval()(x_val).argmax(1)
     ort_pred = run_onnx(path, x_val).argmax(1)
     return {
         "file": path.name,
         "bytes": path.stat().st_size,
         "quantized_nodes": info["quantized_nodes"],
-        "top1_agreement_with_pytorch": float(np.mean(ort_pred == torch_pred)),
-        "top1_agreement_under_rounding_jitter": rounding_jitter_agreement(model, x_val, info["layers"] if info["layers"] != "all" else None),
+        "top1_agreement_with_pytorch": float(np.mean(ort_pred == torch_pred.numpy())),
+        "top1_agreement_under_rounding_jitter": rounding_jitter_agreement(model, x_val, info["layers"] if info["layers"] != "all" else None, reference=torch_pred),
         "accuracy": float(np.mean(ort_pred == y_val.numpy())),
         "images": int(len(y_val)),
         **{k: v for k, v in info.items() if k not in ("path", "quantized_nodes", "layers", "float_inputs_restored")},
@@ -268,5 +274,5 @@ def agreement_text(info: dict[str, Any]) -> str:
     text = f"accuracy {100 * info['accuracy']:.2f}%, top-1 agreement with PyTorch {100 * info['top1_agreement_with_pytorch']:.2f}% over {info['images']} images"
     floor = info.get("top1_agreement_under_rounding_jitter")
     if floor is not None:
-        text += f" (PyTorch with itself under 0.05-step rounding jitter: {100 * floor:.2f}%)"
+        text += f" (PyTorch with itself under {JITTER_STEPS:g}-step rounding jitter: {100 * floor:.2f}%)"
     return text
