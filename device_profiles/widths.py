@@ -45,8 +45,8 @@ from automc.errors import UserError
 from automc.measure.profiles import DeviceProfile
 
 FORMAT = "automc.widths/1"
-# measuring context → default tolerance (see derive_widths)
-CONTEXTS = {"model": 0.01, "layer": 0.03}
+# measuring context → default tolerance (see derive_widths; for "step", the least efficiency that pays)
+CONTEXTS = {"model": 0.01, "layer": 0.03, "step": 0.5}
 
 
 def _jobs(options: Mapping[str, Mapping[str, Any]], info: Mapping[str, Any], c: int) -> list[tuple[str, int, int]]:
@@ -140,6 +140,7 @@ def derive_widths(
     *,
     context: str = "model",
     tolerance: float | None = None,
+    rounds: int = 5,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Per channel group of ``space``, its latency at every reachable count and its efficient
@@ -148,7 +149,10 @@ def derive_widths(
     saves ``tolerance`` (default 0.01) of the full model's latency over the next kept one up.
     ``context="layer"`` measures the group's layers alone (each distinct shape once: faster,
     but blind to layout changes between layers); the saving is then relative to the group's
-    own latency (default 0.03)."""
+    own latency (default 0.03). ``context="step"`` measures whole pruned models side by side
+    (``rounds`` interleaved rounds) to choose the runtime's channel step, and per group the
+    multiples of it (:mod:`automc.device_profiles.steps`; ``tolerance`` is the least
+    latency saved per MACs removed for channels to pay, default 0.5)."""
     if "latency_ms" not in profile.metrics:
         raise UserError(f"device profile {profile.name!r} reports no latency_ms: widths are read off a measured latency profile", field="device")
     if context not in CONTEXTS:
@@ -157,6 +161,11 @@ def derive_widths(
     if not 0.0 <= tolerance < 1.0:
         raise UserError(f"tolerance must be in [0, 1), got {tolerance}", field="tolerance")
     plan = _group_plan(space)
+    if context == "step":
+        from automc.device_profiles.steps import derive_steps
+
+        groups, evidence = derive_steps(profile, model, space, example_input, plan, min_efficiency=tolerance, rounds=rounds, progress=progress)
+        return {"format": FORMAT, "context": context, "tolerance": tolerance, "measured_on": _where(profile, space, evidence), "groups": groups}
     if context == "layer":
         curves, shapes = _curves_alone(profile, model, space, example_input, plan, progress)
         scale, extra = None, {"layer_shapes": shapes}
@@ -168,9 +177,14 @@ def derive_widths(
         "format": FORMAT,
         "context": context,
         "tolerance": tolerance,
-        "measured_on": {**profile.describe(), "profile_config": profile.config(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "space": space.name, "space_config": space.config(), **extra},
+        "measured_on": _where(profile, space, extra),
         "groups": groups,
     }
+
+
+def _where(profile: DeviceProfile, space: SearchSpace, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Where and when widths were measured (device, library versions, space) and how."""
+    return {**profile.describe(), "profile_config": profile.config(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "space": space.name, "space_config": space.config(), **extra}
 
 
 def load_widths(source: str | Path | Mapping[str, Any]) -> dict[str, list[int]]:

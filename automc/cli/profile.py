@@ -61,8 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--space-arg", action="append", default=[], metavar="KEY=VALUE")
     w.add_argument("--device", default="onnxruntime-cpu", metavar="NAME", help="measured latency profile (default onnxruntime-cpu)")
     w.add_argument("--device-arg", action="append", default=[], metavar="KEY=VALUE")
-    w.add_argument("--context", choices=("model", "layer"), default="model", help="measure each count in the whole model (default: what deploys) or the group's layers alone (faster, blind to layout changes)")
-    w.add_argument("--tolerance", type=float, default=None, help="a width is kept when it saves this fraction over the next kept one up: of the full model's latency in context 'model' (default 0.01), of the group's own in context 'layer' (default 0.03)")
+    w.add_argument("--context", choices=("model", "layer", "step"), default="model", help="measure each count in the whole model (default: what deploys), the group's layers alone (faster, blind to layout changes), or whole models pruned at each channel step to choose the runtime's step (multiples of it per group; robust to noise)")
+    w.add_argument("--tolerance", type=float, default=None, help="a width is kept when it saves this fraction over the next kept one up: of the full model's latency in context 'model' (default 0.01), of the group's own in context 'layer' (default 0.03); in context 'step', the least latency saved per MACs removed for channels to pay (default 0.5)")
+    w.add_argument("--rounds", type=positive_int, default=5, help="context 'step': interleaved rounds of the side-by-side measurements (default 5)")
     w.add_argument("--out", required=True, metavar="FILE")
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=run_widths)
@@ -190,16 +191,20 @@ def run_widths(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model, x, space = _model_and_space(args)
     profile = _profile(args)
-    data = _with_progress(f"measuring in context {args.context}", args, lambda cb: PROFILES.get("lut").derive_widths(profile, model, space, x, context=args.context, tolerance=args.tolerance, progress=cb))
+    data = _with_progress(f"measuring in context {args.context}", args, lambda cb: PROFILES.get("lut").derive_widths(profile, model, space, x, context=args.context, tolerance=args.tolerance, rounds=args.rounds, progress=cb))
     data["measured_on"]["model"] = args.model
     out = _write_json(args.out, data)
     measured = data["measured_on"]
-    what = f"{measured['models']} models" if data["context"] == "model" else f"{measured['layer_shapes']} layer shapes"
+    what = {"model": lambda: f"{measured['models']} models", "layer": lambda: f"{measured['layer_shapes']} layer shapes", "step": lambda: f"{measured['measurements']} model measurements, step {measured['step']}"}[data["context"]]()
     result = {"out": str(out), "context": data["context"], "groups": {g: e["widths"] for g, e in data["groups"].items()}, "measured": what, "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
         emit_json(result)
         return 0
     print(f"wrote {out}: {len(result['groups'])} groups, {what} measured ({result['seconds']} s)")
+    for block, probe in measured.get("probes", {}).items():  # context step: the evidence for the step
+        pays = "pays" if probe["efficiency"] >= data["tolerance"] else "padded away"
+        half = int(block) // 2
+        print(f"  block {block:>2}: the last {half} channel{'s' if half > 1 else ''} per group save {probe['efficiency']:.2f} of their MACs' share ({probe['twin_ms']:.3f} -> {probe['probe_ms']:.3f} ms, MACs x{probe['twin_macs_ratio']:.2f} -> x{probe['probe_macs_ratio']:.2f}): {pays}")
     for group, widths in result["groups"].items():
         print(f"  {group:<28}{', '.join(map(str, widths))}")
     return 0
