@@ -289,6 +289,11 @@ class ChannelPruningSpace(SearchSpace):
         for dim, heads in self._heads.items():  # whole attention heads, after the channel groups
             prune_heads(out, heads, heads.heads - self.keep_count(heads.heads, params[dim], dim), kept if self.reconstruct else None)
 
+    def prepare(self) -> None:
+        """With ``reconstruct``, the re-fit's Gram matrices (one calibration pass), once."""
+        if self.reconstruct:
+            self._reconstructor().grams()
+
     def _reconstructor(self) -> Reconstructor:
         """The least-squares re-fit of the layers that can lose inputs (built once: its Gram
         matrices come from one pass of the calibration batches through the model)."""

@@ -74,6 +74,10 @@ class JointSpace(SearchSpace):
     def locked_notes(self) -> list[str]:
         return [note for part in self.parts for note in part.locked_notes()]
 
+    def prepare(self) -> None:
+        for part in self.parts:
+            part.prepare()
+
     def config(self) -> dict[str, Any]:
         def cfg(part: SearchSpace | None) -> dict[str, Any] | bool:
             return part.config() if part is not None else False

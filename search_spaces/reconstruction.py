@@ -115,7 +115,8 @@ class Reconstructor:
             g_k = grams[name][keep]  # the kept rows of G
             g_kk = g_k[:, keep]
             g_kk = g_kk + (RIDGE * float(g_kk.diagonal().mean()) + 1e-12) * torch.eye(len(columns), dtype=g_kk.dtype)
-            new = (w[:, keep].T + torch.linalg.solve(g_kk, g_k[:, dropped] @ w[:, dropped].T)).T
+            # G_kk is symmetric positive definite (a Gram matrix plus a ridge): Cholesky, half LU's work
+            new = (w[:, keep].T + torch.cholesky_solve(g_k[:, dropped] @ w[:, dropped].T, torch.linalg.cholesky(g_kk))).T
             layer = pruned.get_submodule(name)
             with torch.no_grad():
                 if source.bias is not None:

@@ -53,7 +53,7 @@ def test_a_kill_between_outcome_and_state_keeps_the_evaluation(tmp_path: Path) -
     store = Store(url, "s")
     store.begin(0, {"x": 0.1}, dists)
     store.study.trials  # noqa: B018 - the trial is RUNNING
-    trial = store._open[0]
+    trial = optuna.trial.Trial(store.study, store._open[0])  # noqa: SLF001 - the trial id begin recorded
     trial.set_user_attr("outcome", {"params": {"x": 0.1}, "metrics": {"accuracy": 0.7}, "reward": 0.7, "timings": {}, "error": None, "ok": True, "duplicate_of": None})
     resumed = Store(url, "s")
     assert resumed.recover(dists) == []

@@ -141,6 +141,11 @@ class SearchSpace(ABC):
     def apply(self, model: nn.Module, params: Mapping[str, Any]) -> nn.Module:
         """A compressed copy of ``model`` under ``params``; ``model`` is left untouched."""
 
+    def prepare(self) -> None:
+        """Do now the once-per-run work the first ``apply`` would otherwise do (e.g. statistics
+        of the uncompressed model), so that a search times it as setup, not as a candidate's
+        cost. Idempotent; the base does nothing."""
+
     def describe(self) -> list[dict[str, Any]]:
         """Per-dimension facts (layer type, channels, kernel, stride, MACs…) for agents' state."""
         return [{"name": k, **d.to_json(), **dict(d.info)} for k, d in self._dims.items()]

@@ -122,6 +122,7 @@ class Evaluator:
         self._x, self._y = split.tensors(self.indices)
         self._nhwc: bool | None = self.config.channels_last if self._x.dim() == 4 else False
         self._x_nhwc: torch.Tensor | None = None  # the validation images in NHWC, made once
+        self._layouts: dict[tuple[str, bool], list[torch.Tensor]] = {}  # calibration batches per (kind, NHWC), made once
         self._calib: list[torch.Tensor] = []
         self._calib_plain: list[torch.Tensor] = []
         need = self.config.bn_calibration_batches
@@ -172,10 +173,18 @@ class Evaluator:
             if nhwc:
                 out = out.to(memory_format=torch.channels_last)
                 out._automc_nhwc = True  # its inputs go in NHWC too (see __call__)
-            recalibrate_batchnorm(out, [self._layout(b, nhwc).to(dev) for b in self._calib])
+            recalibrate_batchnorm(out, [b.to(dev) for b in self._laid_out("augmented", nhwc)])
             if any(m.a_bits < FLOAT_BITS for m in quant_layers(out).values()):
-                calibrate_activations(out, [self._layout(b, nhwc).to(dev) for b in self._calib_plain])
+                calibrate_activations(out, [b.to(dev) for b in self._laid_out("plain", nhwc)])
         return out.cpu()
+
+    def _laid_out(self, kind: str, nhwc: bool) -> list[torch.Tensor]:
+        """The calibration batches (``augmented`` or ``plain``) in the evaluation layout,
+        converted once per evaluator instead of once per candidate."""
+        key = (kind, nhwc)
+        if key not in self._layouts:
+            self._layouts[key] = [self._layout(b, nhwc) for b in (self._calib if kind == "augmented" else self._calib_plain)]
+        return self._layouts[key]
 
     @staticmethod
     def _layout(x: torch.Tensor, nhwc: bool) -> torch.Tensor:

@@ -73,6 +73,7 @@ class _Worker:
 
         torch.set_num_threads(threads)
         self.ctx = build_context(parse_config(config), Path(run_dir), measure_base=False)
+        self.ctx.space.prepare()
 
     def ready(self) -> bool:
         """Resolves once the actor has started (its context built)."""

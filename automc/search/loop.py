@@ -99,6 +99,7 @@ def _dry_run(ctx: Context, agent: Agent, checks: Sequence[Check]) -> Projector |
     projector = projector_for(ctx, agent)  # an unreachable target fails here
     for check in checks:
         check(ctx)
+    ctx.space.prepare()  # per-run statistics, before the first candidate (and its clock)
     return projector
 
 

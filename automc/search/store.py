@@ -57,6 +57,17 @@ def _writing(url: str) -> Iterator[None]:
         raise
 
 
+def _verdict(outcome: Mapping[str, Any]) -> tuple[optuna.trial.TrialState, list[float] | None]:
+    """The trial state and values an outcome is stored as: a repeat is PRUNED, a finite
+    reward COMPLETE, anything else FAIL."""
+    reward = outcome.get("reward")
+    if outcome.get("duplicate_of") is not None:
+        return _STATE.PRUNED, None
+    if outcome.get("ok") and reward is not None and math.isfinite(reward):
+        return _STATE.COMPLETE, [float(reward)]
+    return _STATE.FAIL, None
+
+
 class Store:
     """Append-only record of candidates, backed by an Optuna study.
 
@@ -86,7 +97,8 @@ class Store:
             fix = "; the folder is read-only or full: pass a writable --run-dir" if "readonly" in text or "disk" in text or "unable to open" in text else ""
             raise UserError(f"cannot open storage {url!r}: {text}{fix}") from None
         self.url = url
-        self._open: dict[int, optuna.trial.Trial] = {}  # candidates begun by this process
+        self._open: dict[int, int] = {}  # candidates begun by this process → their trial ids
+        self._trials: dict[int, optuna.trial.Trial] = {}  # their Trial objects, made when a pruner needs one
         self._retries: dict[int, list[str]] = {}  # their lost evaluations (note_retry)
         self._next: int | None = None  # next_number, once counted (begin checks it)
 
@@ -111,12 +123,14 @@ class Store:
         if got != number:
             raise RuntimeError(f"store {self.url}: expected trial {number}, Optuna gave {got}; another process writes to this study")
         self._next = got + 1
-        self._open[number] = optuna.trial.Trial(self.study, trial_id)
+        self._open[number] = trial_id
 
     def report(self, number: int, value: float, step: int) -> bool:
         """Record ``value`` as candidate ``number``'s intermediate value at ``step`` and ask
         the study's pruner whether to stop there (True) or go on to the next fidelity."""
-        trial = self._open[number]
+        trial = self._trials.get(number)
+        if trial is None:
+            trial = self._trials[number] = optuna.trial.Trial(self.study, self._open[number])
         with _writing(self.url):
             trial.report(value, step)
             return bool(trial.should_prune())
@@ -124,7 +138,8 @@ class Store:
     def finish(self, candidate: Candidate, *, duplicate_of: int | None = None) -> None:
         """Record the outcome of a candidate :meth:`begin` started in this process: the
         outcome attribute first (one write), then the state."""
-        trial = self._open.pop(candidate.number)
+        trial_id = self._open.pop(candidate.number)
+        self._trials.pop(candidate.number, None)
         outcome = {
             "params": dict(candidate.params),
             "metrics": dict(candidate.metrics),
@@ -134,26 +149,24 @@ class Store:
             "ok": candidate.ok,
             "duplicate_of": duplicate_of,
         }
+        storage = self.study._storage  # noqa: SLF001 - see begin
+        state, values = _verdict(outcome)
         with _writing(self.url):
-            trial.set_user_attr("outcome", _json(outcome))
-            self._tell(trial.number, outcome)
+            storage.set_trial_user_attr(trial_id, "outcome", _json(outcome))
+            # what study.tell stores for these three cases, without its two reads of the trial
+            storage.set_trial_state_values(trial_id, state, values)
 
     def note_retry(self, number: int, reason: str) -> None:
         """Record that candidate ``number``'s evaluation was lost through no fault of its own
         (its Ray node died) and is being done again; also said on stderr."""
         self._retries.setdefault(number, []).append(reason)
         with _writing(self.url):
-            self._open[number].set_user_attr("retries", self._retries[number])
+            self.study._storage.set_trial_user_attr(self._open[number], "retries", self._retries[number])  # noqa: SLF001
         notice(f"candidate {number}: {reason}; evaluating it again")
 
     def _tell(self, number: int, outcome: Mapping[str, Any]) -> None:
-        reward = outcome.get("reward")
-        if outcome.get("duplicate_of") is not None:
-            self.study.tell(number, state=_STATE.PRUNED)
-        elif outcome.get("ok") and reward is not None and math.isfinite(reward):
-            self.study.tell(number, reward)
-        else:
-            self.study.tell(number, state=_STATE.FAIL)
+        state, values = _verdict(outcome)
+        self.study.tell(number, values[0] if values else None, state=state)
 
     def recover(self, distributions: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Settle what a stopped run left unfinished; returns the params to propose again.
