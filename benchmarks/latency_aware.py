@@ -28,7 +28,7 @@ Resumable (the widths file, the run folders and the re-measured latencies are ke
 
     nohup .venv/bin/python benchmarks/latency_aware.py --data-dir ../shared/data > lat.log &
 
-Writes ``OUT/latency_aware.json`` and ``benchmarks/results/latency_aware_resnet20_<cpu>.json``
+Writes ``OUT/latency_aware.json`` and ``benchmarks/results/latency_aware_resnet20_<cpu>[_s<seed>].json``
 (``xeon``, ``epyc``: the steps and latencies are the CPU kind's).
 """
 
@@ -185,7 +185,8 @@ def main() -> None:
     (args.out / "latency_aware.json").write_text(text)
     if args.candidates >= 100:  # one result per CPU kind: steps and latencies are the CPU's
         kind = "xeon" if "Xeon" in summary["cpu"] else "epyc" if "EPYC" in summary["cpu"] else "other"
-        (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}.json").write_text(text)
+        seed = "" if args.seed == 0 else f"_s{args.seed}"
+        (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{seed}.json").write_text(text)
     print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu (1 thread); base {latency['flops']['base']:.3f} ms")
     for arm, a in arms.items():
         ratios = [r["speedup_per_flops_reduction"] for r in a["front"]]

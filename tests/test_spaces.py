@@ -179,6 +179,29 @@ def test_reconstruction_passes_the_conformance_suite_and_cuts_the_pruning_error(
         ChannelPruningSpace(model, x[:1], reconstruct="yes")
 
 
+def test_prepare_computes_the_refit_statistics_once_before_the_first_candidate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prepare()`` (the search's dry run) computes the Gram matrices; candidates then reuse
+    them — and build the same model as a space that computed them lazily."""
+    from automc.search_spaces.reconstruction import Reconstructor
+
+    model, x, calib = _setup("resnet20")
+    calls = []
+    compute = Reconstructor._compute
+    monkeypatch.setattr(Reconstructor, "_compute", lambda self: calls.append(1) or compute(self))
+    eager = ChannelPruningSpace(model, x[:1], calibration=calib, reconstruct=True)
+    eager.prepare()
+    assert calls == [1]
+    policy = eager.uniform(0.6)
+    built = eager.apply(model, policy)
+    eager.prepare()
+    assert calls == [1]  # once per run
+    lazy = ChannelPruningSpace(model, x[:1], calibration=calib, reconstruct=True)
+    with torch.no_grad():
+        assert torch.equal(built(x), lazy.apply(model, policy)(x))
+    ChannelPruningSpace(model, x[:1], calibration=calib).prepare()  # without reconstruct: nothing to do
+    assert calls == [1, 1]
+
+
 def test_criterion_and_keep_layers() -> None:
     model, x, _ = _setup("resnet20")
     l1 = ChannelPruningSpace(model, x[:1], criterion="l1")
