@@ -209,3 +209,19 @@ def load_widths(source: str | Path | Mapping[str, Any]) -> dict[str, list[int]]:
             raise UserError(f"{where}: group {group!r} needs a list of positive channel counts under 'widths'", field="widths")
         out[str(group)] = sorted(set(widths))
     return out
+
+
+def space_widths(source: str | Path | Mapping[str, Any], roots: Mapping[str, str], channels: Mapping[str, int]) -> dict[str, list[int]]:
+    """A space's dimension → allowed kept counts from a widths file, checked against the
+    space's groups (``roots``: dimension → its group's root layer; ``channels``: dimension →
+    full count): an unknown group or other channel counts is one line naming the fix."""
+    by_root = {root: dim for dim, root in roots.items()}
+    out: dict[str, list[int]] = {}
+    for group, counts in load_widths(source).items():
+        dim = by_root.get(group)
+        if dim is None:
+            raise UserError(f"widths: group {group!r} is not a channel group of this model and space (groups: {', '.join(by_root)}): write the file with 'automc profile widths' for this model", field="widths")
+        if max(counts) != channels[dim]:
+            raise UserError(f"widths: group {group!r} has {channels[dim]} channels, the file's widths end at {max(counts)}: it was measured on another model", field="widths")
+        out[dim] = counts
+    return out

@@ -176,21 +176,9 @@ class ChannelPruningSpace(SearchSpace):
         if not self._dims:
             raise UserError("the model has no prunable channel group (all are classifier or keep_layers)")
         if widths is not None:
-            self._set_widths(widths)
+            from automc.device_profiles.widths import space_widths
 
-    def _set_widths(self, source: str | Mapping[str, Any]) -> None:
-        """Per-group kept counts from a widths file (:mod:`automc.device_profiles.widths`),
-        checked against this model's groups."""
-        from automc.device_profiles.widths import load_widths
-
-        by_root = {root: dim for dim, root in self._roots.items()}
-        for group, counts in load_widths(source).items():
-            dim = by_root.get(group)
-            if dim is None:
-                raise UserError(f"widths: group {group!r} is not a channel group of this model and space (groups: {', '.join(by_root)}): write the file with 'automc profile widths' for this model", field="widths")
-            if max(counts) != self._channels[dim]:
-                raise UserError(f"widths: group {group!r} has {self._channels[dim]} channels, the file's widths end at {max(counts)}: it was measured on another model", field="widths")
-            self.widths[dim] = counts
+            self.widths = space_widths(widths, self._roots, self._channels)
 
     def config(self) -> dict[str, Any]:
         return {

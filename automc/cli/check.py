@@ -18,8 +18,8 @@ def check_summary(cfg: ExperimentConfig, run_dir: Path, *, workers: int = 1) -> 
     """What ``automc search`` would do with ``cfg`` in ``run_dir``, after the dry run."""
     from automc.recover.driver import check_fidelity, check_finetune
     from automc.run import RunDir
-    from automc.search.loop import check_experiment, check_run_config
-    from automc.search.preflight import preflight, probe
+    from automc.search.loop import check_run_config
+    from automc.search.preflight import check_experiment, preflight, probe
 
     run = RunDir(run_dir)
     resuming = check_run_config(run, cfg.model_dump(mode="json"))

@@ -34,9 +34,9 @@ from automc.compress.saved import package_versions
 from automc.config import ExperimentConfig, resolved_config
 from automc.errors import notice
 from automc.run import DamagedFile, RunDir
-from automc.search.agent import Agent, build_agent
+from automc.search.agent import Agent
 from automc.search.candidate import COMPLETE, FAILED, Candidate
-from automc.search.context import Context, base_recipe, build_context
+from automc.search.context import Context
 from automc.search.executors import (
     Executor,
     RayExecutor,
@@ -44,9 +44,9 @@ from automc.search.executors import (
     ray_session,
 )
 from automc.search.ledger import Ledger, duplicate
-from automc.search.preflight import preflight
-from automc.search.projection import Projector, projector_for
-from automc.search.store import Store, check_storage, space_distributions
+from automc.search.preflight import Check, check_experiment
+from automc.search.projection import Projector
+from automc.search.store import Store, space_distributions
 from automc.search.summary import summarize
 
 VERSIONED = ("automc", "torch", "optuna", "onnxruntime", "torch-pruning", "numpy")
@@ -58,8 +58,6 @@ JITTER_AFTER, JITTER_STEP, JITTER_MAX = 10, 0.02, 0.5
 ELAPSED_EVERY_S = 10.0  # the elapsed time is recorded this often and at the end (a kill loses ≤ this)
 
 OnCandidate = Callable[[Candidate, int, int], None]
-# a further dry-run check of the experiment (e.g. its finetune section), raising UserError
-Check = Callable[[Context], None]
 # work after the search, inside the run's lock (e.g. recovering the finalists); its mapping
 # joins the summary
 Finish = Callable[[Context, RunDir, Store], Mapping[str, Any]]
@@ -72,39 +70,6 @@ def check_run_config(run: RunDir, resolved: Mapping[str, Any]) -> bool:
     """:meth:`RunDir.check_config` with the stored config resolved by this automc (a setting
     added since, at its default, is no change). True when a run is there."""
     return run.check_config(resolved, normalize=lambda stored: resolved_config(stored, str(run.config_file)))
-
-
-def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, checks: Sequence[Check] = ()) -> tuple[Context, Agent, Projector | None]:
-    """Context, agent and target projector of ``cfg``, dry-run checked (:func:`preflight`,
-    the target, then ``checks``). When the base model still has to be trained, everything is
-    checked on the untrained model first (``train=False`` stops there: ``--check``)."""
-    if cfg.storage is not None:
-        check_storage(cfg.storage)
-    untrained = cfg.model.weights is None and cfg.model.train is not None and run.check_tensors(run.base_model, {"recipe": base_recipe(cfg)}) is not None
-    if untrained or not train:
-        ctx = build_context(cfg, run, cache=False, train=False)
-        agent = _agent(cfg, ctx)
-        projector = _dry_run(ctx, agent, checks)
-        if not train or not untrained:
-            return ctx, agent, projector
-        agent.close()
-    ctx = build_context(cfg, run)
-    agent = _agent(cfg, ctx)
-    projector = _dry_run(ctx, agent, checks)
-    return ctx, agent, projector
-
-
-def _dry_run(ctx: Context, agent: Agent, checks: Sequence[Check]) -> Projector | None:
-    preflight(ctx)
-    projector = projector_for(ctx, agent)  # an unreachable target fails here
-    for check in checks:
-        check(ctx)
-    ctx.space.prepare()  # per-run statistics, before the first candidate (and its clock)
-    return projector
-
-
-def _agent(cfg: ExperimentConfig, ctx: Context) -> Agent:
-    return build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, constraints=ctx.constraints, config=cfg.agent.config)
 
 
 def run_experiment(

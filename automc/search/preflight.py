@@ -1,4 +1,6 @@
-"""The dry run before a search spends its budget (and ``automc search --check``).
+"""The dry run before a search spends its budget (and ``automc search --check``):
+:func:`check_experiment` builds the context and agent, checks them, and has the space do its
+per-run work (:meth:`SearchSpace.prepare`).
 
 The uncompressed model has been through the evaluator and every profile (the context measured
 it); here its metrics go through the reward (with its kwargs), every objective and every
@@ -11,12 +13,21 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from automc.config import ExperimentConfig
 from automc.errors import UserError, user_code_error
-from automc.search.context import Context, evaluate_candidate
+from automc.run import RunDir
+from automc.search.agent import Agent, build_agent
+from automc.search.context import Context, base_recipe, build_context, evaluate_candidate
+from automc.search.projection import Projector, projector_for
+from automc.search.store import check_storage
+
+# a further dry-run check of the experiment (e.g. its finetune section), raising UserError
+Check = Callable[[Context], None]
 
 
 def preflight(ctx: Context) -> float:
@@ -50,3 +61,36 @@ def probe(ctx: Context) -> dict[str, Any]:
     t0 = time.perf_counter()
     cand = evaluate_candidate(ctx, -1, params)
     return {"seconds": time.perf_counter() - t0, "timings": dict(cand.timings), "error": cand.error, "metrics": dict(cand.metrics), "reward": cand.reward}
+
+
+def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, checks: Sequence[Check] = ()) -> tuple[Context, Agent, Projector | None]:
+    """Context, agent and target projector of ``cfg``, dry-run checked (:func:`preflight`,
+    the target, then ``checks``). When the base model still has to be trained, everything is
+    checked on the untrained model first (``train=False`` stops there: ``--check``)."""
+    if cfg.storage is not None:
+        check_storage(cfg.storage)
+    untrained = cfg.model.weights is None and cfg.model.train is not None and run.check_tensors(run.base_model, {"recipe": base_recipe(cfg)}) is not None
+    if untrained or not train:
+        ctx = build_context(cfg, run, cache=False, train=False)
+        agent = _agent(cfg, ctx)
+        projector = _dry_run(ctx, agent, checks)
+        if not train or not untrained:
+            return ctx, agent, projector
+        agent.close()
+    ctx = build_context(cfg, run)
+    agent = _agent(cfg, ctx)
+    projector = _dry_run(ctx, agent, checks)
+    return ctx, agent, projector
+
+
+def _dry_run(ctx: Context, agent: Agent, checks: Sequence[Check]) -> Projector | None:
+    preflight(ctx)
+    projector = projector_for(ctx, agent)  # an unreachable target fails here
+    for check in checks:
+        check(ctx)
+    ctx.space.prepare()  # per-run statistics, before the first candidate (and its clock)
+    return projector
+
+
+def _agent(cfg: ExperimentConfig, ctx: Context) -> Agent:
+    return build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, constraints=ctx.constraints, config=cfg.agent.config)

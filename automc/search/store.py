@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import math
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -28,15 +27,12 @@ import optuna
 from automc.compress.spaces import Choice, Float, Int, SearchSpace
 from automc.errors import UserError, notice
 from automc.search.candidate import COMPLETE, FAILED, RUNNING, Candidate
+from automc.search.outcome import legacy_outcome, outcome_record, verdict
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 INTERRUPTED = "interrupted by a stopped run; its params are proposed again"
 _STATE = optuna.trial.TrialState
-
-
-def _json(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=float))
 
 
 @contextlib.contextmanager
@@ -55,17 +51,6 @@ def _writing(url: str) -> Iterator[None]:
         if "readonly database" in text or "read-only" in text:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), where) from exc
         raise
-
-
-def _verdict(outcome: Mapping[str, Any]) -> tuple[optuna.trial.TrialState, list[float] | None]:
-    """The trial state and values an outcome is stored as: a repeat is PRUNED, a finite
-    reward COMPLETE, anything else FAIL."""
-    reward = outcome.get("reward")
-    if outcome.get("duplicate_of") is not None:
-        return _STATE.PRUNED, None
-    if outcome.get("ok") and reward is not None and math.isfinite(reward):
-        return _STATE.COMPLETE, [float(reward)]
-    return _STATE.FAIL, None
 
 
 class Store:
@@ -140,19 +125,11 @@ class Store:
         outcome attribute first (one write), then the state."""
         trial_id = self._open.pop(candidate.number)
         self._trials.pop(candidate.number, None)
-        outcome = {
-            "params": dict(candidate.params),
-            "metrics": dict(candidate.metrics),
-            "reward": candidate.reward,
-            "timings": dict(candidate.timings),
-            "error": candidate.error,
-            "ok": candidate.ok,
-            "duplicate_of": duplicate_of,
-        }
+        outcome = outcome_record(candidate, duplicate_of)
         storage = self.study._storage  # noqa: SLF001 - see begin
-        state, values = _verdict(outcome)
+        state, values = verdict(outcome)
         with _writing(self.url):
-            storage.set_trial_user_attr(trial_id, "outcome", _json(outcome))
+            storage.set_trial_user_attr(trial_id, "outcome", outcome)
             # what study.tell stores for these three cases, without its two reads of the trial
             storage.set_trial_state_values(trial_id, state, values)
 
@@ -165,7 +142,7 @@ class Store:
         notice(f"candidate {number}: {reason}; evaluating it again")
 
     def _tell(self, number: int, outcome: Mapping[str, Any]) -> None:
-        state, values = _verdict(outcome)
+        state, values = verdict(outcome)
         self.study.tell(number, values[0] if values else None, state=state)
 
     def recover(self, distributions: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -237,7 +214,7 @@ class Store:
                 continue
             if t.state not in (_STATE.COMPLETE, _STATE.FAIL, _STATE.PRUNED):
                 continue
-            o = t.user_attrs.get("outcome") or _legacy_outcome(t)
+            o = t.user_attrs.get("outcome") or legacy_outcome(t)
             ok = t.state == _STATE.COMPLETE or (t.state == _STATE.PRUNED and bool(o.get("ok")))
             out.append(
                 Candidate(
@@ -285,12 +262,6 @@ def check_storage(url: str) -> None:
 
 def _driver_missing(url: str, exc: ImportError) -> UserError:
     return UserError(f"storage {url.split(':', 1)[0]!r} needs a driver that is not installed ({exc}): pip install 'automc[postgres]'", field="storage")
-
-
-def _legacy_outcome(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """The outcome of a trial written before ``outcome`` was one attribute."""
-    a = t.user_attrs
-    return {"params": a.get("automc_params", dict(t.params)), "metrics": a.get("metrics", {}), "reward": a.get("reward"), "timings": a.get("timings", {}), "error": a.get("error")}
 
 
 def space_distributions(space: SearchSpace) -> dict[str, Any]:
