@@ -32,7 +32,6 @@ same counts on resume and export, whatever machine runs them.
 
 from __future__ import annotations
 
-import copy
 import statistics
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,7 +40,6 @@ import torch
 from torch import nn
 
 from automc.compress.analysis import analyze
-from automc.compress.spaces import SearchSpace
 from automc.errors import UserError
 from automc.measure.profiles import DeviceProfile
 
@@ -93,37 +91,23 @@ def _side_by_side(profile: DeviceProfile, models: Mapping[str, nn.Module], examp
 def derive_steps(
     profile: DeviceProfile,
     model: nn.Module,
-    space: SearchSpace,
     example_input: torch.Tensor,
     groups: Mapping[str, tuple[str, float, list[int]]],
+    build: Callable[[Mapping[str, int]], nn.Module],
     *,
     min_efficiency: float = MIN_EFFICIENCY,
     rounds: int = 5,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The global step and each group's widths for ``space`` on ``profile`` (``groups``:
-    group → (dimension, lowest ratio, reachable counts), as ``widths._group_plan`` gives).
+    """The global step and each group's widths on ``profile`` (``groups``: group →
+    (dimension, lowest ratio, reachable counts), as ``widths._group_plan`` gives; ``build``:
+    the model with given groups at exact counts, ``widths.exact_builder``).
 
     Returns (group → ``{channels, step, widths[, check]}``, the evidence: probe and twin per
     block, the chosen step, the full model's latency, the measurements made)."""
-    pruning = getattr(space, "pruning", space)
-    if not hasattr(pruning, "round_to"):
-        raise UserError(f"space {space.name!r}: channel steps need a channel_pruning (or joint) space", field="space")
     if rounds < 1:
         raise UserError(f"rounds must be at least 1, got {rounds}", field="rounds")
-    exact = copy.copy(pruning)  # every count buildable: no rounding, no widths
-    exact.round_to, exact.min_channels, exact.widths = 1, 1, {}
     channels = {g: counts[-1] for g, (_, _, counts) in groups.items()}
-
-    def build(kept: Mapping[str, int]) -> nn.Module:
-        params = {}
-        for g, c in kept.items():
-            dim, low, counts = groups[g]
-            c = max(c, counts[0])  # never below what the space reaches
-            params[dim] = max(low, c / channels[g])
-            assert exact.keep_count(channels[g], params[dim]) == c, (g, c)
-        return exact.apply(model, params).eval()
-
     lowest = {g: counts[0] for g, (_, _, counts) in groups.items()}
     blocks = [b for b in sorted(STEPS[1:], reverse=True) if any(probe_count(c, b // 2, lowest[g]) for g, c in channels.items())]
     pairs: dict[str, nn.Module] = {"full": model.eval()}

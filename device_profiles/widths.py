@@ -107,24 +107,39 @@ def _curves_alone(profile: DeviceProfile, model: nn.Module, space: SearchSpace, 
     return {group: {c: sum(measured[j] for j in js) for c, js in rows.items()} for group, rows in jobs.items()}, len(shapes)
 
 
+def exact_builder(model: nn.Module, space: SearchSpace, plan: Mapping[str, Any], context: str) -> Callable[[Mapping[str, int]], nn.Module]:
+    """``build(kept)``: ``model`` with each group of ``kept`` at exactly that many channels
+    (others full; no rounding, no widths, never below what the space reaches), in eval mode."""
+    pruning = getattr(space, "pruning", space)  # joint spaces hold a channel_pruning space
+    if not hasattr(pruning, "keep_count") or not hasattr(pruning, "round_to"):
+        raise UserError(f"space {space.name!r}: widths measured in context {context} need a channel_pruning (or joint) space; use --context layer", field="context")
+    exact = copy.copy(pruning)
+    exact.round_to, exact.min_channels, exact.widths = 1, 1, {}
+
+    def build(kept: Mapping[str, int]) -> nn.Module:
+        params = {}
+        for group, c in kept.items():
+            dim, low, counts = plan[group]
+            c = max(c, counts[0])
+            params[dim] = max(low, c / counts[-1])  # the lowest count is reached from the lowest ratio
+            assert exact.keep_count(counts[-1], params[dim]) == c, (group, c)
+        return exact.apply(model, params).eval()
+
+    return build
+
+
 def _curves_in_model(profile: DeviceProfile, model: nn.Module, space: SearchSpace, example_input: torch.Tensor, plan: Mapping[str, Any], progress: Callable[[int, int], None] | None) -> tuple[dict[str, dict[int, float]], float]:
     """Per group, the whole model's measured latency with that group at each count and every
     other group full (layout changes, fused epilogues and the neighbours' kernels included);
     and the full model's latency."""
-    pruning = getattr(space, "pruning", space)  # joint spaces hold a channel_pruning space
-    if not hasattr(pruning, "keep_count") or not hasattr(pruning, "round_to"):
-        raise UserError(f"space {space.name!r}: widths measured in the model need a channel_pruning (or joint) space; use --context layer", field="context")
-    exact = copy.copy(pruning)  # every count buildable: no rounding, no widths
-    exact.round_to, exact.min_channels, exact.widths = 1, 1, {}
+    build = exact_builder(model, space, plan, "model")
     full_ms = profile.measure(model, example_input).values["latency_ms"]
     total, done = sum(len(counts) - 1 for _, _, counts in plan.values()), 0
     curves: dict[str, dict[int, float]] = {}
-    for group, (dim, low, counts) in plan.items():
+    for group, (_, _, counts) in plan.items():
         curves[group] = {counts[-1]: full_ms}
         for c in counts[:-1]:
-            ratio = max(low, c / counts[-1])  # the lowest count is reached from the lowest ratio
-            assert exact.keep_count(counts[-1], ratio) == c, (group, c, ratio)
-            pruned = exact.apply(model, {dim: ratio})
+            pruned = build({group: c})
             curves[group][c] = profile.measure(pruned, example_input).values["latency_ms"]
             done += 1
             if progress:
@@ -164,7 +179,7 @@ def derive_widths(
     if context == "step":
         from automc.device_profiles.steps import derive_steps
 
-        groups, evidence = derive_steps(profile, model, space, example_input, plan, min_efficiency=tolerance, rounds=rounds, progress=progress)
+        groups, evidence = derive_steps(profile, model, example_input, plan, exact_builder(model, space, plan, "step"), min_efficiency=tolerance, rounds=rounds, progress=progress)
         return {"format": FORMAT, "context": context, "tolerance": tolerance, "measured_on": _where(profile, space, evidence), "groups": groups}
     if context == "layer":
         curves, shapes = _curves_alone(profile, model, space, example_input, plan, progress)
