@@ -1,9 +1,13 @@
 """stable-baselines3 DDPG and PPO as ask/tell agents (the shared learner-thread machinery is in
 :mod:`automc.agents.sb3_base`).
 
-DDPG follows AMC: warm-up episodes of random actions (``warmup_episodes``), Gaussian
-exploration noise decaying by ``noise_decay`` per episode, and the budget clamp in the env so
-every episode meets ``budget``. Once the noise has decayed the actor tends to one policy; each
+DDPG follows AMC: warm-up episodes (``warmup_episodes``), Gaussian exploration noise
+decaying by ``noise_decay`` per episode, and the budget clamp in the env so every episode
+meets ``budget``. Warm-up episodes are random policies moved along the projection's path to
+spend the budget (``warmup: projected``, as the ``random`` agent's proposals are), not AMC's
+random action per step (``warmup: stepwise``), whose clamp squeezes the last layers to their
+bound (see :meth:`CompressionEnv.warmup_units`). The replay buffer holds the action the env
+applied (clamped), as a resumed run's replayed episodes do. Once the noise has decayed the actor tends to one policy; each
 episode in a row whose policy was evaluated before adds ``repeat_noise`` to the noise's σ
 (up to ``noise_sigma``), so the budget goes to new policies near the converged one instead of
 ending the run. As in AMC, an episode's reward — minus a moving-average
@@ -18,6 +22,7 @@ rollout's episodes all in flight at once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +33,22 @@ from automc.compress.spaces import SearchSpace
 from automc.config import Objective
 from automc.errors import UserError
 from automc.search.candidate import Candidate
+
+
+@functools.cache
+def _learner_class() -> type:
+    """SB3's DDPG whose every action goes through the agent's ``choose`` (set on the instance):
+    the planned warm-up policy or the actor's action, clamped; the buffer stores it as applied."""
+    from stable_baselines3 import DDPG
+
+    class AutomcDDPG(DDPG):
+        choose: Any = None
+
+        def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+            action, _ = super()._sample_action(learning_starts, action_noise, n_envs)
+            return self.choose(action, warmup=self.num_timesteps < learning_starts)
+
+    return AutomcDDPG
 
 
 class DDPGAgent(_SB3Agent):
@@ -44,6 +65,7 @@ class DDPGAgent(_SB3Agent):
         *,
         seed: int = 0,
         warmup_episodes: int = 10,
+        warmup: str = "projected",
         noise_sigma: float = 0.5,
         noise_decay: float = 0.98,
         repeat_noise: float = 0.02,
@@ -59,7 +81,11 @@ class DDPGAgent(_SB3Agent):
         _number("baseline_decay", baseline_decay, 0, 1)
         _number("buffer_size", buffer_size, 1, None, integer=True)
         _number("batch_size", batch_size, 1, None, integer=True)
+        if warmup not in ("projected", "stepwise"):
+            raise UserError(f"agent 'ddpg' warmup must be 'projected' (random policies spending the budget) or 'stepwise' (AMC's random action per step), got {warmup!r}", field="agent.config.warmup")
         self.warmup_episodes = int(warmup_episodes)
+        self.warmup = warmup
+        self._plan: list[float] = []  # the warm-up episode's action per step
         self.noise_sigma = float(noise_sigma)
         self.noise_decay = float(noise_decay)
         self.repeat_noise = float(repeat_noise)
@@ -103,14 +129,27 @@ class DDPGAgent(_SB3Agent):
 
         return DDPG, "MlpPolicy", {}
 
+    def _choose(self, action: np.ndarray, *, warmup: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The learner's action for the env's current step (a warm-up episode's planned one,
+        else the actor's with noise), clamped as the env will; stored as applied."""
+        env = self.env
+        if warmup and self.warmup == "projected":
+            if env.t == 0:  # seeded by the episode's index: a resumed run draws what the live one would
+                self._plan = env.warmup_units(np.random.default_rng([self.seed, self.episodes, 1]))
+            u = self._plan[env.t]
+        else:
+            u = env.unit_of(action)
+        applied = np.full((1, 1), env.action_of(env.clamp(u)), dtype=np.float32)
+        return applied, self.model.policy.scale_action(applied)
+
     def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
-        from stable_baselines3 import DDPG
+        DDPG = _learner_class()  # noqa: N806 - SB3's DDPG, actions chosen by _choose
 
         if self.in_flight > 1 and "train_freq" in kwargs:
             raise UserError(f"agent 'ddpg' trains once per batch of episodes_in_flight={self.in_flight} episodes: leave train_freq out (or set episodes_in_flight: 1)", field="agent.config.train_freq")
         if self.in_flight * self.steps_per_episode > self.buffer_size:
             raise UserError(f"buffer_size ({self.buffer_size}) must hold a batch of episodes_in_flight={self.in_flight} episodes of {self.steps_per_episode} steps", field="agent.config.buffer_size")
-        return DDPG(
+        model = DDPG(
             "MlpPolicy",
             self.env,
             learning_rate=lr,
@@ -128,6 +167,8 @@ class DDPGAgent(_SB3Agent):
             verbose=0,
             **kwargs,
         )
+        model.choose = self._choose
+        return model
 
     def _after_episode(self) -> None:
         self.model.action_noise = self._noise()
@@ -150,11 +191,15 @@ class DDPGAgent(_SB3Agent):
 
 
 class PPOAgent(_SB3Agent):
-    """PPO on the same env (on-policy: history is not replayed, the policy is restored)."""
+    """PPO on the same env (on-policy: history is not replayed, the policy is restored), with
+    relative actions and a Gaussian policy of σ 0.37 at start: its first episodes are near
+    the even spread of the budget rather than AMC-style lopsided ones."""
 
     name = "ppo"
     algorithm = "PPO"
     derived = frozenset({"n_steps"})
+    # 0 spreads the budget left evenly: the first policies are near-even ones, not lopsided
+    default_actions = "relative"
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, episodes_per_update: int = 4, episodes_in_flight: int | None = None, **kwargs: Any) -> None:
         _number("episodes_per_update", episodes_per_update, 1, None, integer=True)
@@ -170,7 +215,8 @@ class PPOAgent(_SB3Agent):
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
         from stable_baselines3 import PPO
 
-        return PPO, "MlpPolicy", {}
+        # σ e^-1 ≈ 0.37 (SB3's default, 1, clips a third of the first actions to -1 or 1)
+        return PPO, "MlpPolicy", {"log_std_init": -1.0}
 
     def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
         algo, policy, extra = self._algorithm()
@@ -200,6 +246,7 @@ class MNasControllerAgent(PPOAgent):
     target)^w)."""
 
     name = "mnas-controller"
+    default_actions = "absolute"  # a token names a value, as MNasNet's do
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, tokens: int = 11, **kwargs: Any) -> None:
         _number("tokens", tokens, 2, 64, integer=True)

@@ -57,6 +57,8 @@ class _SB3Agent(Agent):
     exact_resume: ClassVar[bool] = False
     # SB3 arguments the agent derives itself (from its own settings), never passed through
     derived: ClassVar[frozenset[str]] = frozenset()
+    # what a continuous action means (CompressionEnv.unit_of); tokens ignore it
+    default_actions: ClassVar[str] = "absolute"
 
     def __init__(
         self,
@@ -71,6 +73,7 @@ class _SB3Agent(Agent):
         learning_rate: float = 1e-3,
         net_arch: Sequence[int] = (64, 64),
         episodes_in_flight: int = 1,
+        actions: str | None = None,
         **algo_kwargs: Any,
     ) -> None:
         super().__init__(space, objectives, seed=seed, constraints=constraints)
@@ -84,6 +87,9 @@ class _SB3Agent(Agent):
         _number("learning_rate", learning_rate, 0, None, low_open=True)
         if isinstance(net_arch, (str, bytes)) or not isinstance(net_arch, Sequence) or not net_arch or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in net_arch):
             raise UserError(f"net_arch must be a list of layer widths (integers >= 1), got {net_arch!r}", field="agent.config.net_arch")
+        actions = self.default_actions if actions is None else actions
+        if actions not in ("absolute", "relative"):
+            raise UserError(f"agent {self.name!r} actions must be 'absolute' (AMC's: the action is the unit value) or 'relative' (0 spreads the budget left evenly), got {actions!r}", field="agent.config.actions")
         self.budget = budget
         self.failure_reward = float(failure_reward)
         self._params_q: queue.Queue[Any] = queue.Queue()
@@ -100,13 +106,17 @@ class _SB3Agent(Agent):
         self._thread: threading.Thread | None = None
         self.episodes = 0
         # episodes end within [budget_floor, 1] × budget: they spend it, not far under it
-        self.env = CompressionEnv(space, budget=budget, floor=budget_floor, on_episode=self._on_episode, tokens=self._tokens())
+        self.env = CompressionEnv(space, budget=budget, floor=budget_floor, on_episode=self._on_episode, tokens=self._tokens(), actions=actions)
         self.steps_per_episode = len(self.env.names)
         self._check_algo_kwargs(algo_kwargs)
         try:
             self.model = self._build(float(learning_rate), list(net_arch), algo_kwargs)
         except (TypeError, ValueError, AssertionError) as exc:  # SB3 rejects a passed-through setting
             raise user_code_error(f"agent {self.name!r}: {self.algorithm} rejects its settings {dict(algo_kwargs)}", exc, field="agent.config") from exc
+        from stable_baselines3.common.logger import Logger
+
+        # SB3's default logger makes an empty folder in the temp dir at every learn(): log nowhere
+        self.model.set_logger(Logger(None, []))
         self._reseed()
 
     def use_target(self, cost: Callable[[Mapping[str, Any]], float], budget: float) -> bool:
@@ -118,7 +128,7 @@ class _SB3Agent(Agent):
         return True
 
     def _tokens(self) -> int | None:
-        """None: continuous actions in [0, 1]; an int: discrete tokens (the env's ``tokens``)."""
+        """None: continuous actions in [-1, 1]; an int: discrete tokens (the env's ``tokens``)."""
         return None
 
     # -- learner side ---------------------------------------------------------------------------

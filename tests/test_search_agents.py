@@ -102,7 +102,7 @@ def test_rl_env_floor_makes_episodes_spend_the_budget(tiny_space) -> None:
         env.reset(seed=0)
         done, info = False, {}
         while not done:
-            _, _, done, _, info = env.step(np.array([0.0], dtype=np.float32))
+            _, _, done, _, info = env.step(np.array([-1.0], dtype=np.float32))
         return float(info["cost"])
 
     assert cheapest(CompressionEnv(tiny_space, budget=0.6)) < 0.5
@@ -137,6 +137,88 @@ def test_ddpg_gives_every_step_the_baselined_episode_reward(tiny_space) -> None:
         assert np.allclose(buf.rewards[: 3 * steps, 0].reshape(3, steps), rewards)
     finally:
         replayed.close()
+
+
+def test_ddpg_warms_up_on_projected_random_policies_and_stores_the_applied_actions(tiny_space) -> None:
+    """Warm-up episodes step through random policies moved along the projection's path to
+    spend the budget (the drawn policy's order between layers kept, none squeezed to a bound
+    as AMC's random action per step ends), and every live episode, warm-up or learned,
+    leaves in the replay buffer the actions a replay of the stored run puts there: the
+    clamped ones the env applied."""
+    from automc.search.gym_env import CompressionEnv, from_unit
+
+    objectives = [Objective(metric="accuracy", direction="maximize")]
+    agent = build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6, "warmup_episodes": 3})
+    replay = CompressionEnv(tiny_space, budget=0.6, floor=0.95)
+    steps = agent.steps_per_episode
+    told = []
+    try:
+        for number in range(6):
+            told.append(fake_eval(number, agent.ask(number)))
+            agent.tell(told[-1])
+        for i, cand in enumerate(told):
+            assert 0.95 * 0.6 - 1e-9 <= replay.cost(cand.params) <= 0.6 + 1e-9
+            if i < 3:  # the env's clamp applied to the planned policy, step by step
+                replay.reset()
+                for u in replay.warmup_units(np.random.default_rng([0, i, 1])):
+                    *_, info = replay.step(np.array([from_unit(u)], dtype=np.float32))
+                assert info["params"] == cand.params
+            stored = agent.model.replay_buffer.actions[i * steps : (i + 1) * steps, 0, 0]
+            assert np.allclose(stored, [float(agent.model.policy.scale_action(a)[0]) for _, a, _, _, _ in replay.episode_transitions(cand.params, 0.0)], atol=1e-6)
+    finally:
+        agent.close()
+    dims = tiny_space.dimensions
+    for seed in range(5):
+        drawn = tiny_space.sample(np.random.default_rng(seed))
+        plan = replay.warmup_units(np.random.default_rng(seed))
+        assert replay.cost({k: dims[k].from_unit(u) for k, u in zip(replay.names, plan)}) <= 0.6 + 1e-9
+        assert list(np.argsort(plan, kind="stable")) == list(np.argsort([dims[k].to_unit(drawn[k]) for k in replay.names], kind="stable"))
+    with pytest.raises(UserError, match="warmup must be 'projected'"):
+        build_agent("ddpg", tiny_space, objectives, seed=0, config={"warmup": "uniform"})
+
+
+def test_relative_actions_spread_the_budget_left_and_invert(tiny_space) -> None:
+    """``actions: relative``: action 0 at every step gives every layer the same unit value
+    (the one that spends the budget evenly), where absolute 0 (unit 0.5) leaves the last
+    layer to the floor; unit_of and action_of invert each other at any step; and a DDPG
+    agent with relative actions stores what a replay of its run stores."""
+    from automc.search.gym_env import CompressionEnv
+
+    def zeros(env: CompressionEnv) -> list[float]:
+        env.reset()
+        done, info = False, {}
+        while not done:
+            for a in (-0.9, -0.3, 0.0, 0.4, 0.95):
+                assert env.action_of(env.unit_of(np.array([a]))) == pytest.approx(a, abs=1e-9)
+            _, _, done, _, info = env.step(np.array([0.0], dtype=np.float32))
+        return [float(tiny_space.dimensions[k].to_unit(info["params"][k])) for k in env.names]
+
+    even = zeros(CompressionEnv(tiny_space, budget=0.6, floor=0.95, actions="relative"))
+    # (the last layer takes what the channel rounding of the others left)
+    assert max(even[:-1]) - min(even[:-1]) <= 0.011 and even[-1] >= even[0], even
+    assert max(zeros(CompressionEnv(tiny_space, budget=0.6, floor=0.95))) - min(even) > 0.1
+    objectives = [Objective(metric="accuracy", direction="maximize")]
+    agent = build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6, "warmup_episodes": 2, "actions": "relative"})
+    replay = CompressionEnv(tiny_space, budget=0.6, floor=0.95, actions="relative")
+    try:
+        for number in range(4):
+            cand = fake_eval(number, agent.ask(number))
+            agent.tell(cand)
+            stored = agent.model.replay_buffer.actions[number * agent.steps_per_episode : (number + 1) * agent.steps_per_episode, 0, 0]
+            assert np.allclose(stored, [float(a[0]) for _, a, _, _, _ in replay.episode_transitions(cand.params, 0.0)], atol=1e-5)
+    finally:
+        agent.close()
+    ppo = build_agent("ppo", tiny_space, objectives, seed=0, config={"budget": 0.6})
+    controller = build_agent("mnas-controller", tiny_space, objectives, seed=0, config={"budget": 0.6})
+    try:  # the defaults: PPO relative with σ e^-1, DDPG and the controller absolute
+        assert (ppo.env.actions, float(ppo.model.policy.log_std.detach()[0])) == ("relative", -1.0)
+        assert controller.env.actions == "absolute" and agent.env.actions == "relative"
+        assert build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6}).env.actions == "absolute"
+    finally:
+        ppo.close()
+        controller.close()
+    with pytest.raises(UserError, match="actions must be 'absolute'"):
+        build_agent("ppo", tiny_space, objectives, seed=0, config={"actions": "even"})
 
 
 def test_ddpg_with_episodes_in_flight_writes_each_reward_where_its_episode_went(tiny_space) -> None:

@@ -100,6 +100,24 @@ def test_duplicates_are_recorded_apart_and_cost_no_budget(tmp_path: Path) -> Non
     assert store.counts()["finished"] == 1 and store.counts()["duplicates"] == 1
 
 
+def test_a_second_writer_is_caught_by_the_trial_numbers(tmp_path: Path) -> None:
+    """begin checks that Optuna numbered the trial as counted (from its cache, no query): a
+    trial another process added in between makes it stop instead of mislabelling candidates."""
+    import optuna
+
+    from automc.search.store import Store
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    store = Store(url, "s")
+    store.begin(store.next_number(), {"x": 0.1}, dists)
+    assert store.next_number() == 1
+    other = Store(url, "s")
+    other.begin(other.next_number(), {"x": 0.2}, dists)  # trial 1, behind the first store's back
+    with pytest.raises(RuntimeError, match="expected trial 1, Optuna gave 2"):
+        store.begin(store.next_number(), {"x": 0.3}, dists)
+
+
 def test_readers_open_a_snapshot_and_write_nothing(tmp_path: Path) -> None:
     """status/report/export read through a backup copy: the run's study.db is not touched
     (no journal, same bytes), also while another connection holds it open for writing."""

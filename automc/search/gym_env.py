@@ -3,8 +3,10 @@
 The AMC formulation: an episode walks the search space's dimensions in network order; each
 step's observation describes the current layer (index, type, in/out channels, kernel,
 stride, its share of the cost, the cost already cut, the cost still to decide, the previous
-action, and which knob it is), the action in [0, 1] is that dimension's value on the unit
-scale. With a ``budget`` (a fraction of the uncompressed cost), actions are clamped so that
+action, and which knob it is), the action a in [-1, 1] sets that dimension's value on the unit
+scale: (a + 1) / 2 with ``actions="absolute"`` (AMC's), or relative to the value that would
+spread the budget left evenly over this and the later dimensions with ``"relative"``
+(:meth:`CompressionEnv.unit_of`). With a ``budget`` (a fraction of the uncompressed cost), actions are clamped so that
 the episode can always end within it — even if every later dimension took its most
 compressing value — so every finished episode meets the budget; with a ``floor`` they are
 also raised where the episode could otherwise no longer reach ``floor × budget``, so episodes
@@ -20,8 +22,9 @@ relative estimator as ``cost`` (:mod:`automc.search.projection`).
 
 With ``tokens`` the action is a token instead (MNasNet's controller): at each step one of N,
 N chosen so that every value of each choice gets the same number of tokens
-(:func:`token_count`); real-valued dimensions get ``tokens`` equal steps. The clamp then
-applies to the token's value as to a continuous action.
+(:func:`token_count`); real-valued dimensions get ``tokens`` equal steps (with ``"relative"``
+actions, steps from -1 to 1). The clamp then applies to the token's value as to a continuous
+action.
 
 The reward of an episode is only known after the candidate is evaluated elsewhere (another
 process, a Ray worker), so the final ``step`` hands the finished policy to ``on_episode``
@@ -38,6 +41,7 @@ import gymnasium as gym
 import numpy as np
 
 from automc.compress.spaces import Choice, SearchSpace, split_name
+from automc.search import policy_path
 from automc.search.cost_model import CostModel
 
 KNOBS = ("ratio", "density", "w_bits", "a_bits")
@@ -54,6 +58,16 @@ def token_count(space: SearchSpace, grid: int) -> int:
         sizes.add(int(grid))
     n = math.lcm(*sizes) if sizes else int(grid)
     return max(2, n if n <= 64 else max(sizes))
+
+
+def to_unit(action: Any) -> float:
+    """A continuous action in [-1, 1] (clipped) as the unit value it sets, in [0, 1]."""
+    return (float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0)) + 1.0) / 2.0
+
+
+def from_unit(u: float) -> float:
+    """The continuous action that sets unit value ``u``."""
+    return 2.0 * float(u) - 1.0
 
 
 def _last_true(pred: Callable[[int], bool], n: int = 101) -> int:
@@ -82,6 +96,7 @@ class CompressionEnv(gym.Env):
         on_episode: Callable[[dict[str, Any]], float] | None = None,
         cost: Callable[[Mapping[str, Any]], float] | None = None,
         tokens: int | None = None,
+        actions: str = "absolute",
     ) -> None:
         super().__init__()
         self.space = space
@@ -91,8 +106,11 @@ class CompressionEnv(gym.Env):
         self.budget = budget
         self.floor = floor  # episodes end at >= floor × budget (None: no lower clamp)
         self.on_episode = on_episode or (lambda params: 0.0)
+        self.actions = actions  # "relative": 0 is this step's balanced value (see unit_of)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (OBS_SIZE,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32) if self.tokens is None else gym.spaces.Discrete(self.tokens)
+        # actions in [-1, 1] (unit value (a + 1) / 2): a Gaussian policy's initial mean, 0, is
+        # the middle of the range; on [0, 1] half of PPO's first actions were clipped to 0
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32) if self.tokens is None else gym.spaces.Discrete(self.tokens)
         infos = [dict(d.info) for d in space.dimensions.values()]
         self._max_ch = max([float(i.get("channels", 1) or 1) for i in infos] + [float(i.get("in_channels", 1) or 1) for i in infos])
         self._layer_share = self._shares()
@@ -154,7 +172,8 @@ class CompressionEnv(gym.Env):
         top = _last_true(lambda i: self.cost(self._policy_with(d.from_unit(i / 100), "low")) <= budget + 1e-9)
         if top < 0:
             return 0.0  # nothing fits (the cheapest setting included): the cheapest it is
-        chosen = min(top, int(np.floor(u * 100 + 1e-6))) / 100
+        # (1e-4: an action that went through float32 lands a hair under its grid point)
+        chosen = min(top, int(np.floor(u * 100 + 1e-4))) / 100
         if self.floor is None:
             return chosen
         target = self.floor * budget
@@ -163,6 +182,61 @@ class CompressionEnv(gym.Env):
             return chosen
         lowest = _last_true(lambda i: not reaches(i)) + 1  # the first grid value that still reaches the floor
         return min(lowest, top) / 100
+
+    def warmup_units(self, rng: np.random.Generator) -> list[float]:
+        """A warm-up episode's action per step: a random policy (:meth:`SearchSpace.sample`,
+        as the ``random`` agent draws) moved along the projection's path
+        (:mod:`automc.search.policy_path`) to spend the budget, as the runner projects the
+        random agent's proposals.
+
+        AMC draws each warm-up step's action at random instead, and the clamp then meets the
+        budget greedily: the first layers keep what they drew and the last ones are squeezed
+        to their bound. A critic trained on such episodes learns that keeping a layer early
+        costs the rest of the network — on ResNet-20's 16-channel stem group (8 or 16 kept)
+        DDPG settled on 8 in every seed and stayed there (see docs/search.md)."""
+        drawn = self.space.sample(rng)
+        if self.budget is not None:
+            budget = self.budget
+            s = policy_path.largest(self.space.dimensions, drawn, -1.0, 1.0, lambda p: self.cost(p) <= budget + 1e-9, 30)
+            drawn = policy_path.at(self.space.dimensions, drawn, s)
+        return [float(self.space.dimensions[k].to_unit(drawn[k])) for k in self.names]
+
+    def balanced_unit(self) -> float:
+        """The unit value that, given to this and every later dimension, spends what is left
+        of the budget: the largest on the clamp's 0.01 grid whose policy meets it (0.5
+        without a budget)."""
+        if self.budget is None:
+            return 0.5
+        budget, rest = self.budget, self.names[self.t :]
+
+        def fits(i: int) -> bool:
+            p = dict(self.params)
+            p.update({k: self.space.dimensions[k].from_unit(i / 100) for k in rest})
+            return self.cost(p) <= budget + 1e-9
+
+        return max(_last_true(fits), 0) / 100
+
+    def unit_of(self, action: Any) -> float:
+        """The unit value a continuous action in [-1, 1] asks for at the current step.
+        ``absolute``: (a + 1) / 2 (AMC's). ``relative``: moved from the step's balanced value b
+        (:meth:`balanced_unit`) along the projection's path: b·(1 + a) below 0, b + a·(1 − b)
+        above; a policy that does nothing (0) then spreads the budget evenly over the layers
+        left instead of spending it on the first ones."""
+        if self.actions == "absolute":
+            return to_unit(action)
+        a = 2.0 * to_unit(action) - 1.0
+        b = self.balanced_unit()
+        return b * (1.0 + a) if a < 0 else b + a * (1.0 - b)
+
+    def action_of(self, u: float) -> float:
+        """The continuous action that asks for unit value ``u`` at the current step (the
+        inverse of :meth:`unit_of`)."""
+        if self.actions == "absolute":
+            return from_unit(u)
+        b = self.balanced_unit()
+        if u < b:
+            return u / b - 1.0
+        return (u - b) / (1.0 - b) if b < 1.0 else 0.0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
@@ -180,9 +254,14 @@ class CompressionEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.tokens is not None:
-            u = self.token_unit(int(np.asarray(action).reshape(-1)[0]))
+            token = int(np.asarray(action).reshape(-1)[0])
+            real = not isinstance(self.space.dimensions[self.names[self.t]], Choice)
+            if self.actions == "relative" and real:  # a real dimension's tokens: actions -1 … 1
+                u = self.unit_of(np.array([2.0 * token / max(1, int(self.tokens) - 1) - 1.0]))
+            else:
+                u = self.token_unit(token)
         else:
-            u = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], 0.0, 1.0))
+            u = self.unit_of(action)
         u = self.clamp(u)
         name = self.names[self.t]
         self.params[name] = self.space.dimensions[name].from_unit(u)
@@ -203,11 +282,12 @@ class CompressionEnv(gym.Env):
         for i, name in enumerate(self.names):
             obs = self.observation()
             u = float(self.space.dimensions[name].to_unit(params[name]))
+            action = self.action_of(u)
             self.params[name] = params[name]
             self.prev_action = u
             last = i == len(self.names) - 1
             if not last:
                 self.t += 1
-            out.append((obs, np.array([u], dtype=np.float32), reward if last else 0.0, self.observation(), last))
+            out.append((obs, np.array([action], dtype=np.float32), reward if last else 0.0, self.observation(), last))
         self._reset_state()
         return out

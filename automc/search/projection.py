@@ -7,9 +7,9 @@ evaluated:
 
 * every dimension's unit value ``u`` (0 = its cheapest setting, 1 = the uncompressed one)
   moves by the same ``s``: towards 0 as ``u·(1 + s)`` for ``s < 0``, towards 1 as
-  ``u + s·(1 - u)`` for ``s > 0``. The agent's relative preferences between layers survive,
-  and the cost is monotone in ``s``, so bisection finds the largest ``s`` whose estimated cost
-  meets every limit;
+  ``u + s·(1 - u)`` for ``s > 0`` (:mod:`automc.search.policy_path`). The agent's relative
+  preferences between layers survive, and the cost is monotone in ``s``, so bisection finds
+  the largest ``s`` whose estimated cost meets every limit;
 * ``boundary`` projection takes that ``s`` (every candidate spends the budget; proposals far
   under it are raised), ``feasible`` only lowers proposals that are over it;
 * estimates: :class:`~automc.search.cost_model.CostModel` for MACs, BitOps, parameters and
@@ -30,6 +30,7 @@ import numpy as np
 
 from automc.compress.spaces import SearchSpace
 from automc.errors import UserError, notice
+from automc.search import policy_path
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
 from automc.search.context import Context
@@ -104,13 +105,7 @@ class Projector:
 
     # -- the path and the estimates ------------------------------------------------------------
     def _at(self, params: Mapping[str, Any], s: float) -> Params:
-        if s == 0.0:
-            return dict(params)
-        out = dict(params)
-        for k, d in self.dims.items():
-            u = float(d.to_unit(params[k]))
-            out[k] = d.from_unit(u * (1.0 + s) if s < 0 else u + s * (1.0 - u))
-        return out
+        return policy_path.at(self.dims, params, s)
 
     def relative_cost(self, params: Mapping[str, Any]) -> float:
         """The estimated cost against the target: ≤ 1 meets every limit (the RL clamp's cost)."""
@@ -145,16 +140,7 @@ class Projector:
         return out
 
     def _largest(self, params: Mapping[str, Any], lo: float, hi: float, ok: Callable[[Params], bool], steps: int) -> float:
-        """The largest ``s`` in [lo, hi] with ``ok(path(s))`` (``ok(path(lo))`` assumed)."""
-        if ok(self._at(params, hi)):
-            return hi
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            if ok(self._at(params, mid)):
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        return policy_path.largest(self.dims, params, lo, hi, ok, steps)
 
     def _check_reachable(self) -> None:
         cheapest = {k: d.from_unit(0.0) for k, d in self.dims.items()}

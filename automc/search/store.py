@@ -104,10 +104,15 @@ class Store:
         storage = self.study._storage  # noqa: SLF001 - Optuna exposes no public handle to a study's storage
         with _writing(self.url):
             trial_id = storage.create_new_trial(self.study._study_id, template_trial=frozen)  # noqa: SLF001
-        got = storage.get_trial_number_from_id(trial_id)
-        if got != number:
+        # the cached storage maps (study, number) to the trial it just created: no query
+        try:
+            mine = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number) == trial_id  # noqa: SLF001
+        except KeyError:  # no trial has that number: Optuna numbered this one otherwise
+            mine = False
+        if not mine:
+            got = storage.get_trial_number_from_id(trial_id)
             raise RuntimeError(f"store {self.url}: expected trial {number}, Optuna gave {got}; another process writes to this study")
-        self._next = got + 1
+        self._next = number + 1
         self._open[number] = trial_id
 
     def report(self, number: int, value: float, step: int) -> bool:

@@ -1,0 +1,43 @@
+"""The one path along which a policy is made cheaper or dearer as a whole.
+
+Every dimension's unit value ``u`` (0 = its cheapest setting, 1 = the uncompressed one) moves
+by the same ``s``: towards 0 as ``u·(1 + s)`` for ``s < 0``, towards 1 as ``u + s·(1 - u)``
+for ``s > 0``. The relative preferences between layers survive and the cost is monotone in
+``s``, so bisection finds the largest ``s`` that meets a limit. The runner's projection of
+proposals (:mod:`automc.search.projection`) and DDPG's warm-up policies
+(:meth:`automc.search.gym_env.CompressionEnv.warmup_units`) both move along it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from automc.compress.dimensions import Dimension
+
+Params = dict[str, Any]
+
+
+def at(dims: Mapping[str, Dimension], params: Mapping[str, Any], s: float) -> Params:
+    """``params`` moved by ``s`` along the path (``s`` in [-1, 1]; 0: unchanged)."""
+    if s == 0.0:
+        return dict(params)
+    out = dict(params)
+    for k, d in dims.items():
+        u = float(d.to_unit(params[k]))
+        out[k] = d.from_unit(u * (1.0 + s) if s < 0 else u + s * (1.0 - u))
+    return out
+
+
+def largest(dims: Mapping[str, Dimension], params: Mapping[str, Any], lo: float, hi: float, ok: Callable[[Params], bool], steps: int) -> float:
+    """The largest ``s`` in [lo, hi] with ``ok(at(s))``, by ``steps`` bisections (``ok(at(lo))``
+    is assumed: the caller knows the cheapest end fits)."""
+    if ok(at(dims, params, hi)):
+        return hi
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if ok(at(dims, params, mid)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
