@@ -7,17 +7,17 @@ meets ``budget``. Warm-up episodes are random policies moved along the projectio
 spend the budget (``warmup: projected``, as the ``random`` agent's proposals are), not AMC's
 random action per step (``warmup: stepwise``), whose clamp squeezes the last layers to their
 bound (see :meth:`CompressionEnv.warmup_units`). The replay buffer holds the action the env
-applied (clamped), as a resumed run's replayed episodes do. Once the noise has decayed the actor tends to one policy; each
-episode in a row whose policy was evaluated before adds ``repeat_noise`` to the noise's σ
-(up to ``noise_sigma``), so the budget goes to new policies near the converged one instead of
-ending the run. As in AMC, an episode's reward — minus a moving-average
-baseline (``baseline_decay``) — is given to *every* step of the episode and the critic
+applied (clamped), as a resumed run's replayed episodes do. Once the noise has decayed the
+actor tends to one policy; each episode in a row whose policy was evaluated before adds
+``repeat_noise`` to the noise's σ (up to ``noise_sigma``), so the budget goes to new policies
+near the converged one instead of ending the run. As in AMC, an episode's reward — minus a
+moving-average baseline (``baseline_decay``) — is given to *every* step of the episode and the critic
 regresses it directly (``gamma`` 0): Q(s, a) estimates the final reward of taking action a
 at layer s, with no bootstrapping through a chain of zero rewards (what made DDPG on all
 channel groups collapse). The networks train after each episode, one gradient step per
 layer (with ``episodes_in_flight: N``, after each batch of N episodes evaluated in parallel).
-PPO and the MNasNet controller (a recurrent policy) learn on-policy on the same env, a
-rollout's episodes all in flight at once.
+PPO (relative actions, :meth:`CompressionEnv.unit_of`) and the MNasNet controller (a
+recurrent policy) learn on-policy on the same env, a rollout's episodes all in flight at once.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ stride, its share of the cost, the cost already cut, the cost still to decide, t
 action, and which knob it is), the action a in [-1, 1] sets that dimension's value on the unit
 scale: (a + 1) / 2 with ``actions="absolute"`` (AMC's), or relative to the value that would
 spread the budget left evenly over this and the later dimensions with ``"relative"``
-(:meth:`CompressionEnv.unit_of`). With a ``budget`` (a fraction of the uncompressed cost), actions are clamped so that
-the episode can always end within it — even if every later dimension took its most
-compressing value — so every finished episode meets the budget; with a ``floor`` they are
-also raised where the episode could otherwise no longer reach ``floor × budget``, so episodes
+(:meth:`CompressionEnv.unit_of`). With a ``budget`` (a fraction of the uncompressed cost),
+actions are clamped so that the episode can always end within it — even if every later
+dimension took its most compressing value — so every finished episode meets the budget; with
+a ``floor`` they are also raised where the episode could otherwise no longer reach ``floor × budget``, so episodes
 spend the budget instead of ending far under it.
 
 The cost is analytic and instant (the clamp evaluates it often): by default
