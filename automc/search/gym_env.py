@@ -9,8 +9,8 @@ spread the budget left evenly over this and the later dimensions with ``"relativ
 (:meth:`CompressionEnv.unit_of`). With a ``budget`` (a fraction of the uncompressed cost),
 actions are clamped so that the episode can always end within it — even if every later
 dimension took its most compressing value — so every finished episode meets the budget; with
-a ``floor`` they are also raised where the episode could otherwise no longer reach ``floor × budget``, so episodes
-spend the budget instead of ending far under it.
+a ``floor`` they are also raised where the episode could otherwise no longer reach
+``floor × budget``, so episodes spend the budget instead of ending far under it.
 
 The cost is analytic and instant (the clamp evaluates it often): by default
 :class:`~automc.search.cost_model.CostModel` — MACs scaled by the kept input/output channel
