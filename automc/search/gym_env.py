@@ -33,7 +33,6 @@ and returns the reward it gets back; intermediate steps return 0.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,43 +42,12 @@ import numpy as np
 from automc.compress.spaces import Choice, SearchSpace, split_name
 from automc.search import policy_path
 from automc.search.cost_model import CostModel
+from automc.search.env_actions import from_unit, last_true, to_unit, token_count
+
+__all__ = ["KNOBS", "OBS_SIZE", "CompressionEnv", "from_unit", "to_unit", "token_count"]
 
 KNOBS = ("ratio", "density", "w_bits", "a_bits")
 OBS_SIZE = 10 + len(KNOBS)
-
-
-def token_count(space: SearchSpace, grid: int) -> int:
-    """How many tokens a discrete controller chooses from at each step: the least common
-    multiple of the choices' sizes (so every value of a choice gets the same number of
-    tokens) and ``grid`` when the space has real-valued dimensions; the largest of them if
-    that multiple would exceed 64."""
-    sizes = {len(d.values) for d in space.dimensions.values() if isinstance(d, Choice)}
-    if any(not isinstance(d, Choice) for d in space.dimensions.values()):
-        sizes.add(int(grid))
-    n = math.lcm(*sizes) if sizes else int(grid)
-    return max(2, n if n <= 64 else max(sizes))
-
-
-def to_unit(action: Any) -> float:
-    """A continuous action in [-1, 1] (clipped) as the unit value it sets, in [0, 1]."""
-    return (float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0)) + 1.0) / 2.0
-
-
-def from_unit(u: float) -> float:
-    """The continuous action that sets unit value ``u``."""
-    return 2.0 * float(u) - 1.0
-
-
-def _last_true(pred: Callable[[int], bool], n: int = 101) -> int:
-    """The last i in [0, n) with ``pred(i)`` for a predicate true on a prefix (-1: none)."""
-    lo, hi = -1, n  # pred(lo) true (or lo = -1), pred(hi) false (or hi = n)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if pred(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
 
 
 class CompressionEnv(gym.Env):
@@ -124,6 +92,19 @@ class CompressionEnv(gym.Env):
         self.t = 0
         self.params: dict[str, Any] = {}
         self.prev_action = 1.0
+        self._memo: dict[str, int] = {}  # the step's bisections (also cleared: the cost may be refitted)
+        self._stamp: tuple[Any, ...] = ()
+
+    def _once(self, key: str, bisect: Callable[[], int]) -> int:
+        """``bisect()`` once per step: the clamp's bounds and the balanced value depend only on
+        what is decided so far (an agent that clamps its own action before stepping, as DDPG
+        does, asks for them twice)."""
+        stamp = (self.t, len(self.params), self.budget, self.floor)
+        if stamp != self._stamp:
+            self._memo, self._stamp = {}, stamp
+        if key not in self._memo:
+            self._memo[key] = bisect()
+        return self._memo[key]
 
     def _policy_with(self, value_for_t: Any, rest: str) -> dict[str, Any]:
         p = dict(self.params)
@@ -169,7 +150,7 @@ class CompressionEnv(gym.Env):
         d = self.space.dimensions[self.names[self.t]]
         budget = self.budget
         # on a grid of 0.01; the cost grows with the value, so both bounds are found by bisection
-        top = _last_true(lambda i: self.cost(self._policy_with(d.from_unit(i / 100), "low")) <= budget + 1e-9)
+        top = self._once("top", lambda: last_true(lambda i: self.cost(self._policy_with(d.from_unit(i / 100), "low")) <= budget + 1e-9))
         if top < 0:
             return 0.0  # nothing fits (the cheapest setting included): the cheapest it is
         # (1e-4: an action that went through float32 lands a hair under its grid point)
@@ -180,7 +161,7 @@ class CompressionEnv(gym.Env):
         reaches = lambda i: self.cost(self._policy_with(d.from_unit(i / 100), "high")) >= target - 1e-9  # noqa: E731
         if reaches(round(chosen * 100)):
             return chosen
-        lowest = _last_true(lambda i: not reaches(i)) + 1  # the first grid value that still reaches the floor
+        lowest = self._once("lowest", lambda: last_true(lambda i: not reaches(i)) + 1)  # the first grid value that still reaches the floor
         return min(lowest, top) / 100
 
     def warmup_units(self, rng: np.random.Generator) -> list[float]:
@@ -214,7 +195,7 @@ class CompressionEnv(gym.Env):
             p.update({k: self.space.dimensions[k].from_unit(i / 100) for k in rest})
             return self.cost(p) <= budget + 1e-9
 
-        return max(_last_true(fits), 0) / 100
+        return max(self._once("balanced", lambda: last_true(fits)), 0) / 100
 
     def unit_of(self, action: Any) -> float:
         """The unit value a continuous action in [-1, 1] asks for at the current step.
