@@ -27,12 +27,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from automc.agents.sb3_base import _number, _SB3Agent
 
-from automc.compress.spaces import SearchSpace
+from automc.compress.spaces import Choice, SearchSpace
 from automc.config import Objective
 from automc.errors import UserError
 from automc.search.candidate import Candidate
+
+
+TOKEN_SIGMA = float(np.exp(-1.0))  # the controller's Gaussian token prior: PPO's starting σ
 
 
 @functools.cache
@@ -248,13 +252,29 @@ class MNasControllerAgent(PPOAgent):
     name = "mnas-controller"
     default_actions = "absolute"  # a token names a value, as MNasNet's do
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, tokens: int = 11, **kwargs: Any) -> None:
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, tokens: int = 11, token_prior: str = "uniform", **kwargs: Any) -> None:
         _number("tokens", tokens, 2, 64, integer=True)
+        if token_prior not in ("uniform", "gaussian"):
+            raise UserError(f"agent 'mnas-controller' token_prior must be 'uniform' (MNasNet's) or 'gaussian' (first tokens near the middle one), got {token_prior!r}", field="agent.config.token_prior")
+        if token_prior == "gaussian" and any(isinstance(d, Choice) for d in space.dimensions.values()):
+            raise UserError("agent 'mnas-controller' token_prior 'gaussian' favours the middle token, which means nothing for a choice's values: use it on spaces of ratios and densities only", field="agent.config.token_prior")
         self.grid = int(tokens)
+        self.token_prior = token_prior
         super().__init__(space, objectives, seed=seed, **kwargs)
 
     def _tokens(self) -> int | None:
         return self.grid
+
+    def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
+        model = super()._build(lr, net_arch, kwargs)
+        if self.token_prior == "gaussian":
+            # the policy's logits start near 0 (SB3 initialises the action head with gain
+            # 0.01): its bias alone sets the first tokens' law, a Gaussian of σ e^-1 over the
+            # tokens' actions in [-1, 1] — PPO's start, on the controller's grid
+            actions = torch.linspace(-1.0, 1.0, int(self.env.tokens or self.grid))
+            with torch.no_grad():
+                model.policy.action_net.bias.copy_(-(actions**2) / (2.0 * TOKEN_SIGMA**2))
+        return model
 
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
         from sb3_contrib import RecurrentPPO

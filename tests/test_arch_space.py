@@ -115,6 +115,12 @@ def test_the_controller_emits_one_token_per_decision_each_value_equally_likely()
         env.step(0)
 
 
+def test_a_gaussian_token_prior_is_refused_for_choices() -> None:
+    """The middle token of an operation or kernel choice is no better a start than any other."""
+    with pytest.raises(UserError, match="token_prior 'gaussian' favours the middle token"):
+        build_agent("mnas-controller", _space(0.5), OBJECTIVES, seed=0, config={"token_prior": "gaussian"})
+
+
 @pytest.mark.parametrize("name", ["random", "optuna-tpe", "mnas-controller", "ddpg"])
 def test_agents_pass_the_agent_suite_on_the_architecture_space(name: str) -> None:
     sp = _space(0.5)

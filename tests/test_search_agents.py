@@ -221,6 +221,32 @@ def test_relative_actions_spread_the_budget_left_and_invert(tiny_space) -> None:
         build_agent("ppo", tiny_space, objectives, seed=0, config={"actions": "even"})
 
 
+def test_the_controllers_gaussian_token_prior_starts_near_the_even_spread(tiny_space) -> None:
+    """``token_prior: gaussian``: the untrained controller's tokens, as actions in [-1, 1]
+    (with relative actions 0 is the even spread of the budget left), have about PPO's starting
+    sd, e^-1 ≈ 0.37; uniform tokens (MNasNet's start) about 0.63, anywhere on the grid."""
+    objectives = [Objective(metric="accuracy", direction="maximize")]
+
+    def actions(prior: str) -> np.ndarray:
+        agent = build_agent("mnas-controller", tiny_space, objectives, seed=0, config={"budget": 0.6, "actions": "relative", "token_prior": prior, "episodes_per_update": 40})
+        tokens: list[int] = []
+        step = agent.env.step
+        agent.env.step = lambda action: (tokens.append(int(np.asarray(action).reshape(-1)[0])), step(action))[1]
+        try:  # one rollout's episodes, all drawn before any update
+            for n in range(40):
+                agent.ask(n)
+        finally:
+            agent.close()
+        return 2.0 * np.array(tokens) / (agent.env.tokens - 1) - 1.0
+
+    uniform, gaussian = actions("uniform"), actions("gaussian")
+    assert len(gaussian) == 40 * len(tiny_space.dimensions)
+    assert 0.3 < np.std(gaussian) < 0.44 and abs(np.mean(gaussian)) < 0.1, (np.std(gaussian), np.mean(gaussian))
+    assert np.std(uniform) > 0.55, np.std(uniform)
+    with pytest.raises(UserError, match="token_prior must be 'uniform'"):
+        build_agent("mnas-controller", tiny_space, objectives, seed=0, config={"token_prior": "normal"})
+
+
 def test_ddpg_with_episodes_in_flight_writes_each_reward_where_its_episode_went(tiny_space) -> None:
     """Two episodes out at once, told newest first, and a retried candidate told while the
     batch is out: once the batch closes every transition of both episodes carries its own
