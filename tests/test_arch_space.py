@@ -119,6 +119,11 @@ def test_a_gaussian_token_prior_is_refused_for_choices() -> None:
     """The middle token of an operation or kernel choice is no better a start than any other."""
     with pytest.raises(UserError, match="token_prior 'gaussian' favours the middle token"):
         build_agent("mnas-controller", _space(0.5), OBJECTIVES, seed=0, config={"token_prior": "gaussian"})
+    controller = build_agent("mnas-controller", _space(0.5), OBJECTIVES, seed=0)
+    try:  # by default: uniform, as MNasNet's
+        assert controller.prior() == "uniform" and not controller.model.policy.action_net.bias.any()
+    finally:
+        controller.close()
 
 
 @pytest.mark.parametrize("name", ["random", "optuna-tpe", "mnas-controller", "ddpg"])

@@ -210,9 +210,9 @@ def test_relative_actions_spread_the_budget_left_and_invert(tiny_space) -> None:
         agent.close()
     ppo = build_agent("ppo", tiny_space, objectives, seed=0, config={"budget": 0.6})
     controller = build_agent("mnas-controller", tiny_space, objectives, seed=0, config={"budget": 0.6})
-    try:  # the defaults: PPO relative with σ e^-1, DDPG and the controller absolute
+    try:  # the defaults: PPO relative with σ e^-1, the controller relative with its Gaussian prior, DDPG absolute
         assert (ppo.env.actions, float(ppo.model.policy.log_std.detach()[0])) == ("relative", -1.0)
-        assert controller.env.actions == "absolute" and agent.env.actions == "relative"
+        assert (controller.env.actions, controller.prior()) == ("relative", "gaussian") and agent.env.actions == "relative"
         assert build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6}).env.actions == "absolute"
     finally:
         ppo.close()
@@ -243,7 +243,7 @@ def test_the_controllers_gaussian_token_prior_starts_near_the_even_spread(tiny_s
     assert len(gaussian) == 40 * len(tiny_space.dimensions)
     assert 0.3 < np.std(gaussian) < 0.44 and abs(np.mean(gaussian)) < 0.1, (np.std(gaussian), np.mean(gaussian))
     assert np.std(uniform) > 0.55, np.std(uniform)
-    with pytest.raises(UserError, match="token_prior must be 'uniform'"):
+    with pytest.raises(UserError, match="token_prior must be 'auto', 'uniform'"):
         build_agent("mnas-controller", tiny_space, objectives, seed=0, config={"token_prior": "normal"})
 
 
