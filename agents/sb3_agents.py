@@ -48,10 +48,17 @@ def _learner_class() -> type:
 
     class AutomcDDPG(DDPG):
         choose: Any = None
+        actor_lr: float | None = None  # SB3 gives actor and critic one rate; AMC's actor learns 10× slower
 
         def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
             action, _ = super()._sample_action(learning_starts, action_noise, n_envs)
             return self.choose(action, warmup=self.num_timesteps < learning_starts)
+
+        def _update_learning_rate(self, optimizers: Any) -> None:
+            super()._update_learning_rate(optimizers)
+            if self.actor_lr is not None:
+                for group in self.actor.optimizer.param_groups:
+                    group["lr"] = self.actor_lr
 
     return AutomcDDPG
 
@@ -75,6 +82,7 @@ class DDPGAgent(_SB3Agent):
         noise_decay: float = 0.98,
         repeat_noise: float = 0.02,
         baseline_decay: float = 0.95,
+        actor_learning_rate: float | None = None,
         buffer_size: int = 20000,
         batch_size: int = 64,
         **kwargs: Any,
@@ -84,6 +92,9 @@ class DDPGAgent(_SB3Agent):
         _number("noise_decay", noise_decay, 0, 1, low_open=True)
         _number("repeat_noise", repeat_noise, 0, None)
         _number("baseline_decay", baseline_decay, 0, 1)
+        if actor_learning_rate is not None:
+            _number("actor_learning_rate", actor_learning_rate, 0, None, low_open=True)
+        self.actor_learning_rate = actor_learning_rate
         _number("buffer_size", buffer_size, 1, None, integer=True)
         _number("batch_size", batch_size, 1, None, integer=True)
         if warmup not in ("projected", "stepwise"):
@@ -173,6 +184,7 @@ class DDPGAgent(_SB3Agent):
             **kwargs,
         )
         model.choose = self._choose
+        model.actor_lr = self.actor_learning_rate
         return model
 
     def _after_episode(self) -> None:

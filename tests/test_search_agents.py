@@ -139,6 +139,28 @@ def test_ddpg_gives_every_step_the_baselined_episode_reward(tiny_space) -> None:
         replayed.close()
 
 
+def test_ddpg_trains_its_actor_at_its_own_learning_rate(tiny_space) -> None:
+    """``actor_learning_rate`` (AMC: the actor 1e-4, the critic 1e-3): SB3 resets both
+    optimizers to ``learning_rate`` before every training round; the actor's is set after it,
+    and the actor's weights move by about that rate's step (Adam: ~lr per weight)."""
+    objectives = [Objective(metric="accuracy", direction="maximize")]
+    moved = {}
+    for actor_lr in (None, 1e-5):
+        agent = build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6, "warmup_episodes": 2, "actor_learning_rate": actor_lr})
+        try:
+            for number in range(2):  # the warm-up; the actor trains after the next episode
+                agent.tell(fake_eval(number, agent.ask(number)))
+            before = [p.detach().clone() for p in agent.model.actor.parameters()]
+            agent.tell(fake_eval(2, agent.ask(2)))
+            agent.ask(3)  # the learner trains on episode 2 before it rolls episode 3
+            lrs = [agent.model.actor.optimizer.param_groups[0]["lr"], agent.model.critic.optimizer.param_groups[0]["lr"]]
+            assert lrs == [actor_lr or 1e-3, 1e-3]
+            moved[actor_lr] = max(float((p.detach() - b).abs().max()) for p, b in zip(agent.model.actor.parameters(), before))
+        finally:
+            agent.close()
+    assert moved[1e-5] < 0.1 * moved[None], moved
+
+
 def test_ddpg_warms_up_on_projected_random_policies_and_stores_the_applied_actions(tiny_space) -> None:
     """Warm-up episodes step through random policies moved along the projection's path to
     spend the budget (the drawn policy's order between layers kept, none squeezed to a bound
