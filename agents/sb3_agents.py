@@ -17,7 +17,7 @@ at layer s, with no bootstrapping through a chain of zero rewards (what made DDP
 channel groups collapse). The networks train after each episode, one gradient step per
 layer (with ``episodes_in_flight: N``, after each batch of N episodes evaluated in parallel).
 PPO (relative actions, :meth:`CompressionEnv.unit_of`) and the MNasNet controller (a
-recurrent policy over relative tokens, see :class:`MNasControllerAgent`) learn on-policy on
+recurrent policy over relative tokens, :mod:`automc.agents.mnas_controller`) learn on-policy on
 the same env, a rollout's episodes all in flight at once.
 """
 
@@ -28,16 +28,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from automc.agents.sb3_base import _number, _SB3Agent
 
-from automc.compress.spaces import Choice, SearchSpace
+from automc.compress.spaces import SearchSpace
 from automc.config import Objective
 from automc.errors import UserError
 from automc.search.candidate import Candidate
-
-
-TOKEN_SIGMA = float(np.exp(-1.0))  # the controller's Gaussian token prior: PPO's starting σ
 
 
 @functools.cache
@@ -64,7 +60,10 @@ def _learner_class() -> type:
 
 
 class DDPGAgent(_SB3Agent):
-    """AMC's agent: DDPG with warm-up, decaying Gaussian noise and the budget clamp."""
+    """AMC's agent: DDPG with warm-up, decaying Gaussian noise and the budget clamp; the
+    critic learns at ``learning_rate`` (1e-3), the actor at ``actor_learning_rate`` (AMC's
+    1e-4; None: the critic's, as SB3 has it) — an actor as fast as its critic chased the
+    critic's first estimates (see docs/search.md)."""
 
     name = "ddpg"
     algorithm = "DDPG"
@@ -82,7 +81,7 @@ class DDPGAgent(_SB3Agent):
         noise_decay: float = 0.98,
         repeat_noise: float = 0.02,
         baseline_decay: float = 0.95,
-        actor_learning_rate: float | None = None,
+        actor_learning_rate: float | None = 1e-4,
         buffer_size: int = 20000,
         batch_size: int = 64,
         **kwargs: Any,
@@ -252,58 +251,3 @@ class PPOAgent(_SB3Agent):
             verbose=0,
             **kwargs,
         )
-
-
-class MNasControllerAgent(PPOAgent):
-    """MNasNet-style controller: a recurrent (LSTM) policy emits the whole policy token by
-    token — one discrete token per decision, each conditioned on the tokens before it through
-    the LSTM state — trained with PPO (sb3-contrib's RecurrentPPO). A choice's tokens name its
-    values (an operation, a kernel size); a real-valued dimension (a ratio) is cut into
-    ``tokens`` equal steps of a relative action (the middle token spreads the budget left
-    evenly). Normally used with the ``mnas`` reward (accuracy × (latency / target)^w).
-
-    ``token_prior``: MNasNet's controller starts uniform over the tokens, which on a space of
-    ratios draws each layer's anywhere on its grid (lopsided policies, as SB3's σ 1 gave PPO);
-    ``gaussian`` starts it at PPO's law instead, a Gaussian of σ e^-1 around the middle token
-    (``auto``, the default: gaussian when every decision is real-valued with relative
-    actions, uniform otherwise — the middle value of a choice is no better a start)."""
-
-    name = "mnas-controller"
-    default_actions = "relative"  # a real dimension's middle token: the even spread (a choice's tokens name values)
-
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, tokens: int = 11, token_prior: str = "auto", **kwargs: Any) -> None:
-        _number("tokens", tokens, 2, 64, integer=True)
-        if token_prior not in ("auto", "uniform", "gaussian"):
-            raise UserError(f"agent 'mnas-controller' token_prior must be 'auto', 'uniform' (MNasNet's) or 'gaussian' (first tokens near the middle one), got {token_prior!r}", field="agent.config.token_prior")
-        choices = any(isinstance(d, Choice) for d in space.dimensions.values())
-        if token_prior == "gaussian" and choices:
-            raise UserError("agent 'mnas-controller' token_prior 'gaussian' favours the middle token, which means nothing for a choice's values: use it on spaces of ratios and densities only", field="agent.config.token_prior")
-        self.grid = int(tokens)
-        self.token_prior = token_prior
-        self._choices = choices
-        super().__init__(space, objectives, seed=seed, **kwargs)
-
-    def _tokens(self) -> int | None:
-        return self.grid
-
-    def prior(self) -> str:
-        """The token prior in force (``auto`` resolved)."""
-        if self.token_prior != "auto":
-            return self.token_prior
-        return "gaussian" if self.env.actions == "relative" and not self._choices else "uniform"
-
-    def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
-        model = super()._build(lr, net_arch, kwargs)
-        if self.prior() == "gaussian":
-            # the policy's logits start near 0 (SB3 initialises the action head with gain
-            # 0.01): its bias alone sets the first tokens' law, a Gaussian of σ e^-1 over the
-            # tokens' actions in [-1, 1] — PPO's start, on the controller's grid
-            actions = torch.linspace(-1.0, 1.0, int(self.env.tokens or self.grid))
-            with torch.no_grad():
-                model.policy.action_net.bias.copy_(-(actions**2) / (2.0 * TOKEN_SIGMA**2))
-        return model
-
-    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
-        from sb3_contrib import RecurrentPPO
-
-        return RecurrentPPO, "MlpLstmPolicy", {"lstm_hidden_size": 64}

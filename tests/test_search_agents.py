@@ -140,10 +140,15 @@ def test_ddpg_gives_every_step_the_baselined_episode_reward(tiny_space) -> None:
 
 
 def test_ddpg_trains_its_actor_at_its_own_learning_rate(tiny_space) -> None:
-    """``actor_learning_rate`` (AMC: the actor 1e-4, the critic 1e-3): SB3 resets both
+    """``actor_learning_rate`` (AMC's 1e-4 by default, the critic 1e-3): SB3 resets both
     optimizers to ``learning_rate`` before every training round; the actor's is set after it,
     and the actor's weights move by about that rate's step (Adam: ~lr per weight)."""
     objectives = [Objective(metric="accuracy", direction="maximize")]
+    default = build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6})
+    try:
+        assert default.model.actor_lr == 1e-4
+    finally:
+        default.close()
     moved = {}
     for actor_lr in (None, 1e-5):
         agent = build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6, "warmup_episodes": 2, "actor_learning_rate": actor_lr})
