@@ -401,12 +401,12 @@ def test_a_projected_agent_that_repeats_itself_is_jittered_and_spends_its_budget
 
 @pytest.mark.parametrize("noise", [0.02, 0.0])
 def test_ddpg_that_repeats_itself_explores_more_instead_of_ending_the_run(tmp_path: Path, noise: float) -> None:
-    """Noise that has decayed to nothing and an actor that does not move (learning rate ~0):
+    """Noise that has decayed to nothing and an actor that does not move (learning rates ~0):
     each repeated policy adds repeat_noise to the noise until a new policy comes; without it
     (0) the run ends as converged."""
     from automc.search.loop import run_experiment
 
-    agent = {"name": "ddpg", "config": {"warmup_episodes": 2, "noise_decay": 0.01, "learning_rate": 1e-12, "budget_floor": 0.5, "repeat_noise": noise}}
+    agent = {"name": "ddpg", "config": {"warmup_episodes": 2, "noise_decay": 0.01, "learning_rate": 1e-12, "actor_learning_rate": 1e-12, "budget_floor": 0.5, "repeat_noise": noise}}
     cfg = parse_config({**TINY, "agent": agent, "target": {"macs": 0.6}, "budget": {"candidates": 6}})
     summary = run_experiment(cfg, tmp_path / "run")
     if noise > 0:
