@@ -205,19 +205,14 @@ class CompressionEnv(gym.Env):
         left instead of spending it on the first ones."""
         if self.actions == "absolute":
             return to_unit(action)
-        a = 2.0 * to_unit(action) - 1.0
-        b = self.balanced_unit()
-        return b * (1.0 + a) if a < 0 else b + a * (1.0 - b)
+        return policy_path.moved(self.balanced_unit(), from_unit(to_unit(action)))
 
     def action_of(self, u: float) -> float:
         """The continuous action that asks for unit value ``u`` at the current step (the
         inverse of :meth:`unit_of`)."""
         if self.actions == "absolute":
             return from_unit(u)
-        b = self.balanced_unit()
-        if u < b:
-            return u / b - 1.0
-        return (u - b) / (1.0 - b) if b < 1.0 else 0.0
+        return policy_path.step_to(self.balanced_unit(), u)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)

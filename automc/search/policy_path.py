@@ -4,8 +4,10 @@ Every dimension's unit value ``u`` (0 = its cheapest setting, 1 = the uncompress
 by the same ``s``: towards 0 as ``u·(1 + s)`` for ``s < 0``, towards 1 as ``u + s·(1 - u)``
 for ``s > 0``. The relative preferences between layers survive and the cost is monotone in
 ``s``, so bisection finds the largest ``s`` that meets a limit. The runner's projection of
-proposals (:mod:`automc.search.projection`) and DDPG's warm-up policies
-(:meth:`automc.search.gym_env.CompressionEnv.warmup_units`) both move along it.
+proposals (:mod:`automc.search.projection`), DDPG's warm-up policies
+(:meth:`automc.search.gym_env.CompressionEnv.warmup_units`) and a relative action (one unit
+value moved from the step's balanced one, :meth:`~automc.search.gym_env.CompressionEnv.unit_of`)
+all move along it.
 """
 
 from __future__ import annotations
@@ -18,14 +20,26 @@ from automc.compress.dimensions import Dimension
 Params = dict[str, Any]
 
 
+def moved(u: float, s: float) -> float:
+    """One unit value ``u`` moved by ``s`` along the path."""
+    return u * (1.0 + s) if s < 0 else u + s * (1.0 - u)
+
+
+def step_to(u0: float, u: float) -> float:
+    """The ``s`` that moves ``u0`` to ``u`` (the inverse of :func:`moved`; 0 where ``u0`` is 1
+    and ``u`` is not below it, as every ``s >= 0`` leaves it there)."""
+    if u < u0:
+        return u / u0 - 1.0
+    return (u - u0) / (1.0 - u0) if u0 < 1.0 else 0.0
+
+
 def at(dims: Mapping[str, Dimension], params: Mapping[str, Any], s: float) -> Params:
     """``params`` moved by ``s`` along the path (``s`` in [-1, 1]; 0: unchanged)."""
     if s == 0.0:
         return dict(params)
     out = dict(params)
     for k, d in dims.items():
-        u = float(d.to_unit(params[k]))
-        out[k] = d.from_unit(u * (1.0 + s) if s < 0 else u + s * (1.0 - u))
+        out[k] = d.from_unit(moved(float(d.to_unit(params[k])), s))
     return out
 
 
