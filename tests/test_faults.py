@@ -90,6 +90,39 @@ def test_readers_write_nothing_and_work_on_a_read_only_file_system(finished_run:
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+@pytest.mark.parametrize("files", [("study.db", "study.db-wal", "study.db-shm"), ("study.db", "study.db-wal")])
+def test_a_killed_runs_log_is_read_on_a_read_only_file_system(tmp_path: Path, files: tuple[str, ...]) -> None:
+    """A search killed mid-run leaves its last commits in study.db's write-ahead log; archived
+    on a read-only mount, readers still see them: SQLite reads the log itself where its
+    shared-memory index came along, else the snapshot copies file and log out and opens that."""
+    import optuna
+
+    from automc.search.candidate import COMPLETE, Candidate
+
+    live = tmp_path / "live"
+    live.mkdir()
+    store = Store(f"sqlite:///{live / 'study.db'}", "tiny")  # never closed: as a kill leaves it
+    dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    for n in range(4):
+        store.begin(n, {"x": n / 10}, dists)
+        store.finish(Candidate(n, {"x": n / 10}, metrics={"accuracy": 0.5}, reward=0.5, state=COMPLETE))
+    assert (live / "study.db-wal").stat().st_size > 0
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("this machine does not let the test mount a file system")
+    try:
+        (mnt / "run").mkdir()
+        for name in files:
+            shutil.copyfile(live / name, mnt / "run" / name)
+        assert subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True).returncode == 0
+        from automc.search.snapshot import open_store
+
+        assert [c.number for c in open_store(f"sqlite:///{mnt / 'run' / 'study.db'}", "tiny").candidates()] == [0, 1, 2, 3]
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
 def test_disk_full_while_reporting_keeps_the_previous_report(finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)

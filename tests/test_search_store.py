@@ -1,4 +1,5 @@
-"""The store: Optuna through its public API, interrupted trials, other storages."""
+"""The store: Optuna studies (new trials written in one transaction, SQLite in WAL mode),
+interrupted trials, other storages."""
 
 from __future__ import annotations
 
@@ -116,6 +117,68 @@ def test_a_second_writer_is_caught_by_the_trial_numbers(tmp_path: Path) -> None:
     other.begin(other.next_number(), {"x": 0.2}, dists)  # trial 1, behind the first store's back
     with pytest.raises(RuntimeError, match="expected trial 1, Optuna gave 2"):
         store.begin(store.next_number(), {"x": 0.3}, dists)
+
+
+def test_begin_writes_the_trial_optunas_own_path_writes(tmp_path: Path) -> None:
+    """begin's one-transaction trial (automc.search.trial_rows) reads back as the trial
+    Optuna's create_new_trial makes from the same template: number, state, params and
+    distributions; a distribution incompatible with the study's earlier one for the same
+    name is refused, as Optuna refuses it, and writes nothing."""
+    import optuna
+
+    from automc.search.store import Store
+
+    dists = {"x": optuna.distributions.FloatDistribution(0.2, 1.0), "k": optuna.distributions.IntDistribution(1, 9, step=2), "op": optuna.distributions.CategoricalDistribution(["conv", "skip"])}
+    params = {"x": 0.37, "k": 5, "op": "skip"}
+    ours = Store(f"sqlite:///{tmp_path / 'ours.db'}", "s")
+    ours.begin(0, params, dists)
+    ours.begin(1, {**params, "x": 0.9}, dists)
+    theirs = optuna.create_study(storage=f"sqlite:///{tmp_path / 'theirs.db'}", study_name="s")
+    template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params, distributions=dists)
+    theirs._storage.create_new_trial(theirs._study_id, template_trial=template)  # noqa: SLF001
+    a, b = Store(f"sqlite:///{tmp_path / 'ours.db'}", "s", readonly=True).study.trials[0], theirs.trials[0]
+    assert (a.number, a.state, a.params, a.distributions) == (b.number, b.state, b.params, b.distributions)
+    assert ours.study.trials[1].params["x"] == 0.9
+    with pytest.raises(ValueError, match="does not support dynamic value space"):
+        ours.begin(2, {"op": "conv"}, {"op": optuna.distributions.CategoricalDistribution(["conv", "pool"])})
+    fresh = Store(f"sqlite:///{tmp_path / 'ours.db'}", "s")  # a new process checks against the file
+    with pytest.raises(ValueError, match="does not support dynamic value space"):
+        fresh.begin(2, {"op": "conv"}, {"op": optuna.distributions.CategoricalDistribution(["conv", "pool"])})
+    assert len(fresh.study.get_trials()) == 2
+    fresh.begin(2, params, dists)  # the refusal left the store usable
+    assert fresh.next_number() == 3
+
+
+def test_sqlite_store_logs_ahead_and_folds_the_log_in_on_close(tmp_path: Path) -> None:
+    """The writer puts study.db in WAL mode (one sync per commit); a kill leaves the log,
+    which the next writer and readers read; close() folds it back, leaving one whole file."""
+    import shutil
+    import sqlite3
+
+    import optuna
+
+    from automc.search.snapshot import open_store
+    from automc.search.store import Store
+
+    db = tmp_path / "study.db"
+    dists = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    store = Store(f"sqlite:///{db}", "s")
+    for n in range(3):
+        store.begin(n, {"x": n / 10}, dists)
+        store.finish(Candidate(n, {"x": n / 10}, metrics={"accuracy": 0.5}, reward=0.5, state=COMPLETE))
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert Path(f"{db}-wal").stat().st_size > 0  # the commits are in the log (as a kill -9 would leave them)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copyfile(f"{db}{suffix}", killed / f"study.db{suffix}")
+    assert len(open_store(f"sqlite:///{killed / 'study.db'}", "s").candidates()) == 3
+    store.close()
+    assert not Path(f"{db}-wal").exists()
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copyfile(db, alone / "study.db")  # the file by itself is the whole record
+    assert [c.reward for c in open_store(f"sqlite:///{alone / 'study.db'}", "s").candidates()] == [0.5] * 3
 
 
 def test_readers_open_a_snapshot_and_write_nothing(tmp_path: Path) -> None:

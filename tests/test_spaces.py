@@ -179,6 +179,39 @@ def test_reconstruction_passes_the_conformance_suite_and_cuts_the_pruning_error(
         ChannelPruningSpace(model, x[:1], reconstruct="yes")
 
 
+def test_refit_solves_are_reused_bit_for_bit_in_a_bounded_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layer's re-fit depends only on its kept outputs and inputs: a policy met again reuses
+    the solves (none repeated) and builds the same weights, bit for bit, as a space solving
+    afresh; the cache stays under its byte bound; a layer whose weights were written in place
+    is solved again."""
+    from automc.search_spaces import reconstruction as rec
+
+    model, x, calib = _setup("resnet20")
+    solves: list[str] = []
+    solve = rec._solve
+    monkeypatch.setattr(rec, "_solve", lambda gram, source, *a: solves.append(id(source)) or solve(gram, source, *a))
+    sp = ChannelPruningSpace(model, x[:1], calibration=calib, reconstruct=True)
+    half, most = sp.uniform(0.5), sp.uniform(0.75)
+    first = sp.apply(model, half).state_dict()
+    n = len(solves)
+    assert n >= 10
+    again = sp.apply(model, half).state_dict()
+    assert len(solves) == n and all(torch.equal(v, again[k]) for k, v in first.items())
+    other = sp.apply(model, most).state_dict()
+    assert len(solves) > n
+    fresh = ChannelPruningSpace(model, x[:1], calibration=calib, reconstruct=True).apply(model, most).state_dict()
+    assert all(torch.equal(v, fresh[k]) for k, v in other.items())
+    monkeypatch.setattr(rec, "CACHE_BYTES", 1)  # room for one solve: the latest
+    tiny = ChannelPruningSpace(model, x[:1], calibration=calib, reconstruct=True)
+    tiny.apply(model, half)
+    assert len(tiny._reconstructor()._solved) == 1
+    n = len(solves)
+    with torch.no_grad():
+        model.layer3[0].conv2.weight.mul_(1.0)  # same values, written in place
+    sp.apply(model, half)
+    assert len(solves) > n
+
+
 def test_prepare_computes_the_refit_statistics_once_before_the_first_candidate(monkeypatch: pytest.MonkeyPatch) -> None:
     """``prepare()`` (the search's dry run) computes the Gram matrices; candidates then reuse
     them — and build the same model as a space that computed them lazily."""

@@ -157,7 +157,10 @@ def finetune_run(
             if why is not None:
                 raise UserError(f"the run's trained base model {run.base_model} cannot be used ({why}): run 'automc search' on this run once to rebuild it")
         store = Store(run.storage_url(cfg.storage), cfg.name)
-        if not store.candidates():
-            raise UserError(f"{run.path} has no finished candidate yet: run 'automc search' first")
-        ctx = build_context(cfg, run, train=False)
-        return recover_finalists(ctx, run, store, ft, numbers=numbers, on_finalist=on_finalist, on_progress=on_progress)
+        try:
+            if not store.candidates():
+                raise UserError(f"{run.path} has no finished candidate yet: run 'automc search' first")
+            ctx = build_context(cfg, run, train=False)
+            return recover_finalists(ctx, run, store, ft, numbers=numbers, on_finalist=on_finalist, on_progress=on_progress)
+        finally:
+            store.close()

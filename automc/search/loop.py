@@ -131,9 +131,12 @@ def run_experiment(
                 executor.close()
         finally:
             agent.close()
-        summary = summarize(store)
-        if finish is not None:
-            summary.update(finish(ctx, run, store))
+        try:
+            summary = summarize(store)
+            if finish is not None:
+                summary.update(finish(ctx, run, store))
+        finally:
+            store.close()
     summary.update({"run_dir": str(run.path), "resumed_from": resumed, "evaluated_now": done - resumed, "stopped": stop})
     return summary
 

@@ -9,6 +9,7 @@ Optuna on that copy in a temporary folder. Other storages (PostgreSQL) are opene
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import tempfile
 import weakref
@@ -39,10 +40,18 @@ def open_store(url: str, study_name: str) -> Store:
 def _backup(source: Path, target: Path) -> None:
     """Copy ``source`` consistently (SQLite backup API) without writing next to it: read-only
     mode, and, where even that cannot open it (a read-only folder holding a journal), as an
-    immutable file."""
+    immutable file — after copying it with its write-ahead log, when a stopped search left
+    one (an immutable open would not read the log)."""
     last: Exception | None = None
     for flags in ("mode=ro", "mode=ro&immutable=1"):
         try:
+            wal = Path(f"{source}-wal")
+            if "immutable" in flags and wal.is_file() and wal.stat().st_size:
+                # nothing writes in a folder read-only connections cannot open: a plain copy is whole
+                staged = target.with_name("staged.db")
+                shutil.copyfile(source, staged)
+                shutil.copyfile(wal, f"{staged}-wal")
+                source, flags = staged, "mode=rw"
             src = sqlite3.connect(f"file:{quote(str(source.resolve()))}?{flags}", uri=True)
             try:
                 dst = sqlite3.connect(target)

@@ -28,6 +28,7 @@ from automc.compress.spaces import Choice, Float, Int, SearchSpace
 from automc.errors import UserError, notice
 from automc.search.candidate import COMPLETE, FAILED, RUNNING, Candidate
 from automc.search.outcome import legacy_outcome, outcome_record, verdict
+from automc.search.trial_rows import TrialWriter, backend_of, use_wal
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -43,8 +44,11 @@ def _writing(url: str) -> Iterator[None]:
 
     try:
         yield
-    except OperationalError as exc:
-        text = str(exc.orig if exc.orig is not None else exc).lower()
+    except (OperationalError, optuna.exceptions.StorageInternalError) as exc:
+        cause = exc if isinstance(exc, OperationalError) else exc.__cause__  # Optuna wraps SQLAlchemy's
+        if not isinstance(cause, OperationalError):
+            raise
+        text = str(cause.orig if cause.orig is not None else cause).lower()
         where = url.split("///", 1)[-1]
         if "disk is full" in text or "disk i/o error" in text:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), where) from exc
@@ -82,6 +86,12 @@ class Store:
             fix = "; the folder is read-only or full: pass a writable --run-dir" if "readonly" in text or "disk" in text or "unable to open" in text else ""
             raise UserError(f"cannot open storage {url!r}: {text}{fix}") from None
         self.url = url
+        self._backend = backend_of(self.study._storage)  # noqa: SLF001 - Optuna exposes no public handle to a study's storage
+        self._writer: TrialWriter | None = None
+        if not readonly:
+            with _writing(url):
+                use_wal(self._backend)
+            self._writer = TrialWriter(self._backend, self.study._study_id)  # noqa: SLF001
         self._open: dict[int, int] = {}  # candidates begun by this process → their trial ids
         self._trials: dict[int, optuna.trial.Trial] = {}  # their Trial objects, made when a pruner needs one
         self._retries: dict[int, list[str]] = {}  # their lost evaluations (note_retry)
@@ -97,20 +107,14 @@ class Store:
     def begin(self, number: int, params: Mapping[str, Any], distributions: Mapping[str, Any]) -> None:
         """Record candidate ``number`` as a RUNNING trial with ``params``, in one transaction
         (Optuna's ``ask`` would write each param in its own: 12 commits for a ResNet-20
-        policy, a quarter of a second); the Trial object is kept for :meth:`finish`.
+        policy, a quarter of a second; see :mod:`automc.search.trial_rows`).
         Runs written before (enqueue, then ask) are still recovered: see :meth:`recover`."""
+        if self._writer is None:
+            raise RuntimeError(f"store {self.url} was opened read-only")
         dists = {k: distributions[k] for k in params if k in distributions}
-        frozen = optuna.trial.create_trial(state=_STATE.RUNNING, params={k: params[k] for k in dists}, distributions=dists)
-        storage = self.study._storage  # noqa: SLF001 - Optuna exposes no public handle to a study's storage
         with _writing(self.url):
-            trial_id = storage.create_new_trial(self.study._study_id, template_trial=frozen)  # noqa: SLF001
-        # the cached storage maps (study, number) to the trial it just created: no query
-        try:
-            mine = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number) == trial_id  # noqa: SLF001
-        except KeyError:  # no trial has that number: Optuna numbered this one otherwise
-            mine = False
-        if not mine:
-            got = storage.get_trial_number_from_id(trial_id)
+            trial_id, got = self._writer.create({k: params[k] for k in dists}, dists)
+        if got != number:
             raise RuntimeError(f"store {self.url}: expected trial {number}, Optuna gave {got}; another process writes to this study")
         self._next = number + 1
         self._open[number] = trial_id
@@ -131,7 +135,7 @@ class Store:
         trial_id = self._open.pop(candidate.number)
         self._trials.pop(candidate.number, None)
         outcome = outcome_record(candidate, duplicate_of)
-        storage = self.study._storage  # noqa: SLF001 - see begin
+        storage = self.study._storage  # noqa: SLF001 - see __init__
         state, values = verdict(outcome)
         with _writing(self.url):
             storage.set_trial_user_attr(trial_id, "outcome", outcome)
@@ -234,6 +238,12 @@ class Store:
                 )
             )
         return out
+
+    def close(self) -> None:
+        """Close the database connections; SQLite then folds its write-ahead log back into
+        ``study.db`` (a finished run's record is that one file)."""
+        self._backend.scoped_session.remove()
+        self._backend.engine.dispose()
 
     def set_meta(self, key: str, value: Any) -> None:
         with _writing(self.url):

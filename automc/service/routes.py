@@ -26,7 +26,7 @@ from automc.service.submit import (
     run_automc,
     vet_experiment,
 )
-from automc.service.views import View, Views
+from automc.service.views import View, Views, store_mtime
 
 TERMINAL = ("finished", "failed", "stopped")
 
@@ -238,7 +238,7 @@ def _html_report(folder: Path, view: View) -> Path:
 
     out = folder / "report-live"  # not RUN/report, which the search itself writes at its end
     page = out / "report.html"
-    if not page.is_file() or page.stat().st_mtime < (folder / "study.db").stat().st_mtime:
+    if not page.is_file() or page.stat().st_mtime < store_mtime(folder):
         write_report(folder, out, png=False)
     return page
 

@@ -2,7 +2,7 @@
 
 Reading a run means snapshotting its Optuna store and building its report (tens to hundreds
 of milliseconds of Python). Requests never do that: a watcher rebuilds a folder's view only
-when its ``study.db`` or ``service.json`` changed (about once a second at most) — the report
+when its ``study.db`` (or its write-ahead log) or ``service.json`` changed (about once a second at most) — the report
 itself built in a child process, so the server's interpreter stays free for requests — and
 requests read the latest view — so ``GET /api/experiments`` stays fast however many clients poll it while
 searches run. The watcher also appends each folder's events (a candidate finished, the
@@ -53,9 +53,18 @@ class View:
         return self.events[max(0, last_id + 1 - self.first_event) :]
 
 
+# a running search commits to the write-ahead log; study.db itself changes at checkpoints
+STORE_FILES = ("study.db", "study.db-wal")
+
+
+def store_mtime(folder: Path) -> float:
+    """When the run's SQLite record last changed (0 when it has none)."""
+    return max((p.stat().st_mtime for p in (folder / n for n in STORE_FILES) if p.is_file()), default=0.0)
+
+
 def _stamp(folder: Path) -> tuple[Any, ...]:
     out: list[Any] = []
-    for name in ("study.db", JOB_FILE, "config.yaml"):
+    for name in (*STORE_FILES, JOB_FILE, "config.yaml"):
         try:
             st = (folder / name).stat()
             out.append((st.st_mtime_ns, st.st_size))
