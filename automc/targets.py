@@ -14,8 +14,8 @@ A plain number is relative when it is at most 1 and the metric is a count (``mac
 metric's own unit otherwise (``latency_ms: 0.8`` is 0.8 ms; write ``80%`` for a fraction).
 ``projection`` says how proposals are moved onto the target (see
 :mod:`automc.search.projection`): ``boundary`` (every proposal ends on the target: the budget
-is used), ``feasible`` (only proposals over the target move), ``off``, or ``auto`` (boundary
-for scalar-reward agents, feasible for multi-objective ones).
+is used), ``feasible`` (only proposals over the target move), ``off``, or ``auto`` (boundary; a
+run keeps the mode it started with, see :func:`automc.search.projection.settle_mode`).
 """
 
 from __future__ import annotations

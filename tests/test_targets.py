@@ -151,7 +151,7 @@ def test_measured_metric_estimate_follows_the_measurements() -> None:
 
 @pytest.mark.parametrize("agent", ["random", "optuna-nsga2", "ddpg"])
 def test_search_with_a_target_keeps_every_candidate_within_it(tmp_path: Path, agent: str) -> None:
-    """Projected (random: onto the boundary; NSGA-II: into the feasible set) or clamped (DDPG)."""
+    """Projected onto the boundary (random, NSGA-II) or clamped (DDPG)."""
     run_dir = tmp_path / "run"
     cfg = {**TINY, "agent": {"name": agent}, "target": {"macs": 0.5}, "budget": {"candidates": 5}}
     proc = run_cli("search", str(write_config(tmp_path, cfg)), "--run-dir", str(run_dir), "--json")
@@ -165,8 +165,30 @@ def test_search_with_a_target_keeps_every_candidate_within_it(tmp_path: Path, ag
     macs = [c["metrics"]["macs"] for c in report["candidates"] if c["state"] == "complete"]
     assert len(macs) == 5 and all(m <= limit for m in macs)
     assert all(c["feasible"] for c in report["candidates"] if c["state"] == "complete")
-    if agent == "random":
+    if agent != "ddpg":
         assert min(macs) >= 0.4 * report["run"]["base_metrics"]["base_macs"]  # raised onto the target, not left far under
+
+
+def test_a_run_keeps_the_projection_it_started_with() -> None:
+    """``auto`` is ``boundary`` for every agent; a resumed run keeps the mode it recorded, and
+    one recorded before the mode was (when ``auto`` meant ``feasible`` for multi-objective
+    agents) keeps ``feasible``; an agent clamping itself keeps what its clamp set."""
+    from automc.search.projection import settle_mode
+
+    model, x, space = _space("resnet20")
+
+    def fresh(mode: str = "boundary", *, auto: bool = True, clamps: bool = False) -> Projector:
+        proj = _projector(space, model, x, {"macs": 0.5}, mode)[0]
+        proj.auto, proj.jitters = auto, not clamps
+        return proj
+
+    assert settle_mode(fresh(), None, resumed=False, multi_objective=True) == "boundary"
+    assert settle_mode(fresh(), None, resumed=True, multi_objective=True) == "feasible"
+    assert settle_mode(fresh(), None, resumed=True, multi_objective=False) == "boundary"
+    assert settle_mode(fresh(), "boundary", resumed=True, multi_objective=True) == "boundary"
+    assert settle_mode(fresh(), "feasible", resumed=True, multi_objective=False) == "feasible"
+    assert settle_mode(fresh("boundary", auto=False), None, resumed=True, multi_objective=True) == "boundary"  # written out
+    assert settle_mode(fresh("off", clamps=True), "feasible", resumed=True, multi_objective=True) == "off"
 
 
 def test_target_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:

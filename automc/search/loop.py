@@ -45,7 +45,7 @@ from automc.search.executors import (
 )
 from automc.search.ledger import Ledger, duplicate
 from automc.search.preflight import Check, check_experiment
-from automc.search.projection import Projector
+from automc.search.projection import Projector, settle_mode
 from automc.search.store import Store, space_distributions
 from automc.search.summary import summarize
 
@@ -115,6 +115,8 @@ def run_experiment(
             history = [c for c in store.candidates(include_duplicates=True) if c.state in (COMPLETE, FAILED)]
             agent.resume(_agent_state(run), history)
             if projector is not None:
+                mode = settle_mode(projector, store.meta().get("projection"), resumed=bool(history), multi_objective=agent.multi_objective)
+                store.set_meta("projection", mode)
                 for c in history:
                     projector.observe(c)
             ledger = Ledger((ctx.space.canonical(c.params), c) for c in history if c.duplicate_of is None)

@@ -102,6 +102,7 @@ class Projector:
         self._check_reachable()
         self.verify = self._untrusted()
         self.jitters = True  # False when the agent clamps itself (its policies are its own)
+        self.auto = False  # whether the mode is the target's ``auto`` default (see settle_mode)
 
     # -- the path and the estimates ------------------------------------------------------------
     def _at(self, params: Mapping[str, Any], s: float) -> Params:
@@ -203,7 +204,8 @@ def projector_for(ctx: Context, agent: Agent) -> Projector | None:
     """The run's projector, or None without a target. An ``agent`` that honours the target
     itself is given the estimate to clamp against; the projector then only refits it (and
     lowers policies over an analytic limit whose estimate is not exact). ``auto`` projection is
-    ``boundary`` for scalar-reward agents, ``feasible`` for multi-objective ones."""
+    ``boundary`` for every agent (multi-objective ones too: the target is the budget to spend;
+    ``feasible`` keeps a front under it)."""
     target = ctx.config.target
     if target is None or not ctx.limits:
         return None
@@ -217,12 +219,24 @@ def projector_for(ctx: Context, agent: Agent) -> Projector | None:
                 out.update({k: float(v) for k, v in p.measure(model, ctx.example_input).values.items()})
         return out
 
-    mode = target.projection if target.projection != "auto" else ("feasible" if agent.multi_objective else "boundary")
+    mode = target.projection if target.projection != "auto" else "boundary"
     base = {k: v for k, v in ctx.reference.items() if not k.startswith("base_")}
     projector = Projector(ctx.space, ctx.limits, base, mode=mode, analytic=analytic, exact=exact)
+    projector.auto = target.projection == "auto"
     if agent.use_target(*projector.env_cost()):
         # the agent clamps against the estimate; where that estimate is not exact, its
         # policies over an analytic limit are still lowered onto it (and the estimate refitted)
         projector.mode = "feasible" if projector.verify else "off"
         projector.jitters = False
     return projector
+
+
+def settle_mode(projector: Projector, recorded: str | None, *, resumed: bool, multi_objective: bool) -> str:
+    """The projection a (resumed) run keeps: the mode it recorded when it started, so a changed
+    default never switches a run halfway. Runs recorded before the mode was (2026-12-06) had
+    ``auto`` resolve to ``feasible`` for multi-objective agents."""
+    if recorded is None and resumed and projector.auto and projector.jitters and multi_objective:
+        recorded = "feasible"
+    if recorded is not None and projector.jitters:  # an agent that clamps itself: set by its clamp
+        projector.mode = recorded
+    return projector.mode
