@@ -50,6 +50,10 @@ class MNasControllerAgent(PPOAgent):
     def _tokens(self) -> int | None:
         return self.grid
 
+    def extra_settings(self) -> dict[str, Any]:
+        """Also the token prior in force (``auto`` resolved when the run started)."""
+        return {**super().extra_settings(), "token_prior": self.prior()}
+
     def prior(self) -> str:
         """The token prior in force (``auto`` resolved)."""
         if self.token_prior != "auto":

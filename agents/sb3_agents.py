@@ -228,6 +228,10 @@ class PPOAgent(_SB3Agent):
             raise UserError(f"episodes_in_flight ({in_flight}) must divide episodes_per_update ({self.episodes_per_update}): a rollout is a whole number of batches", field="agent.config.episodes_in_flight")
         super().__init__(space, objectives, seed=seed, episodes_in_flight=int(in_flight), **kwargs)
 
+    def extra_settings(self) -> dict[str, Any]:
+        """The policy settings passed to SB3 at their defaults (``log_std_init``)."""
+        return dict(self._algorithm()[2])
+
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
         from stable_baselines3 import PPO
 

@@ -91,6 +91,7 @@ class _SB3Agent(Agent):
         if actions not in ("absolute", "relative"):
             raise UserError(f"agent {self.name!r} actions must be 'absolute' (AMC's: the action is the unit value) or 'relative' (0 spreads the budget left evenly), got {actions!r}", field="agent.config.actions")
         self.budget = budget
+        self.actions = actions  # resolved (the class default when not set): recorded by the run
         self.failure_reward = float(failure_reward)
         self._params_q: queue.Queue[Any] = queue.Queue()
         self._reward_q: queue.Queue[Any] = queue.Queue(maxsize=1)

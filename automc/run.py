@@ -9,6 +9,8 @@ One search = one folder::
       study.db             the Optuna store (unless ``storage:`` names another database)
       base_model.pt        the trained base model, when the experiment trains one
       agent_state.pt       the agent's state after its last ``tell`` (see Agent.resume)
+      agent_settings.json  every setting the agent started with, defaults included: a
+                           resumed run keeps them (automc.search.agent_settings)
       *.pt.meta.json       checksum (and recipe) of each .pt: a damaged one is rebuilt
       measure_cache.jsonl  measurements of cacheable profiles, by model structure
       proxy/KEY.pt         an architecture candidate trained on the proxy task (KEY: hash
@@ -60,6 +62,7 @@ class RunDir:
         self.study_db = self.path / "study.db"
         self.base_model = self.path / "base_model.pt"
         self.agent_state = self.path / "agent_state.pt"
+        self.agent_settings = self.path / "agent_settings.json"
         self.measure_cache = self.path / "measure_cache.jsonl"
         self.report_dir = self.path / "report"
         self.recovery_dir = self.path / "recovery"
@@ -151,6 +154,23 @@ class RunDir:
         text = yaml.safe_dump(dict(resolved), sort_keys=False)
         if not self.config_file.exists() or self.config_file.read_text() != text:
             atomic_write_text(self.config_file, text)
+
+    def read_agent_settings(self) -> dict[str, Any] | None:
+        """The agent settings the run started with (None before its first start, or when the
+        file is damaged: then said, and the agent built from today's defaults)."""
+        if not self.agent_settings.is_file():
+            return None
+        try:
+            data = json.loads(self.agent_settings.read_text())
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            notice(f"{self.agent_settings} is damaged: the agent is built from automc's current defaults and the file written again")
+            return None
+        return data
+
+    def write_agent_settings(self, settings: Mapping[str, Any]) -> None:
+        atomic_write_text(self.agent_settings, json.dumps(dict(settings), indent=2, sort_keys=True) + "\n")
 
     def prepare(self, resolved: Mapping[str, Any], versions: Mapping[str, Any]) -> None:
         """:meth:`check_config`, then :meth:`write_config`."""

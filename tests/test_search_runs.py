@@ -168,6 +168,37 @@ def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> Non
         assert c.metrics["macs"] <= 0.5 * c.metrics["base_macs"] * 1.01, c.number
 
 
+def test_a_resumed_run_keeps_the_agent_settings_it_started_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first start records every setting the agent ran with, defaults included
+    (agent_settings.json); a resumed run builds the agent from that record, the user's config
+    over it, so a default changed in between does not switch the agent halfway. --check shows
+    the settings in force."""
+    import automc.search.preflight as preflight
+    from automc.search.loop import run_experiment
+
+    run_dir = tmp_path / "run"
+    cfg = {**TINY, "agent": {"name": "optuna-tpe", "config": {"multivariate": False}}, "budget": {"candidates": 2}}
+    run_experiment(parse_config(cfg), run_dir)
+    recorded = json.loads((run_dir / "agent_settings.json").read_text())
+    assert recorded == {"n_startup_trials": 10, "multivariate": False}
+    recorded["n_startup_trials"] = 1  # as if the default had been 1 when the run started
+    (run_dir / "agent_settings.json").write_text(json.dumps(recorded))
+    built: list[dict] = []
+    build = preflight.build_agent
+    monkeypatch.setattr(preflight, "build_agent", lambda *a, config=None, **k: built.append(dict(config or {})) or build(*a, config=config, **k))
+    longer = {**cfg, "budget": {"candidates": 3}}
+    check = run_cli("search", str(write_config(tmp_path, longer)), "--run-dir", str(run_dir), "--check")
+    assert check.returncode == 0 and "settings   multivariate=False, n_startup_trials=1" in check.stdout, check.stdout + check.stderr
+    summary = run_experiment(parse_config(longer), run_dir)
+    assert summary["finished"] == 3 and built == [{"n_startup_trials": 1, "multivariate": False}]
+    assert json.loads((run_dir / "agent_settings.json").read_text())["n_startup_trials"] == 1  # kept, not rewritten
+    (run_dir / "agent_settings.json").write_text("{not json")
+    built.clear()
+    proc = run_cli("search", str(write_config(tmp_path, {**cfg, "budget": {"candidates": 4}})), "--run-dir", str(run_dir), "--json")
+    assert proc.returncode == 0 and "agent_settings.json is damaged" in proc.stderr, proc.stderr
+    assert json.loads((run_dir / "agent_settings.json").read_text()) == {"n_startup_trials": 10, "multivariate": False}
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_experiments_are_valid(path: Path) -> None:
     from automc.compress.spaces import SPACES

@@ -18,12 +18,14 @@ def check_summary(cfg: ExperimentConfig, run_dir: Path, *, workers: int = 1) -> 
     """What ``automc search`` would do with ``cfg`` in ``run_dir``, after the dry run."""
     from automc.recover.driver import check_fidelity, check_finetune
     from automc.run import RunDir
+    from automc.search.agent_settings import resolved_settings
     from automc.search.loop import check_run_config
     from automc.search.preflight import check_experiment, preflight, probe
 
     run = RunDir(run_dir)
     resuming = check_run_config(run, cfg.model_dump(mode="json"))
-    ctx, agent, _ = check_experiment(cfg, run, train=False, checks=(check_finetune, check_fidelity))
+    ctx, agent, _ = check_experiment(cfg, run, train=False, checks=(check_finetune, check_fidelity), agent_settings=run.read_agent_settings() if resuming else None)
+    settings = resolved_settings(agent, cfg.agent.config)
     agent.close()
     reward = preflight(ctx)
     trial = probe(ctx)
@@ -44,6 +46,7 @@ def check_summary(cfg: ExperimentConfig, run_dir: Path, *, workers: int = 1) -> 
         "knobs": dict(knobs),
         "agent": cfg.agent.name,
         "agent_config": dict(cfg.agent.config),
+        "agent_settings": settings,
         "seed": cfg.seed,
         "budget": budget,
         "profiles": [p.name for p in cfg.profiles],
@@ -69,6 +72,7 @@ def print_check(cfg: ExperimentConfig, run_dir: Path, *, as_json: bool, workers:
     print(f"  model      {s['model']} ({s['base_model']}) on {s['dataset']}, {s['validation_images']} validation images")
     print(f"  space      {s['space']}: {s['dimensions']} dimensions ({knobs})")
     print(f"  agent      {s['agent']} {s['agent_config'] or ''} seed {s['seed']}".rstrip())
+    print(f"  settings   {', '.join(f'{k}={v}' for k, v in sorted(s['agent_settings'].items())) or '(none)'}")
     print(f"  budget     {budget}" + (f" on {workers} workers" if workers > 1 else ""))
     print(f"  profiles   {', '.join(s['profiles'])}")
     print(f"  objectives {', '.join(s['objectives'])}" + (f"; constraints {s['constraints']}" if s["constraints"] else ""))

@@ -48,6 +48,11 @@ class Agent(ABC):
         self.constraints = list(constraints)
         self.seed = int(seed)
 
+    def extra_settings(self) -> dict[str, Any]:
+        """Settings this agent resolved beyond its ``__init__`` parameters' names and defaults
+        (see :mod:`automc.search.agent_settings`): recorded by the run, replayed on resume."""
+        return {}
+
     @abstractmethod
     def ask(self, number: int) -> dict[str, Any] | None:
         """The policy to evaluate as candidate ``number``, or None when there is nothing more

@@ -35,6 +35,7 @@ from automc.config import ExperimentConfig, resolved_config
 from automc.errors import notice
 from automc.run import DamagedFile, RunDir
 from automc.search.agent import Agent
+from automc.search.agent_settings import resolved_settings
 from automc.search.candidate import COMPLETE, FAILED, Candidate
 from automc.search.context import Context
 from automc.search.executors import (
@@ -101,9 +102,12 @@ def run_experiment(
     parallel = use_ray if use_ray is not None else (workers > 1 or address is not None)
     with run.writer_lock(), ray_session(workers, address) if parallel else contextlib.nullcontext():
         check_run_config(run, resolved)
-        ctx, agent, projector = check_experiment(cfg, run, checks=checks)
+        recorded = run.read_agent_settings()  # what the agent started with (defaults change)
+        ctx, agent, projector = check_experiment(cfg, run, checks=checks, agent_settings=recorded)
         try:
             run.write_config(resolved, {**package_versions(VERSIONED), "seed": cfg.seed})
+            if recorded is None:
+                run.write_agent_settings(resolved_settings(agent, cfg.agent.config))
             store = Store(run.storage_url(cfg.storage), cfg.name, pruner=pruner)
             store.set_meta("config", resolved)
             store.set_meta("base_metrics", ctx.base_metrics)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,8 @@ import numpy as np
 from automc.config import ExperimentConfig
 from automc.errors import UserError, user_code_error
 from automc.run import RunDir
-from automc.search.agent import Agent, build_agent
+from automc.search.agent import AGENTS, Agent, build_agent
+from automc.search.agent_settings import replayed_config
 from automc.search.context import Context, base_recipe, build_context, evaluate_candidate
 from automc.search.projection import Projector, projector_for
 from automc.search.store import check_storage
@@ -63,22 +64,23 @@ def probe(ctx: Context) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0, "timings": dict(cand.timings), "error": cand.error, "metrics": dict(cand.metrics), "reward": cand.reward}
 
 
-def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, checks: Sequence[Check] = ()) -> tuple[Context, Agent, Projector | None]:
+def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, checks: Sequence[Check] = (), agent_settings: Mapping[str, Any] | None = None) -> tuple[Context, Agent, Projector | None]:
     """Context, agent and target projector of ``cfg``, dry-run checked (:func:`preflight`,
     the target, then ``checks``). When the base model still has to be trained, everything is
-    checked on the untrained model first (``train=False`` stops there: ``--check``)."""
+    checked on the untrained model first (``train=False`` stops there: ``--check``). The agent
+    is built with the ``agent_settings`` a resumed run recorded, the user's config over them."""
     if cfg.storage is not None:
         check_storage(cfg.storage)
     untrained = cfg.model.weights is None and cfg.model.train is not None and run.check_tensors(run.base_model, {"recipe": base_recipe(cfg)}) is not None
     if untrained or not train:
         ctx = build_context(cfg, run, cache=False, train=False)
-        agent = _agent(cfg, ctx)
+        agent = _agent(cfg, ctx, agent_settings)
         projector = _dry_run(ctx, agent, checks)
         if not train or not untrained:
             return ctx, agent, projector
         agent.close()
     ctx = build_context(cfg, run)
-    agent = _agent(cfg, ctx)
+    agent = _agent(cfg, ctx, agent_settings)
     projector = _dry_run(ctx, agent, checks)
     return ctx, agent, projector
 
@@ -92,5 +94,8 @@ def _dry_run(ctx: Context, agent: Agent, checks: Sequence[Check]) -> Projector |
     return projector
 
 
-def _agent(cfg: ExperimentConfig, ctx: Context) -> Agent:
-    return build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, constraints=ctx.constraints, config=cfg.agent.config)
+def _agent(cfg: ExperimentConfig, ctx: Context, recorded: Mapping[str, Any] | None) -> Agent:
+    config = cfg.agent.config
+    if recorded is not None:
+        config = replayed_config(AGENTS.get(cfg.agent.name), recorded, config)
+    return build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, constraints=ctx.constraints, config=config)

@@ -1,0 +1,73 @@
+"""The settings an agent runs with, recorded by a run so that a resumed run keeps them.
+
+A run's ``config.yaml`` holds what the user wrote; the agent fills in the rest from its
+defaults. When automc changes a default (DDPG's actor learning rate, the controller's token
+prior, PPO's starting σ all did), a run started before and resumed after would otherwise go on
+with a different agent than it started with. So the first start writes every setting the
+agent ran with to ``RUN/agent_settings.json`` (:meth:`automc.run.RunDir.write_agent_settings`),
+and later starts build the agent from that record, the user's config over it.
+
+An agent's settings are the keyword parameters of its class chain (``seed`` and
+``constraints`` are the run's, not settings): the user's value, else what the agent says it
+resolved (:meth:`~automc.search.agent.Agent.extra_settings`: the controller's ``auto`` token
+prior, the policy settings an SB3 agent passes to its algorithm), else the value it keeps
+under the same name (``actions`` → ``absolute``), else the default. Only values that survive
+JSON are recorded. Defaults written inside an agent's code rather than as parameters (SB3's
+``gamma``, ``n_epochs``…) are not covered.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from typing import Any
+
+RUN_INPUTS = frozenset({"self", "space", "objectives", "seed", "constraints"})
+
+
+def accepted(cls: type) -> dict[str, Any]:
+    """Keyword parameters of ``cls``'s ``__init__`` chain and their defaults (``inspect._empty``
+    where none), the most derived class winning."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.name not in RUN_INPUTS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                out[p.name] = p.default
+    return out
+
+
+def resolved_settings(agent: Any, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What ``agent`` (built from the user's ``config``) runs with, as JSON values."""
+    config = dict(config or {})
+    out: dict[str, Any] = {}
+    for name, default in accepted(type(agent)).items():
+        kept = vars(agent).get(name, inspect.Parameter.empty)
+        if kept is not inspect.Parameter.empty and _json_safe(kept):
+            out[name] = kept
+        elif default is not inspect.Parameter.empty:
+            out[name] = default
+    out.update(agent.extra_settings())  # resolved where the agent knows better (``auto`` values)
+    out.update(config)  # what the user wrote is what is replayed
+    return {k: v for k, v in out.items() if _json_safe(v)}
+
+
+def replayed_config(cls: type, recorded: Mapping[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The config a resumed run builds ``cls`` with: its recorded settings that the class still
+    takes (one taking ``**kwargs`` hands the others to its algorithm, which took them when they
+    were recorded), the user's config over them."""
+    inits = [k.__dict__["__init__"] for k in cls.__mro__ if k is not object and "__init__" in k.__dict__]
+    takes_any = any(p.kind is p.VAR_KEYWORD for init in inits for p in inspect.signature(init).parameters.values())
+    names = accepted(cls)
+    kept = {k: v for k, v in recorded.items() if k in names or takes_any}
+    return {**kept, **dict(config or {})}
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        return json.loads(json.dumps(value)) == (list(value) if isinstance(value, tuple) else value)
+    except (TypeError, ValueError):
+        return False
