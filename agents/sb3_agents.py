@@ -229,8 +229,8 @@ class PPOAgent(_SB3Agent):
         super().__init__(space, objectives, seed=seed, episodes_in_flight=int(in_flight), **kwargs)
 
     def extra_settings(self) -> dict[str, Any]:
-        """The policy settings passed to SB3 at their defaults (``log_std_init``)."""
-        return dict(self._algorithm()[2])
+        """Also the policy settings passed to SB3 at their defaults (``log_std_init``)."""
+        return {**super().extra_settings(), **self._algorithm()[2]}
 
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
         from stable_baselines3 import PPO

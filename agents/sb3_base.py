@@ -91,7 +91,6 @@ class _SB3Agent(Agent):
         if actions not in ("absolute", "relative"):
             raise UserError(f"agent {self.name!r} actions must be 'absolute' (AMC's: the action is the unit value) or 'relative' (0 spreads the budget left evenly), got {actions!r}", field="agent.config.actions")
         self.budget = budget
-        self.actions = actions  # resolved (the class default when not set): recorded by the run
         self.failure_reward = float(failure_reward)
         self._params_q: queue.Queue[Any] = queue.Queue()
         self._reward_q: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -127,6 +126,9 @@ class _SB3Agent(Agent):
         self.budget = budget
         self.env.budget, self.env.cost = budget, cost
         return True
+
+    def extra_settings(self) -> dict[str, Any]:
+        return {"actions": self.env.actions}  # resolved from the class default
 
     def _tokens(self) -> int | None:
         """None: continuous actions in [-1, 1]; an int: discrete tokens (the env's ``tokens``)."""

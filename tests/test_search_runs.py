@@ -197,6 +197,13 @@ def test_a_resumed_run_keeps_the_agent_settings_it_started_with(tmp_path: Path, 
     proc = run_cli("search", str(write_config(tmp_path, {**cfg, "budget": {"candidates": 4}})), "--run-dir", str(run_dir), "--json")
     assert proc.returncode == 0 and "agent_settings.json is damaged" in proc.stderr, proc.stderr
     assert json.loads((run_dir / "agent_settings.json").read_text()) == {"n_startup_trials": 10, "multivariate": False}
+    # an RL agent under a target: its budget becomes the target's after construction, and the
+    # record keeps the setting (none), not that value, so the resumed run is not refused
+    rl = {**TINY, "agent": {"name": "ddpg", "config": {"warmup_episodes": 1}}, "target": {"macs": 0.5}, "budget": {"candidates": 2}}
+    run_experiment(parse_config(rl), tmp_path / "rl")
+    settings = json.loads((tmp_path / "rl" / "agent_settings.json").read_text())
+    assert settings["budget"] is None and settings["actions"] == "absolute" and settings["warmup_episodes"] == 1
+    assert run_experiment(parse_config({**rl, "budget": {"candidates": 3}}), tmp_path / "rl")["finished"] == 3
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)

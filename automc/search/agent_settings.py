@@ -9,10 +9,9 @@ and later starts build the agent from that record, the user's config over it.
 
 An agent's settings are the keyword parameters of its class chain (``seed`` and
 ``constraints`` are the run's, not settings): the user's value, else what the agent says it
-resolved (:meth:`~automc.search.agent.Agent.extra_settings`: the controller's ``auto`` token
-prior, the policy settings an SB3 agent passes to its algorithm), else the value it keeps
-under the same name (``actions`` → ``absolute``), else the default. Only values that survive
-JSON are recorded. Defaults written inside an agent's code rather than as parameters (SB3's
+resolved (:meth:`~automc.search.agent.Agent.extra_settings`: an RL agent's ``actions``, the
+controller's ``auto`` token prior, the policy settings PPO passes to SB3), else the default.
+Only values that survive JSON are recorded. Defaults written inside an agent's code rather than as parameters (SB3's
 ``gamma``, ``n_epochs``…) are not covered.
 """
 
@@ -45,12 +44,11 @@ def resolved_settings(agent: Any, config: Mapping[str, Any] | None) -> dict[str,
     config = dict(config or {})
     out: dict[str, Any] = {}
     for name, default in accepted(type(agent)).items():
-        kept = vars(agent).get(name, inspect.Parameter.empty)
-        if kept is not inspect.Parameter.empty and _json_safe(kept):
-            out[name] = kept
-        elif default is not inspect.Parameter.empty:
+        if default is not inspect.Parameter.empty:
             out[name] = default
-    out.update(agent.extra_settings())  # resolved where the agent knows better (``auto`` values)
+    # values the agent resolved (``None``/``auto`` defaults); not its attributes in general,
+    # which may change after construction (the RL agents' ``budget`` becomes the target's)
+    out.update(agent.extra_settings())
     out.update(config)  # what the user wrote is what is replayed
     return {k: v for k, v in out.items() if _json_safe(v)}
 
