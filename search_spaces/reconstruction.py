@@ -70,7 +70,9 @@ class Reconstructor:
         self.layers = [n for n in dict.fromkeys(layers) if reconstructable(model.get_submodule(n))]
         self.seed = seed
         self._grams: dict[str, torch.Tensor] | None = None
-        self._solved: OrderedDict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor | None]] = OrderedDict()
+        # (layer, source weight's id and version, kept outputs, kept inputs) → (the source
+        # weight, held so its id is not reused while cached; solved weight; solved bias)
+        self._solved: OrderedDict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = OrderedDict()
         self._solved_bytes = 0
         self._lock = threading.Lock()
 
@@ -125,15 +127,15 @@ class Reconstructor:
             hit = self._solved.get(key)
             if hit is not None:
                 self._solved.move_to_end(key)
-                return hit
+                return hit[1], hit[2]
         solved = _solve(self.grams()[name], source, outs, ins, dtype)
         size = sum(t.numel() * t.element_size() for t in solved if t is not None)
         with self._lock:
-            self._solved[key] = solved
+            self._solved[key] = (source.weight, *solved)
             self._solved_bytes += size
             while self._solved_bytes > CACHE_BYTES and len(self._solved) > 1:
                 _, old = self._solved.popitem(last=False)
-                self._solved_bytes -= sum(t.numel() * t.element_size() for t in old if t is not None)
+                self._solved_bytes -= sum(t.numel() * t.element_size() for t in old[1:] if t is not None)
         return solved
 
 
