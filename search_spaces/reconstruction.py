@@ -70,7 +70,7 @@ class Reconstructor:
         self.layers = [n for n in dict.fromkeys(layers) if reconstructable(model.get_submodule(n))]
         self.seed = seed
         self._grams: dict[str, torch.Tensor] | None = None
-        # (layer, source weight's id and version, kept outputs, kept inputs) → (the source
+        # (layer, source weight's id and version, kept outputs, kept inputs, dtype) → (the source
         # weight, held so its id is not reused while cached; solved weight; solved bias)
         self._solved: OrderedDict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = OrderedDict()
         self._solved_bytes = 0
@@ -122,7 +122,7 @@ class Reconstructor:
         solved once per (layer, kept outputs, kept inputs) and kept in a bounded LRU cache: a
         search meets the same kept channels of a layer again and again (73% of ResNet-20's
         layer re-fits over 100 random policies), and the solve is deterministic."""
-        key = (name, id(source.weight), source.weight._version, tuple(outs), tuple(ins))
+        key = (name, id(source.weight), source.weight._version, tuple(outs), tuple(ins), dtype)
         with self._lock:
             hit = self._solved.get(key)
             if hit is not None:
