@@ -170,6 +170,7 @@ class RunDir:
         return data
 
     def write_agent_settings(self, settings: Mapping[str, Any]) -> None:
+        """Record the agent's settings (first start; see :mod:`automc.search.agent_settings`)."""
         atomic_write_text(self.agent_settings, json.dumps(dict(settings), indent=2, sort_keys=True) + "\n")
 
     def prepare(self, resolved: Mapping[str, Any], versions: Mapping[str, Any]) -> None:
