@@ -177,18 +177,18 @@ def test_a_run_keeps_the_projection_it_started_with() -> None:
 
     model, x, space = _space("resnet20")
 
-    def fresh(mode: str = "boundary", *, auto: bool = True, clamps: bool = False) -> Projector:
+    def fresh(mode: str = "boundary", *, clamps: bool = False) -> Projector:
         proj = _projector(space, model, x, {"macs": 0.5}, mode)[0]
-        proj.auto, proj.jitters = auto, not clamps
+        proj.jitters = not clamps
         return proj
 
-    assert settle_mode(fresh(), None, resumed=False, multi_objective=True) == "boundary"
-    assert settle_mode(fresh(), None, resumed=True, multi_objective=True) == "feasible"
-    assert settle_mode(fresh(), None, resumed=True, multi_objective=False) == "boundary"
-    assert settle_mode(fresh(), "boundary", resumed=True, multi_objective=True) == "boundary"
-    assert settle_mode(fresh(), "feasible", resumed=True, multi_objective=False) == "feasible"
-    assert settle_mode(fresh("boundary", auto=False), None, resumed=True, multi_objective=True) == "boundary"  # written out
-    assert settle_mode(fresh("off", clamps=True), "feasible", resumed=True, multi_objective=True) == "off"
+    assert settle_mode(fresh(), None, resumed=False, auto=True, multi_objective=True) == "boundary"
+    assert settle_mode(fresh(), None, resumed=True, auto=True, multi_objective=True) == "feasible"
+    assert settle_mode(fresh(), None, resumed=True, auto=True, multi_objective=False) == "boundary"
+    assert settle_mode(fresh(), "boundary", resumed=True, auto=True, multi_objective=True) == "boundary"
+    assert settle_mode(fresh(), "feasible", resumed=True, auto=True, multi_objective=False) == "feasible"
+    assert settle_mode(fresh("boundary"), None, resumed=True, auto=False, multi_objective=True) == "boundary"  # written out
+    assert settle_mode(fresh("off", clamps=True), "feasible", resumed=True, auto=True, multi_objective=True) == "off"
 
 
 def test_target_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:

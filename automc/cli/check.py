@@ -24,7 +24,7 @@ def check_summary(cfg: ExperimentConfig, run_dir: Path, *, workers: int = 1) -> 
 
     run = RunDir(run_dir)
     resuming = check_run_config(run, cfg.model_dump(mode="json"))
-    ctx, agent, _ = check_experiment(cfg, run, train=False, checks=(check_finetune, check_fidelity), agent_settings=run.read_agent_settings() if resuming else None)
+    ctx, agent, _ = check_experiment(cfg, run, train=False, checks=(check_finetune, check_fidelity), agent_settings=run.read_agent_settings())
     settings = resolved_settings(agent, cfg.agent.config)
     agent.close()
     reward = preflight(ctx)

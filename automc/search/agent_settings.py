@@ -25,18 +25,16 @@ from typing import Any
 RUN_INPUTS = frozenset({"self", "space", "objectives", "seed", "constraints"})
 
 
+def _init_params(cls: type) -> list[inspect.Parameter]:
+    """The parameters of every ``__init__`` in ``cls``'s chain, base classes first."""
+    inits = [k.__dict__["__init__"] for k in reversed(cls.__mro__) if k is not object and "__init__" in k.__dict__]
+    return [p for init in inits for p in inspect.signature(init).parameters.values()]
+
+
 def accepted(cls: type) -> dict[str, Any]:
     """Keyword parameters of ``cls``'s ``__init__`` chain and their defaults (``inspect._empty``
     where none), the most derived class winning."""
-    out: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        init = klass.__dict__.get("__init__")
-        if init is None or klass is object:
-            continue
-        for p in inspect.signature(init).parameters.values():
-            if p.name not in RUN_INPUTS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
-                out[p.name] = p.default
-    return out
+    return {p.name: p.default for p in _init_params(cls) if p.name not in RUN_INPUTS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 def resolved_settings(agent: Any, config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -57,8 +55,7 @@ def replayed_config(cls: type, recorded: Mapping[str, Any], config: Mapping[str,
     """The config a resumed run builds ``cls`` with: its recorded settings that the class still
     takes (one taking ``**kwargs`` hands the others to its algorithm, which took them when they
     were recorded), the user's config over them."""
-    inits = [k.__dict__["__init__"] for k in cls.__mro__ if k is not object and "__init__" in k.__dict__]
-    takes_any = any(p.kind is p.VAR_KEYWORD for init in inits for p in inspect.signature(init).parameters.values())
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in _init_params(cls))
     names = accepted(cls)
     kept = {k: v for k, v in recorded.items() if k in names or takes_any}
     return {**kept, **dict(config or {})}

@@ -119,7 +119,8 @@ def run_experiment(
             history = [c for c in store.candidates(include_duplicates=True) if c.state in (COMPLETE, FAILED)]
             agent.resume(_agent_state(run), history)
             if projector is not None:
-                mode = settle_mode(projector, store.meta().get("projection"), resumed=bool(history), multi_objective=agent.multi_objective)
+                auto = cfg.target is not None and cfg.target.projection == "auto"
+                mode = settle_mode(projector, store.meta().get("projection"), resumed=bool(history), auto=auto, multi_objective=agent.multi_objective)
                 store.set_meta("projection", mode)
                 for c in history:
                     projector.observe(c)

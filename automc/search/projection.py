@@ -102,7 +102,6 @@ class Projector:
         self._check_reachable()
         self.verify = self._untrusted()
         self.jitters = True  # False when the agent clamps itself (its policies are its own)
-        self.auto = False  # whether the mode is the target's ``auto`` default (see settle_mode)
 
     # -- the path and the estimates ------------------------------------------------------------
     def _at(self, params: Mapping[str, Any], s: float) -> Params:
@@ -222,7 +221,6 @@ def projector_for(ctx: Context, agent: Agent) -> Projector | None:
     mode = target.projection if target.projection != "auto" else "boundary"
     base = {k: v for k, v in ctx.reference.items() if not k.startswith("base_")}
     projector = Projector(ctx.space, ctx.limits, base, mode=mode, analytic=analytic, exact=exact)
-    projector.auto = target.projection == "auto"
     if agent.use_target(*projector.env_cost()):
         # the agent clamps against the estimate; where that estimate is not exact, its
         # policies over an analytic limit are still lowered onto it (and the estimate refitted)
@@ -231,11 +229,12 @@ def projector_for(ctx: Context, agent: Agent) -> Projector | None:
     return projector
 
 
-def settle_mode(projector: Projector, recorded: str | None, *, resumed: bool, multi_objective: bool) -> str:
+def settle_mode(projector: Projector, recorded: str | None, *, resumed: bool, auto: bool, multi_objective: bool) -> str:
     """The projection a (resumed) run keeps: the mode it recorded when it started, so a changed
     default never switches a run halfway. Runs recorded before the mode was (2026-12-06) had
-    ``auto`` resolve to ``feasible`` for multi-objective agents."""
-    if recorded is None and resumed and projector.auto and projector.jitters and multi_objective:
+    ``auto`` (the target's projection left at its default) resolve to ``feasible`` for
+    multi-objective agents."""
+    if recorded is None and resumed and auto and projector.jitters and multi_objective:
         recorded = "feasible"
     if recorded is not None and projector.jitters:  # an agent that clamps itself: set by its clamp
         projector.mode = recorded

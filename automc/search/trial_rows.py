@@ -40,13 +40,12 @@ def backend_of(storage: optuna.storages.BaseStorage) -> RDBStorage:
     return backend
 
 
-def use_wal(backend: RDBStorage) -> str:
-    """Put an SQLite database in write-ahead-log mode (a no-op for other databases); returns
-    the journal mode SQLite reports (it keeps its old one where WAL is impossible)."""
-    if backend.engine.dialect.name != "sqlite":
-        return ""
-    with backend.engine.connect() as conn:
-        return str(conn.exec_driver_sql("PRAGMA journal_mode=WAL").scalar())
+def use_wal(backend: RDBStorage) -> None:
+    """Put an SQLite database in write-ahead-log mode (a no-op for other databases; SQLite
+    keeps its old mode where WAL is impossible)."""
+    if backend.engine.dialect.name == "sqlite":
+        with backend.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
 class TrialWriter:
