@@ -68,6 +68,10 @@ class DDPGAgent(_SB3Agent):
     name = "ddpg"
     algorithm = "DDPG"
     derived = frozenset({"buffer_size", "learning_starts", "batch_size", "action_noise"})
+    # AMC: the episode's reward regresses each step directly (no bootstrapping); slow target
+    # networks; one gradient step per step collected, after every batch of episodes
+    algo_defaults = {"gamma": 0.0, "tau": 0.01, "gradient_steps": -1}
+    computed = frozenset({"train_freq"})  # a batch of episodes_in_flight episodes
 
     def __init__(
         self,
@@ -77,6 +81,7 @@ class DDPGAgent(_SB3Agent):
         seed: int = 0,
         warmup_episodes: int = 10,
         warmup: str = "projected",
+        noise: str = "clipped",
         noise_sigma: float = 0.5,
         noise_decay: float = 0.98,
         repeat_noise: float = 0.02,
@@ -96,11 +101,14 @@ class DDPGAgent(_SB3Agent):
         self.actor_learning_rate = actor_learning_rate
         _number("buffer_size", buffer_size, 1, None, integer=True)
         _number("batch_size", batch_size, 1, None, integer=True)
+        if noise not in ("truncated", "clipped"):
+            raise UserError(f"agent 'ddpg' noise must be 'truncated' (AMC's: redrawn until inside the action range) or 'clipped' (SB3's: clipped to it), got {noise!r}", field="agent.config.noise")
         if warmup not in ("projected", "stepwise"):
             raise UserError(f"agent 'ddpg' warmup must be 'projected' (random policies spending the budget) or 'stepwise' (AMC's random action per step), got {warmup!r}", field="agent.config.warmup")
         self.warmup_episodes = int(warmup_episodes)
         self.warmup = warmup
         self._plan: list[float] = []  # the warm-up episode's action per step
+        self.noise = noise
         self.noise_sigma = float(noise_sigma)
         self.noise_decay = float(noise_decay)
         self.repeat_noise = float(repeat_noise)
@@ -131,13 +139,28 @@ class DDPGAgent(_SB3Agent):
             buf.rewards[(end - back) % buf.buffer_size] = shaped
         return shaped
 
+    def _sigma(self) -> float:
+        """The exploration noise's σ for the next episode: decayed after the warm-up; an actor
+        that keeps proposing evaluated policies explores more until it finds a new one."""
+        decayed = self.noise_sigma * self.noise_decay ** max(0, self.episodes - self.warmup_episodes)
+        return min(max(self.noise_sigma, decayed), decayed + self.repeat_noise * self.streak)
+
     def _noise(self) -> Any:
+        """SB3's additive noise (``clipped``); None with ``truncated``, drawn in :meth:`_choose`."""
         from stable_baselines3.common.noise import NormalActionNoise
 
-        decayed = self.noise_sigma * self.noise_decay ** max(0, self.episodes - self.warmup_episodes)
-        # an actor that keeps proposing evaluated policies explores more until it finds a new one
-        sigma = min(max(self.noise_sigma, decayed), decayed + self.repeat_noise * self.streak)
-        return NormalActionNoise(mean=np.zeros(1), sigma=np.full(1, sigma))
+        return NormalActionNoise(mean=np.zeros(1), sigma=np.full(1, self._sigma())) if self.noise == "clipped" else None
+
+    def _truncated(self, mu: float) -> float:
+        """AMC's exploration: a normal of σ around the actor's action ``mu``, drawn again until
+        inside [-1, 1] (no mass piles up on a bound, as clipping puts it). NumPy's global
+        generator, seeded per episode: a resumed run draws what the live one would."""
+        sigma = self._sigma()
+        for _ in range(100):
+            a = mu + sigma * float(np.random.normal())
+            if -1.0 <= a <= 1.0:
+                return a
+        return float(np.clip(mu, -1.0, 1.0))
 
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
         from stable_baselines3 import DDPG
@@ -153,6 +176,8 @@ class DDPGAgent(_SB3Agent):
                 self._plan = env.warmup_units(np.random.default_rng([self.seed, self.episodes, 1]))
             u = self._plan[env.t]
         else:
+            if self.noise == "truncated" and not warmup:
+                action = self._truncated(float(np.clip(np.asarray(action).reshape(-1)[0], -1.0, 1.0)))
             u = env.unit_of(action)
         applied = np.full((1, 1), env.action_of(env.clamp(u)), dtype=np.float32)
         return applied, self.model.policy.scale_action(applied)
@@ -164,6 +189,7 @@ class DDPGAgent(_SB3Agent):
             raise UserError(f"agent 'ddpg' trains once per batch of episodes_in_flight={self.in_flight} episodes: leave train_freq out (or set episodes_in_flight: 1)", field="agent.config.train_freq")
         if self.in_flight * self.steps_per_episode > self.buffer_size:
             raise UserError(f"buffer_size ({self.buffer_size}) must hold a batch of episodes_in_flight={self.in_flight} episodes of {self.steps_per_episode} steps", field="agent.config.buffer_size")
+        kwargs = {**self.algo_defaults, **kwargs}
         model = DDPG(
             "MlpPolicy",
             self.env,
@@ -171,10 +197,7 @@ class DDPGAgent(_SB3Agent):
             buffer_size=self.buffer_size,
             learning_starts=self.warmup_episodes * self.steps_per_episode,
             batch_size=self.batch_size,
-            gamma=kwargs.pop("gamma", 0.0),
-            tau=kwargs.pop("tau", 0.01),
             train_freq=kwargs.pop("train_freq", (self.in_flight, "episode")),  # AMC: after every episode
-            gradient_steps=kwargs.pop("gradient_steps", -1),
             action_noise=self._noise(),
             policy_kwargs={"net_arch": net_arch},
             seed=self.seed,
@@ -214,6 +237,8 @@ class PPOAgent(_SB3Agent):
     name = "ppo"
     algorithm = "PPO"
     derived = frozenset({"n_steps"})
+    algo_defaults = {"n_epochs": 10, "gamma": 1.0}  # an episode's return is its final reward, undiscounted
+    computed = frozenset({"batch_size"})  # the whole rollout
     # 0 spreads the budget left evenly: the first policies are near-even ones, not lopsided
     default_actions = "relative"
 
@@ -228,10 +253,6 @@ class PPOAgent(_SB3Agent):
             raise UserError(f"episodes_in_flight ({in_flight}) must divide episodes_per_update ({self.episodes_per_update}): a rollout is a whole number of batches", field="agent.config.episodes_in_flight")
         super().__init__(space, objectives, seed=seed, episodes_in_flight=int(in_flight), **kwargs)
 
-    def extra_settings(self) -> dict[str, Any]:
-        """Also the policy settings passed to SB3 at their defaults (``log_std_init``)."""
-        return {**super().extra_settings(), **self._algorithm()[2]}
-
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
         from stable_baselines3 import PPO
 
@@ -241,14 +262,13 @@ class PPOAgent(_SB3Agent):
     def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:
         algo, policy, extra = self._algorithm()
         n_steps = self.episodes_per_update * self.steps_per_episode
+        kwargs = {**self.algo_defaults, **kwargs}
         return algo(
             policy,
             self.env,
             learning_rate=lr,
             n_steps=n_steps,
             batch_size=kwargs.pop("batch_size", n_steps),
-            n_epochs=kwargs.pop("n_epochs", 10),
-            gamma=kwargs.pop("gamma", 1.0),
             policy_kwargs={"net_arch": net_arch, **{k: kwargs.pop(k, v) for k, v in extra.items()}},
             seed=self.seed,
             device="cpu",

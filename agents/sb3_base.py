@@ -23,7 +23,6 @@ resumed run continues the sequence instead of replaying its seed's first episode
 
 from __future__ import annotations
 
-import inspect
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from automc.agents.sb3_args import check_algo_kwargs, unasked
 from automc.compress.spaces import SearchSpace
 from automc.config import Constraint, Objective
 from automc.errors import UserError, notice, require_number, user_code_error
@@ -59,6 +59,10 @@ class _SB3Agent(Agent):
     derived: ClassVar[frozenset[str]] = frozenset()
     # what a continuous action means (CompressionEnv.unit_of); tokens ignore it
     default_actions: ClassVar[str] = "absolute"
+    # SB3 arguments given automc's value unless the config sets them (recorded with SB3's defaults)
+    algo_defaults: ClassVar[Mapping[str, Any]] = {}
+    # SB3 arguments computed from the agent's other settings unless the config sets them
+    computed: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -108,7 +112,8 @@ class _SB3Agent(Agent):
         # episodes end within [budget_floor, 1] × budget: they spend it, not far under it
         self.env = CompressionEnv(space, budget=budget, floor=budget_floor, on_episode=self._on_episode, tokens=self._tokens(), actions=actions)
         self.steps_per_episode = len(self.env.names)
-        self._check_algo_kwargs(algo_kwargs)
+        algo, _, extra = self._algorithm()
+        check_algo_kwargs(self.name, algo, extra, self.derived, algo_kwargs)
         try:
             self.model = self._build(float(learning_rate), list(net_arch), algo_kwargs)
         except (TypeError, ValueError, AssertionError) as exc:  # SB3 rejects a passed-through setting
@@ -128,7 +133,10 @@ class _SB3Agent(Agent):
         return True
 
     def extra_settings(self) -> dict[str, Any]:
-        return {"actions": self.env.actions}  # resolved from the class default
+        """``actions`` as resolved, and what the algorithm gets unasked: SB3's defaults,
+        :attr:`algo_defaults` over them, and the policy settings of :meth:`_algorithm`."""
+        algo, _, extra = self._algorithm()
+        return {"actions": self.env.actions, **unasked(algo, extra, self.algo_defaults, self.derived | self.computed)}
 
     def _tokens(self) -> int | None:
         """None: continuous actions in [-1, 1]; an int: discrete tokens (the env's ``tokens``)."""
@@ -286,13 +294,3 @@ class _SB3Agent(Agent):
     def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:  # pragma: no cover - abstract
         """The SB3 class, its policy name and extra policy settings (with defaults)."""
         raise NotImplementedError
-
-    def _check_algo_kwargs(self, kwargs: Mapping[str, Any]) -> None:
-        """Extra settings go to the SB3 algorithm: reject one it does not take, in one line
-        listing those it does (automc sets env, policy, seed, device and verbose itself)."""
-        algo, _, extra = self._algorithm()
-        fixed = {"self", "policy", "env", "seed", "device", "verbose", "policy_kwargs", "learning_rate", "_init_setup_model", *self.derived}
-        valid = sorted((set(inspect.signature(algo.__init__).parameters) - fixed) | set(extra))
-        for key in kwargs:
-            if key not in valid:
-                raise UserError(f"agent {self.name!r} has no setting {key!r}; besides its own it takes {algo.__name__}'s: {', '.join(valid)}", field=f"agent.config.{key}")

@@ -203,7 +203,16 @@ def test_a_resumed_run_keeps_the_agent_settings_it_started_with(tmp_path: Path, 
     run_experiment(parse_config(rl), tmp_path / "rl")
     settings = json.loads((tmp_path / "rl" / "agent_settings.json").read_text())
     assert settings["budget"] is None and settings["actions"] == "absolute" and settings["warmup_episodes"] == 1
+    # what the agent hands SB3 unasked is recorded too: automc's values (AMC's gamma 0) and
+    # SB3's own defaults, so an upgrade of either does not change the resumed agent
+    assert settings["gamma"] == 0.0 and settings["tau"] == 0.01 and settings["optimize_memory_usage"] is False
+    assert "train_freq" not in settings  # follows episodes_in_flight
+    settings["tau"] = 0.02  # as if automc's value had been 0.02 when the run started
+    (tmp_path / "rl" / "agent_settings.json").write_text(json.dumps(settings))
+    agents: list = []
+    monkeypatch.setattr(preflight, "build_agent", lambda *a, **k: agents.append(build(*a, **k)) or agents[-1])
     assert run_experiment(parse_config({**rl, "budget": {"candidates": 3}}), tmp_path / "rl")["finished"] == 3
+    assert agents and all(a.model.tau == 0.02 and a.model.gamma == 0.0 for a in agents)
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)

@@ -10,9 +10,13 @@ and later starts build the agent from that record, the user's config over it.
 An agent's settings are the keyword parameters of its class chain (``seed`` and
 ``constraints`` are the run's, not settings): the user's value, else what the agent says it
 resolved (:meth:`~automc.search.agent.Agent.extra_settings`: an RL agent's ``actions``, the
-controller's ``auto`` token prior, the policy settings PPO passes to SB3), else the default.
-Only values that survive JSON are recorded. Defaults written inside an agent's code rather than as parameters (SB3's
-``gamma``, ``n_epochs``…) are not covered.
+controller's ``auto`` token prior, and every argument an RL agent hands its stable-baselines3
+algorithm without the user asking — automc's own values such as DDPG's ``gamma`` 0 and SB3's
+defaults for the rest, so an upgrade of either does not change a resumed run), else the
+default. Only values that survive JSON are recorded. Not covered: settings derived from
+recorded ones (DDPG's ``train_freq`` from ``episodes_in_flight``, PPO's ``batch_size`` from
+``episodes_per_update``), and the Optuna samplers' internals, which the Optuna agents do not
+pass through.
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ def accepted(cls: type) -> dict[str, Any]:
     """Keyword parameters of ``cls``'s ``__init__`` chain and their defaults (``inspect._empty``
     where none), the most derived class winning."""
     return {p.name: p.default for p in _init_params(cls) if p.name not in RUN_INPUTS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def keyword_defaults(cls: type, exclude: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The parameters of ``cls.__init__`` that have a default, with it (a library class's: what
+    the library uses when the caller passes nothing), less ``exclude``."""
+    return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values() if p.default is not p.empty and p.name not in exclude}
 
 
 def resolved_settings(agent: Any, config: Mapping[str, Any] | None) -> dict[str, Any]:
