@@ -204,6 +204,32 @@ def test_ddpg_warms_up_on_projected_random_policies_and_stores_the_applied_actio
         build_agent("ddpg", tiny_space, objectives, seed=0, config={"warmup": "uniform"})
 
 
+def test_ddpg_truncated_noise_is_amcs_redrawn_normal_and_resumes(tiny_space) -> None:
+    """``noise: truncated`` draws each learned action from a normal of σ around the actor's,
+    redrawn until inside [-1, 1] — the truncated normal's law, no mass on a bound (clipping
+    puts every draw past it there) — and passes the conformance suite (a resumed run draws
+    what the live one would)."""
+    from scipy.stats import truncnorm
+
+    from automc.testing import check_agent
+
+    objectives = [Objective(metric="accuracy", direction="maximize"), Objective(metric="macs", direction="minimize")]
+    agent = build_agent("ddpg", tiny_space, objectives, seed=0, config={"budget": 0.6, "noise": "truncated"})
+    try:
+        assert agent.model.action_noise is None and agent._sigma() == 0.5
+        np.random.seed(0)
+        draws = np.array([agent._truncated(0.9) for _ in range(4000)])
+    finally:
+        agent.close()
+    law = truncnorm((-1 - 0.9) / 0.5, (1 - 0.9) / 0.5, loc=0.9, scale=0.5)
+    assert draws.min() >= -1.0 and draws.max() < 1.0 and not np.any(draws == 1.0)
+    assert abs(draws.mean() - law.mean()) < 4 * law.std() / np.sqrt(len(draws)), (draws.mean(), law.mean())
+    assert abs(np.mean(draws > 0.5) - law.sf(0.5)) < 0.03
+    check_agent(lambda: build_agent("ddpg", tiny_space, objectives, seed=3, config={**QUICK["ddpg"], "noise": "truncated"}), tiny_space)
+    with pytest.raises(UserError, match="noise must be 'truncated'"):
+        build_agent("ddpg", tiny_space, objectives, seed=0, config={"noise": "uniform"})
+
+
 def test_relative_actions_spread_the_budget_left_and_invert(tiny_space) -> None:
     """``actions: relative``: action 0 at every step gives every layer the same unit value
     (the one that spends the budget evenly), where absolute 0 (unit 0.5) leaves the last
