@@ -71,7 +71,8 @@ class MNasControllerAgent(PPOAgent):
                 model.policy.action_net.bias.copy_(-(actions**2) / (2.0 * TOKEN_SIGMA**2))
         return model
 
-    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
+    @classmethod
+    def _algorithm(cls) -> tuple[Any, str, dict[str, Any]]:
         from sb3_contrib import RecurrentPPO
 
         return RecurrentPPO, "MlpLstmPolicy", {"lstm_hidden_size": 64}

@@ -162,7 +162,8 @@ class DDPGAgent(_SB3Agent):
                 return a
         return float(np.clip(mu, -1.0, 1.0))
 
-    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
+    @classmethod
+    def _algorithm(cls) -> tuple[Any, str, dict[str, Any]]:
         from stable_baselines3 import DDPG
 
         return DDPG, "MlpPolicy", {}
@@ -253,7 +254,8 @@ class PPOAgent(_SB3Agent):
             raise UserError(f"episodes_in_flight ({in_flight}) must divide episodes_per_update ({self.episodes_per_update}): a rollout is a whole number of batches", field="agent.config.episodes_in_flight")
         super().__init__(space, objectives, seed=seed, episodes_in_flight=int(in_flight), **kwargs)
 
-    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:
+    @classmethod
+    def _algorithm(cls) -> tuple[Any, str, dict[str, Any]]:
         from stable_baselines3 import PPO
 
         # σ e^-1 ≈ 0.37 (SB3's default, 1, clips a third of the first actions to -1 or 1)

@@ -15,17 +15,29 @@ from automc.search.agent_settings import keyword_defaults
 FIXED = frozenset({"self", "policy", "env", "seed", "device", "verbose", "policy_kwargs", "learning_rate", "_init_setup_model"})
 
 
-def check_algo_kwargs(agent: str, algo: type, extra: Mapping[str, Any], derived: frozenset[str], kwargs: Mapping[str, Any]) -> None:
-    """Reject a setting ``algo`` does not take (nor the policy, ``extra``) or that the agent
-    derives itself, in one line listing those it does take."""
-    valid = sorted((set(inspect.signature(algo.__init__).parameters) - FIXED - derived) | set(extra))
+# an agent's algorithm: the SB3 class, its policy's name, the policy settings automc passes
+Algorithm = tuple[type, str, Mapping[str, Any]]
+
+
+def settable(algorithm: Algorithm, derived: frozenset[str]) -> frozenset[str]:
+    """The arguments of the algorithm and its policy a config may set: all but those automc
+    sets (:data:`FIXED`) or the agent derives (``derived``)."""
+    algo, _, extra = algorithm
+    return frozenset((set(inspect.signature(algo.__init__).parameters) - FIXED - derived) | set(extra))
+
+
+def check_algo_kwargs(agent: str, algorithm: Algorithm, derived: frozenset[str], kwargs: Mapping[str, Any]) -> None:
+    """Reject a setting the algorithm (and its policy) does not take or that the agent derives
+    itself, in one line listing those it does take."""
+    valid = sorted(settable(algorithm, derived))
     for key in kwargs:
         if key not in valid:
-            raise UserError(f"agent {agent!r} has no setting {key!r}; besides its own it takes {algo.__name__}'s: {', '.join(valid)}", field=f"agent.config.{key}")
+            raise UserError(f"agent {agent!r} has no setting {key!r}; besides its own it takes {algorithm[0].__name__}'s: {', '.join(valid)}", field=f"agent.config.{key}")
 
 
-def unasked(algo: type, extra: Mapping[str, Any], ours: Mapping[str, Any], exclude: frozenset[str]) -> dict[str, Any]:
-    """What ``algo`` runs with where the config says nothing: its own defaults, automc's values
-    (``ours``) over them, and the policy settings ``extra``; less what the agent derives or
+def unasked(algorithm: Algorithm, ours: Mapping[str, Any], exclude: frozenset[str]) -> dict[str, Any]:
+    """What the algorithm runs with where the config says nothing: its own defaults, automc's
+    values (``ours``) over them, and the policy settings; less what the agent derives or
     computes from its other settings (``exclude``)."""
+    algo, _, extra = algorithm
     return {**keyword_defaults(algo, FIXED | exclude), **ours, **extra}

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from automc.agents.sb3_args import check_algo_kwargs, unasked
+from automc.agents.sb3_args import check_algo_kwargs, settable, unasked
 from automc.compress.spaces import SearchSpace
 from automc.config import Constraint, Objective
 from automc.errors import UserError, notice, require_number, user_code_error
@@ -112,8 +112,7 @@ class _SB3Agent(Agent):
         # episodes end within [budget_floor, 1] × budget: they spend it, not far under it
         self.env = CompressionEnv(space, budget=budget, floor=budget_floor, on_episode=self._on_episode, tokens=self._tokens(), actions=actions)
         self.steps_per_episode = len(self.env.names)
-        algo, _, extra = self._algorithm()
-        check_algo_kwargs(self.name, algo, extra, self.derived, algo_kwargs)
+        check_algo_kwargs(self.name, self._algorithm(), self.derived, algo_kwargs)
         try:
             self.model = self._build(float(learning_rate), list(net_arch), algo_kwargs)
         except (TypeError, ValueError, AssertionError) as exc:  # SB3 rejects a passed-through setting
@@ -135,8 +134,11 @@ class _SB3Agent(Agent):
     def extra_settings(self) -> dict[str, Any]:
         """``actions`` as resolved, and what the algorithm gets unasked: SB3's defaults,
         :attr:`algo_defaults` over them, and the policy settings of :meth:`_algorithm`."""
-        algo, _, extra = self._algorithm()
-        return {"actions": self.env.actions, **unasked(algo, extra, self.algo_defaults, self.derived | self.computed)}
+        return {"actions": self.env.actions, **unasked(self._algorithm(), self.algo_defaults, self.derived | self.computed)}
+
+    @classmethod
+    def passed_through(cls) -> frozenset[str]:
+        return settable(cls._algorithm(), cls.derived)
 
     def _tokens(self) -> int | None:
         """None: continuous actions in [-1, 1]; an int: discrete tokens (the env's ``tokens``)."""
@@ -291,6 +293,7 @@ class _SB3Agent(Agent):
     def _build(self, lr: float, net_arch: list[int], kwargs: dict[str, Any]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _algorithm(self) -> tuple[Any, str, dict[str, Any]]:  # pragma: no cover - abstract
+    @classmethod
+    def _algorithm(cls) -> tuple[Any, str, dict[str, Any]]:  # pragma: no cover - abstract
         """The SB3 class, its policy name and extra policy settings (with defaults)."""
         raise NotImplementedError

@@ -168,7 +168,7 @@ def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> Non
         assert c.metrics["macs"] <= 0.5 * c.metrics["base_macs"] * 1.01, c.number
 
 
-def test_a_resumed_run_keeps_the_agent_settings_it_started_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_resumed_run_keeps_the_agent_settings_it_started_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     """The first start records every setting the agent ran with, defaults included
     (agent_settings.json); a resumed run builds the agent from that record, the user's config
     over it, so a default changed in between does not switch the agent halfway. --check shows
@@ -208,11 +208,14 @@ def test_a_resumed_run_keeps_the_agent_settings_it_started_with(tmp_path: Path, 
     assert settings["gamma"] == 0.0 and settings["tau"] == 0.01 and settings["optimize_memory_usage"] is False
     assert "train_freq" not in settings  # follows episodes_in_flight
     settings["tau"] = 0.02  # as if automc's value had been 0.02 when the run started
+    settings["sde_warmup"] = True  # as if the SB3 of the first start had had it: left out, said once
     (tmp_path / "rl" / "agent_settings.json").write_text(json.dumps(settings))
     agents: list = []
     monkeypatch.setattr(preflight, "build_agent", lambda *a, **k: agents.append(build(*a, **k)) or agents[-1])
+    capfd.readouterr()
     assert run_experiment(parse_config({**rl, "budget": {"candidates": 3}}), tmp_path / "rl")["finished"] == 3
     assert agents and all(a.model.tau == 0.02 and a.model.gamma == 0.0 for a in agents)
+    assert "sde_warmup no longer a setting of agent 'ddpg'" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)

@@ -53,6 +53,13 @@ class Agent(ABC):
         (see :mod:`automc.search.agent_settings`): recorded by the run, replayed on resume."""
         return {}
 
+    @classmethod
+    def passed_through(cls) -> frozenset[str] | None:
+        """Settings an agent whose ``__init__`` takes ``**kwargs`` hands on (an RL agent's
+        stable-baselines3 arguments); None: any. A resumed run replays only recorded settings
+        that are parameters or in this set."""
+        return None
+
     @abstractmethod
     def ask(self, number: int) -> dict[str, Any] | None:
         """The policy to evaluate as candidate ``number``, or None when there is nothing more

@@ -63,11 +63,13 @@ def resolved_settings(agent: Any, config: Mapping[str, Any] | None) -> dict[str,
 
 def replayed_config(cls: type, recorded: Mapping[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
     """The config a resumed run builds ``cls`` with: its recorded settings that the class still
-    takes (one taking ``**kwargs`` hands the others to its algorithm, which took them when they
-    were recorded), the user's config over them."""
+    takes — its parameters, and for one taking ``**kwargs`` what it hands on
+    (``cls.passed_through()``: an SB3 argument that an upgrade removed is left out) — the
+    user's config over them."""
     takes_any = any(p.kind is p.VAR_KEYWORD for p in _init_params(cls))
+    through = getattr(cls, "passed_through", lambda: None)() if takes_any else frozenset()
     names = accepted(cls)
-    kept = {k: v for k, v in recorded.items() if k in names or takes_any}
+    kept = {k: v for k, v in recorded.items() if k in names or (takes_any and (through is None or k in through))}
     return {**kept, **dict(config or {})}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from automc.config import ExperimentConfig
-from automc.errors import UserError, user_code_error
+from automc.errors import UserError, notice, user_code_error
 from automc.run import RunDir
 from automc.search.agent import AGENTS, Agent, build_agent
 from automc.search.agent_settings import replayed_config
@@ -98,4 +98,6 @@ def _agent(cfg: ExperimentConfig, ctx: Context, recorded: Mapping[str, Any] | No
     config = cfg.agent.config
     if recorded is not None:
         config = replayed_config(AGENTS.get(cfg.agent.name), recorded, config)
+        if gone := sorted(set(recorded) - set(config)):
+            notice(f"agent_settings.json: {', '.join(gone)} no longer a setting of agent {cfg.agent.name!r} in this version: left out")
     return build_agent(cfg.agent.name, ctx.space, cfg.objectives, seed=cfg.seed, constraints=ctx.constraints, config=config)
