@@ -129,14 +129,19 @@ class Reconstructor:
                 self._solved.move_to_end(key)
                 return hit[1], hit[2]
         solved = _solve(self.grams()[name], source, outs, ins, dtype)
-        size = sum(t.numel() * t.element_size() for t in solved if t is not None)
+        size = _nbytes(solved)
         with self._lock:
             self._solved[key] = (source.weight, *solved)
             self._solved_bytes += size
             while self._solved_bytes > CACHE_BYTES and len(self._solved) > 1:
                 _, old = self._solved.popitem(last=False)
-                self._solved_bytes -= sum(t.numel() * t.element_size() for t in old[1:] if t is not None)
+                self._solved_bytes -= _nbytes(old[1:])
         return solved
+
+
+def _nbytes(tensors: Sequence[torch.Tensor | None]) -> int:
+    """Bytes held by ``tensors`` (None: nothing)."""
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
 def _solve(gram: torch.Tensor, source: nn.Module, outs: list[int], ins: list[int], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
