@@ -28,8 +28,13 @@ Resumable (the widths file, the run folders and the re-measured latencies are ke
 
     nohup .venv/bin/python benchmarks/latency_aware.py --data-dir ../shared/data > lat.log &
 
-Writes ``OUT/latency_aware.json`` and ``benchmarks/results/latency_aware_resnet20_<cpu>[_s<seed>].json``
-(``xeon``, ``epyc``: the steps and latencies are the CPU kind's).
+``--arms flops,latency_steps`` runs only those arms (``flops``, the reference, always among
+them): the cheaper way to a longer search (``--candidates 300``), whose fronts have converged
+further than at 100.
+
+Writes ``OUT/latency_aware.json`` and
+``benchmarks/results/latency_aware_resnet20_<cpu>[_s<seed>][_c<candidates>].json`` (``xeon``,
+``epyc``: the steps and latencies are the CPU kind's; ``_c`` when not 100 candidates).
 """
 
 from __future__ import annotations
@@ -155,7 +160,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the side-by-side re-measurement")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the searches (the latency profile uses 1)")
+    ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms to run, 'flops' among them (default: all of {', '.join(ARMS)})")
     args = ap.parse_args()
+    arms_run = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if "flops" not in arms_run or not set(arms_run) <= set(ARMS):
+        ap.error(f"--arms: a comma-separated subset of {', '.join(ARMS)} that includes 'flops' (the reference), got {args.arms!r}")
     os.environ["AUTOMC_DATA_DIR"] = args.data_dir
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +172,7 @@ def main() -> None:
     if not widths.is_file():  # written atomically: present means complete
         _cli("profile", "widths", "--model", "resnet20", "--weights", "pretrained", "--space", "channel_pruning", "--space-arg", "mode=all", "--space-arg", "lbound=0.2", "--device", ORT["name"], "--device-arg", "threads=1", "--context", "step", "--out", str(widths), env=env)
     runs = {}
-    for arm in ARMS:
+    for arm in (a for a in ARMS if a in arms_run):
         cfg = config(arm, widths, args.candidates, args.data_dir, args.seed)
         exp = args.out / f"{arm}.yaml"
         exp.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -178,7 +187,7 @@ def main() -> None:
         "remeasured": f"every candidate and the base model, {args.rounds} interleaved rounds side by side, median",
         "widths": {"context": widths_data["context"], "tolerance": widths_data["tolerance"], "step": widths_data["measured_on"]["step"], "probes": widths_data["measured_on"]["probes"], "groups": {g: e["widths"] for g, e in widths_data["groups"].items()}},
         "arms": arms,
-        "vs_flops_aware": {arm: compare(arms["flops"], arms[arm]) for arm in ARMS[1:]},
+        "vs_flops_aware": {arm: compare(arms["flops"], arms[arm]) for arm in arms if arm != "flops"},
         "cpu": _cpu(),
     }
     text = json.dumps(summary, indent=2) + "\n"
@@ -186,7 +195,8 @@ def main() -> None:
     if args.candidates >= 100:  # one result per CPU kind: steps and latencies are the CPU's
         kind = "xeon" if "Xeon" in summary["cpu"] else "epyc" if "EPYC" in summary["cpu"] else "other"
         seed = "" if args.seed == 0 else f"_s{args.seed}"
-        (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{seed}.json").write_text(text)
+        size = "" if args.candidates == 100 else f"_c{args.candidates}"
+        (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{seed}{size}.json").write_text(text)
     print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu (1 thread); base {latency['flops']['base']:.3f} ms")
     for arm, a in arms.items():
         ratios = [r["speedup_per_flops_reduction"] for r in a["front"]]
