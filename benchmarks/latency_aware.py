@@ -33,8 +33,9 @@ them): the cheaper way to a longer search (``--candidates 300``), whose fronts h
 further than at 100.
 
 Writes ``OUT/latency_aware.json`` and
-``benchmarks/results/latency_aware_resnet20_<cpu>[_s<seed>][_c<candidates>].json`` (``xeon``,
-``epyc``: the steps and latencies are the CPU kind's; ``_c`` when not 100 candidates).
+``benchmarks/results/latency_aware_resnet20_<cpu>[_s<seed>][_c<candidates>][_<arms>].json``
+(``xeon``, ``epyc``: the steps and latencies are the CPU kind's; ``_c`` when not 100
+candidates; the arms, joined by ``-``, when not all of them).
 """
 
 from __future__ import annotations
@@ -196,7 +197,8 @@ def main() -> None:
         kind = "xeon" if "Xeon" in summary["cpu"] else "epyc" if "EPYC" in summary["cpu"] else "other"
         seed = "" if args.seed == 0 else f"_s{args.seed}"
         size = "" if args.candidates == 100 else f"_c{args.candidates}"
-        (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{seed}{size}.json").write_text(text)
+        part = "" if set(arms_run) == set(ARMS) else "_" + "-".join(a for a in ARMS if a in arms_run)  # never over a full result
+        (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{seed}{size}{part}.json").write_text(text)
     print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu (1 thread); base {latency['flops']['base']:.3f} ms")
     for arm, a in arms.items():
         ratios = [r["speedup_per_flops_reduction"] for r in a["front"]]
