@@ -163,9 +163,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the searches (the latency profile uses 1)")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms to run, 'flops' among them (default: all of {', '.join(ARMS)})")
     args = ap.parse_args()
-    arms_run = [a.strip() for a in args.arms.split(",") if a.strip()]
-    if "flops" not in arms_run or not set(arms_run) <= set(ARMS):
+    asked = {a.strip() for a in args.arms.split(",") if a.strip()}
+    if "flops" not in asked or not asked <= set(ARMS):
         ap.error(f"--arms: a comma-separated subset of {', '.join(ARMS)} that includes 'flops' (the reference), got {args.arms!r}")
+    chosen = [a for a in ARMS if a in asked]  # in ARMS's order, each once
     os.environ["AUTOMC_DATA_DIR"] = args.data_dir
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +174,7 @@ def main() -> None:
     if not widths.is_file():  # written atomically: present means complete
         _cli("profile", "widths", "--model", "resnet20", "--weights", "pretrained", "--space", "channel_pruning", "--space-arg", "mode=all", "--space-arg", "lbound=0.2", "--device", ORT["name"], "--device-arg", "threads=1", "--context", "step", "--out", str(widths), env=env)
     runs = {}
-    for arm in (a for a in ARMS if a in arms_run):
+    for arm in chosen:
         cfg = config(arm, widths, args.candidates, args.data_dir, args.seed)
         exp = args.out / f"{arm}.yaml"
         exp.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -197,7 +198,7 @@ def main() -> None:
         kind = "xeon" if "Xeon" in summary["cpu"] else "epyc" if "EPYC" in summary["cpu"] else "other"
         seed = "" if args.seed == 0 else f"_s{args.seed}"
         size = "" if args.candidates == 100 else f"_c{args.candidates}"
-        part = "" if set(arms_run) == set(ARMS) else "_" + "-".join(a for a in ARMS if a in arms_run)  # never over a full result
+        part = "" if len(chosen) == len(ARMS) else "_" + "-".join(chosen)  # never over a full result
         (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{seed}{size}{part}.json").write_text(text)
     print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu (1 thread); base {latency['flops']['base']:.3f} ms")
     for arm, a in arms.items():
