@@ -2,7 +2,8 @@
 
 Every arm searches ResNet-20's channels (all groups, pretrained, CIFAR-10; accuracy on 1,000
 *training* images after BN recalibration) with NSGA-II for ``--candidates`` candidates and
-measures every candidate on ``onnxruntime-cpu`` (1 thread, batch 1):
+measures every candidate on ``onnxruntime-cpu`` (batch 1; 1 intra-op thread, ``--device-threads``
+for more):
 
 - ``flops``: objectives accuracy and MACs, channels rounded to multiples of 8 (``round_to:
   8``, the README's advice for latency);
@@ -33,8 +34,9 @@ them): the cheaper way to a longer search (``--candidates 300``), whose fronts h
 further than at 100.
 
 Writes ``OUT/latency_aware.json`` and
-``benchmarks/results/latency_aware_resnet20_<cpu>[_s<seed>][_c<candidates>][_<arms>].json``
-(``xeon``, ``epyc``: the steps and latencies are the CPU kind's; ``_c`` when not 100
+``benchmarks/results/latency_aware_resnet20_<cpu>[_t<threads>][_s<seed>][_c<candidates>][_<arms>].json``
+(``xeon``, ``epyc``: the steps and latencies are the CPU kind's; ``_t`` with
+``--device-threads`` other than 1; ``_c`` when not 100
 candidates; the arms, joined by ``-``, when not all of them).
 """
 
@@ -51,11 +53,16 @@ import numpy as np
 import yaml
 from recovery_headline import REPO, _cli, _cpu
 
-ORT = {"name": "onnxruntime-cpu", "config": {"threads": 1}}
+ORT = "onnxruntime-cpu"
+
+
+def ort(threads: int) -> dict[str, Any]:
+    """The latency profile every arm searches and is re-measured on: onnxruntime, ``threads`` intra-op threads, batch 1."""
+    return {"name": ORT, "config": {"threads": threads}}
 ARMS = ("flops", "latency", "flops_steps", "latency_steps")
 
 
-def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int) -> dict[str, Any]:
+def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int, device_threads: int = 1) -> dict[str, Any]:
     """The experiment of one arm."""
     space = {"mode": "all", "lbound": 0.2, **({"widths": str(widths)} if arm.endswith("_steps") else {"round_to": 8})}
     cost = "macs" if arm.startswith("flops") else "latency_ms"
@@ -65,7 +72,7 @@ def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int) ->
         "model": {"name": "resnet20", "weights": "pretrained"},
         "data": {"dataset": "cifar10", "data_dir": data_dir, "eval_split": "train-exact", "calibration_split": "train-exact", "validation": 1000, "calibration_batches": 8},
         "space": {"name": "channel_pruning", "config": space},
-        "profiles": [{"name": "flops"}, ORT],
+        "profiles": [{"name": "flops"}, ort(device_threads)],
         "reward": {"name": "accuracy"},
         "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": cost, "direction": "minimize"}],
         "agent": {"name": "optuna-nsga2", "config": {"population_size": 20}},
@@ -73,7 +80,7 @@ def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int) ->
     }
 
 
-def remeasure(out: Path, runs: dict[str, Path], rounds: int) -> dict[str, dict[str, float]]:
+def remeasure(out: Path, runs: dict[str, Path], rounds: int, device_threads: int = 1) -> dict[str, dict[str, float]]:
     """Every complete candidate of every arm and the uncompressed model, measured again side
     by side: ``rounds`` interleaved rounds on one onnxruntime profile, the median per model
     (``arm`` → ``number`` (or ``base``) → ms). Kept in ``OUT/remeasured.json`` once complete."""
@@ -95,7 +102,7 @@ def remeasure(out: Path, runs: dict[str, Path], rounds: int) -> dict[str, dict[s
         for c in build_report(run_dir)["candidates"]:
             if c["state"] == "complete":
                 models.append((arm, str(c["number"]), ctx.space.apply(ctx.model, c["params"]).eval()))
-    profile = build_profile(ORT["name"], ORT["config"])
+    profile = build_profile(ORT, ort(device_threads)["config"])
     times: dict[tuple[str, str], list[float]] = {(a, n): [] for a, n, _ in models}
     for r in range(rounds):
         order = models[r % 2 :: 2] + models[1 - r % 2 :: 2]  # interleave the arms, alternate the order
@@ -161,6 +168,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the side-by-side re-measurement")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the searches (the latency profile uses 1)")
+    ap.add_argument("--device-threads", type=int, default=1, help="onnxruntime intra-op threads of the latency profile (searched, step-measured and re-measured on)")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms to run, 'flops' among them (default: all of {', '.join(ARMS)})")
     args = ap.parse_args()
     asked = {a.strip() for a in args.arms.split(",") if a.strip()}
@@ -172,19 +180,19 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     widths = args.out / "widths.json"
     if not widths.is_file():  # written atomically: present means complete
-        _cli("profile", "widths", "--model", "resnet20", "--weights", "pretrained", "--space", "channel_pruning", "--space-arg", "mode=all", "--space-arg", "lbound=0.2", "--device", ORT["name"], "--device-arg", "threads=1", "--context", "step", "--out", str(widths), env=env)
+        _cli("profile", "widths", "--model", "resnet20", "--weights", "pretrained", "--space", "channel_pruning", "--space-arg", "mode=all", "--space-arg", "lbound=0.2", "--device", ORT, "--device-arg", f"threads={args.device_threads}", "--context", "step", "--out", str(widths), env=env)
     runs = {}
     for arm in chosen:
-        cfg = config(arm, widths, args.candidates, args.data_dir, args.seed)
+        cfg = config(arm, widths, args.candidates, args.data_dir, args.seed, args.device_threads)
         exp = args.out / f"{arm}.yaml"
         exp.write_text(yaml.safe_dump(cfg, sort_keys=False))
         runs[arm] = args.out / arm
         _cli("search", str(exp), "--run-dir", str(runs[arm]), "--no-report", env=env)  # a finished run returns at once
-    latency = remeasure(args.out, runs, args.rounds)
+    latency = remeasure(args.out, runs, args.rounds, args.device_threads)
     arms = {arm: arm_result(run_dir, latency[arm], latency["flops"]["base"]) for arm, run_dir in runs.items()}
     widths_data = json.loads(widths.read_text())
     summary = {
-        "task": "resnet20, channel pruning (all groups), NSGA-II, 1,000 validation images (train-exact), onnxruntime-cpu 1 thread batch 1",
+        "task": f"resnet20, channel pruning (all groups), NSGA-II, 1,000 validation images (train-exact), onnxruntime-cpu {args.device_threads} thread(s) batch 1",
         "candidates": args.candidates,
         "remeasured": f"every candidate and the base model, {args.rounds} interleaved rounds side by side, median",
         "widths": {"context": widths_data["context"], "tolerance": widths_data["tolerance"], "step": widths_data["measured_on"]["step"], "probes": widths_data["measured_on"]["probes"], "groups": {g: e["widths"] for g, e in widths_data["groups"].items()}},
@@ -198,9 +206,10 @@ def main() -> None:
         kind = "xeon" if "Xeon" in summary["cpu"] else "epyc" if "EPYC" in summary["cpu"] else "other"
         seed = "" if args.seed == 0 else f"_s{args.seed}"
         size = "" if args.candidates == 100 else f"_c{args.candidates}"
+        threads = "" if args.device_threads == 1 else f"_t{args.device_threads}"
         part = "" if len(chosen) == len(ARMS) else "_" + "-".join(chosen)  # never over a full result
-        (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{seed}{size}{part}.json").write_text(text)
-    print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu (1 thread); base {latency['flops']['base']:.3f} ms")
+        (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{threads}{seed}{size}{part}.json").write_text(text)
+    print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu ({args.device_threads} thread(s)); base {latency['flops']['base']:.3f} ms")
     for arm, a in arms.items():
         ratios = [r["speedup_per_flops_reduction"] for r in a["front"]]
         print(f"{arm:>15}: {a['candidates']} candidates, front of {len(a['front'])}; speedup / FLOPs reduction on the front: median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
