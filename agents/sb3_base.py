@@ -31,10 +31,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from automc.agents.sb3_args import check_algo_kwargs, settable, unasked
+from automc.agents.sb3_args import check_algo_kwargs, check_own_settings, number as _number, settable, unasked
 from automc.compress.spaces import SearchSpace
 from automc.config import Constraint, Objective
-from automc.errors import UserError, notice, require_number, user_code_error
+from automc.errors import UserError, notice, user_code_error
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
 from automc.search.gym_env import CompressionEnv
@@ -46,10 +46,6 @@ class _Stop(Exception):
     pass
 
 
-def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *, integer: bool = False, low_open: bool = False) -> None:
-    require_number(name, value, low, high, integer=integer, low_open=low_open, field=f"agent.config.{name}")
-
-
 class _SB3Agent(Agent):
     algorithm: ClassVar[str] = ""
     # the learner has rolled part of the next episode (and trained on it) when the state is
@@ -59,6 +55,9 @@ class _SB3Agent(Agent):
     derived: ClassVar[frozenset[str]] = frozenset()
     # what a continuous action means (CompressionEnv.unit_of); tokens ignore it
     default_actions: ClassVar[str] = "absolute"
+    # how the env scales layer features (CompressionEnv's ``observation``; fixed in runs recorded before it)
+    default_observation: ClassVar[str] = "fixed"
+    added_settings: ClassVar[Mapping[str, Any]] = {"observation": "fixed"}
     # SB3 arguments given automc's value unless the config sets them (recorded with SB3's defaults)
     algo_defaults: ClassVar[Mapping[str, Any]] = {}
     # SB3 arguments computed from the agent's other settings unless the config sets them
@@ -78,6 +77,7 @@ class _SB3Agent(Agent):
         net_arch: Sequence[int] = (64, 64),
         episodes_in_flight: int = 1,
         actions: str | None = None,
+        observation: str | None = None,
         **algo_kwargs: Any,
     ) -> None:
         super().__init__(space, objectives, seed=seed, constraints=constraints)
@@ -89,11 +89,9 @@ class _SB3Agent(Agent):
             _number("budget_floor", budget_floor, 0, 1)
         _number("failure_reward", failure_reward)
         _number("learning_rate", learning_rate, 0, None, low_open=True)
-        if isinstance(net_arch, (str, bytes)) or not isinstance(net_arch, Sequence) or not net_arch or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in net_arch):
-            raise UserError(f"net_arch must be a list of layer widths (integers >= 1), got {net_arch!r}", field="agent.config.net_arch")
         actions = self.default_actions if actions is None else actions
-        if actions not in ("absolute", "relative"):
-            raise UserError(f"agent {self.name!r} actions must be 'absolute' (AMC's: the action is the unit value) or 'relative' (0 spreads the budget left evenly), got {actions!r}", field="agent.config.actions")
+        observation = self.default_observation if observation is None else observation
+        check_own_settings(self.name, net_arch, {"actions": actions, "observation": observation})
         self.budget = budget
         self.failure_reward = float(failure_reward)
         self._params_q: queue.Queue[Any] = queue.Queue()
@@ -110,7 +108,7 @@ class _SB3Agent(Agent):
         self._thread: threading.Thread | None = None
         self.episodes = 0
         # episodes end within [budget_floor, 1] × budget: they spend it, not far under it
-        self.env = CompressionEnv(space, budget=budget, floor=budget_floor, on_episode=self._on_episode, tokens=self._tokens(), actions=actions)
+        self.env = CompressionEnv(space, budget=budget, floor=budget_floor, on_episode=self._on_episode, tokens=self._tokens(), actions=actions, observation=observation)
         self.steps_per_episode = len(self.env.names)
         check_algo_kwargs(self.name, self._algorithm(), self.derived, algo_kwargs)
         try:
@@ -132,9 +130,9 @@ class _SB3Agent(Agent):
         return True
 
     def extra_settings(self) -> dict[str, Any]:
-        """``actions`` as resolved, and what the algorithm gets unasked: SB3's defaults,
-        :attr:`algo_defaults` over them, and the policy settings of :meth:`_algorithm`."""
-        return {"actions": self.env.actions, **unasked(self._algorithm(), self.algo_defaults, self.derived | self.computed)}
+        """``actions`` and ``observation`` as resolved, and what the algorithm gets unasked: SB3's
+        defaults, :attr:`algo_defaults` over them, and the policy settings of :meth:`_algorithm`."""
+        return {"actions": self.env.actions, "observation": self.env.observation_mode, **unasked(self._algorithm(), self.algo_defaults, self.derived | self.computed)}
 
     @classmethod
     def passed_through(cls) -> frozenset[str]:

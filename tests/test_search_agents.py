@@ -382,3 +382,43 @@ def test_a_state_saved_with_other_networks_restarts_learning_with_a_notice(tiny_
         assert tiny_space.validate(new.ask(0))
     finally:
         new.close()
+
+
+def test_minmax_observation_stretches_each_layer_feature_over_the_layers(tiny_space) -> None:
+    """``observation: minmax`` (AMC's state normalisation): a layer feature that differs between
+    layers spans exactly [0, 1] over an episode's steps, in the same order as on the fixed
+    scales; one equal for every layer keeps its fixed value; the episode's own part (cost cut,
+    cost left, previous action, knob) is unchanged; a bad value is a one-line error."""
+    from automc.search.gym_env import CompressionEnv
+
+    def walk(env: CompressionEnv) -> np.ndarray:
+        rows = [env.reset()[0]]
+        for _ in env.names[1:]:
+            rows.append(env.step(np.array([0.3], dtype=np.float32))[0])
+        return np.asarray(rows)
+
+    fixed = walk(CompressionEnv(tiny_space, budget=0.6, floor=0.95))
+    stretched = walk(CompressionEnv(tiny_space, budget=0.6, floor=0.95, observation="minmax"))
+    layer, varies = slice(0, 7), fixed[:, :7].max(axis=0) > fixed[:, :7].min(axis=0)
+    assert varies.sum() >= 2 and not varies.all()  # the check below covers both kinds of column
+    assert np.allclose(stretched[:, layer][:, varies].min(axis=0), 0.0) and np.allclose(stretched[:, layer][:, varies].max(axis=0), 1.0)
+    for j in np.flatnonzero(varies):
+        assert np.array_equal(np.argsort(fixed[:, j], kind="stable"), np.argsort(stretched[:, j], kind="stable"))
+    assert np.array_equal(stretched[:, layer][:, ~varies], fixed[:, layer][:, ~varies])
+    assert np.array_equal(stretched[:, 7:], fixed[:, 7:])
+    objectives = [Objective(metric="accuracy", direction="maximize")]
+    from automc.agents.sb3_agents import DDPGAgent
+    from automc.search.agent_settings import replayed_config, resolved_settings
+
+    ddpg, ppo = (build_agent(name, tiny_space, objectives, seed=0, config={"budget": 0.6}) for name in ("ddpg", "ppo"))
+    try:  # DDPG's default (AMC's), recorded with the run's settings; PPO's stays fixed
+        assert resolved_settings(ddpg, {})["observation"] == "minmax" and resolved_settings(ppo, {})["observation"] == "fixed"
+        recorded = resolved_settings(ddpg, {})
+    finally:
+        ddpg.close()
+        ppo.close()
+    # a run recorded before the setting existed resumes observing as it ran; a later record replays as written
+    assert replayed_config(DDPGAgent, {k: v for k, v in recorded.items() if k != "observation"}, None)["observation"] == "fixed"
+    assert replayed_config(DDPGAgent, recorded, None)["observation"] == "minmax"
+    with pytest.raises(UserError, match="observation must be 'fixed'"):
+        build_agent("ppo", tiny_space, objectives, seed=0, config={"observation": "zscore"})

@@ -41,6 +41,9 @@ class Agent(ABC):
     # True when a resumed agent proposes exactly what it would have without the stop (checked
     # by automc.testing.check_agent); agents whose learner runs ahead of ask/tell say False.
     exact_resume: ClassVar[bool] = True
+    # Settings added after runs began recording theirs, each with the value a run whose record
+    # lacks it ran with (a resumed run keeps it even where today's default differs).
+    added_settings: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], *, seed: int = 0, constraints: Sequence[Constraint] = ()) -> None:
         self.space = space

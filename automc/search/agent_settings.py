@@ -13,10 +13,12 @@ resolved (:meth:`~automc.search.agent.Agent.extra_settings`: an RL agent's ``act
 controller's ``auto`` token prior, and every argument an RL agent hands its stable-baselines3
 algorithm without the user asking — automc's own values such as DDPG's ``gamma`` 0 and SB3's
 defaults for the rest, so an upgrade of either does not change a resumed run), else the
-default. Only values that survive JSON are recorded. Not covered: settings derived from
-recorded ones (DDPG's ``train_freq`` from ``episodes_in_flight``, PPO's ``batch_size`` from
-``episodes_per_update``), and the Optuna samplers' internals, which the Optuna agents do not
-pass through.
+default. A setting added to an agent after runs began recording (the RL agents'
+``observation``) replays, for a record that lacks it, the value such runs ran with
+(``Agent.added_settings``), not today's default. Only values that survive JSON are
+recorded. Not covered: settings derived from recorded ones (DDPG's ``train_freq`` from
+``episodes_in_flight``, PPO's ``batch_size`` from ``episodes_per_update``), and the Optuna
+samplers' internals, which the Optuna agents do not pass through.
 """
 
 from __future__ import annotations
@@ -64,13 +66,14 @@ def resolved_settings(agent: Any, config: Mapping[str, Any] | None) -> dict[str,
 def replayed_config(cls: type, recorded: Mapping[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
     """The config a resumed run builds ``cls`` with: its recorded settings that the class still
     takes — its parameters, and for one taking ``**kwargs`` what it hands on
-    (``cls.passed_through()``: an SB3 argument that an upgrade removed is left out) — the
-    user's config over them."""
+    (``cls.passed_through()``: an SB3 argument that an upgrade removed is left out) — with
+    the value a setting added since had before it existed where the record lacks it
+    (``cls.added_settings``), the user's config over them."""
     takes_any = any(p.kind is p.VAR_KEYWORD for p in _init_params(cls))
     through = getattr(cls, "passed_through", lambda: None)() if takes_any else frozenset()
     names = accepted(cls)
     kept = {k: v for k, v in recorded.items() if k in names or (takes_any and (through is None or k in through))}
-    return {**kept, **dict(config or {})}
+    return {**getattr(cls, "added_settings", {}), **kept, **dict(config or {})}
 
 
 def _json_safe(value: Any) -> bool:

@@ -2,15 +2,17 @@
 
 The AMC formulation: an episode walks the search space's dimensions in network order; each
 step's observation describes the current layer (index, type, in/out channels, kernel,
-stride, its share of the cost, the cost already cut, the cost still to decide, the previous
-action, and which knob it is), the action a in [-1, 1] sets that dimension's value on the unit
-scale: (a + 1) / 2 with ``actions="absolute"`` (AMC's), or relative to the value that would
-spread the budget left evenly over this and the later dimensions with ``"relative"``
-(:meth:`CompressionEnv.unit_of`). With a ``budget`` (a fraction of the uncompressed cost),
-actions are clamped so that the episode can always end within it — even if every later
-dimension took its most compressing value — so every finished episode meets the budget; with
-a ``floor`` they are also raised where the episode could otherwise no longer reach
-``floor × budget``, so episodes spend the budget instead of ending far under it.
+stride, its share of the cost — on fixed scales, or with ``observation="minmax"`` each
+stretched to [0, 1] over the layers, as AMC normalises its state — the cost already cut, the
+cost still to decide, the previous action, and which knob it is), the action a in [-1, 1]
+sets that dimension's value on the unit scale: (a + 1) / 2 with ``actions="absolute"``
+(AMC's), or relative to the value that would spread the budget left evenly over this and the
+later dimensions with ``"relative"`` (:meth:`CompressionEnv.unit_of`). With a ``budget`` (a
+fraction of the uncompressed cost), actions are clamped so that the episode can always end
+within it — even if every later dimension took its most compressing value — so every
+finished episode meets the budget; with a ``floor`` they are also raised where the episode
+could otherwise no longer reach ``floor × budget``, so episodes spend the budget instead of
+ending far under it.
 
 The cost is analytic and instant (the clamp evaluates it often): by default
 :class:`~automc.search.cost_model.CostModel` — MACs scaled by the kept input/output channel
@@ -65,6 +67,7 @@ class CompressionEnv(gym.Env):
         cost: Callable[[Mapping[str, Any]], float] | None = None,
         tokens: int | None = None,
         actions: str = "absolute",
+        observation: str = "fixed",
     ) -> None:
         super().__init__()
         self.space = space
@@ -82,11 +85,41 @@ class CompressionEnv(gym.Env):
         infos = [dict(d.info) for d in space.dimensions.values()]
         self._max_ch = max([float(i.get("channels", 1) or 1) for i in infos] + [float(i.get("in_channels", 1) or 1) for i in infos])
         self._layer_share = self._shares()
+        self.observation_mode = observation
+        self._static = self._layer_features(minmax=observation == "minmax")
         self._reset_state()
 
     def _shares(self) -> list[float]:
         total = sum(max(float(dict(d.info).get("macs", 0.0)), 0.0) for d in self.space.dimensions.values()) or 1.0
         return [max(float(dict(d.info).get("macs", 0.0)), 0.0) / total for d in self.space.dimensions.values()]
+
+    def _layer_features(self, *, minmax: bool) -> np.ndarray:
+        """Per dimension, what describes its layer (index, linear or not, in/out channels,
+        kernel, stride, share of the cost): on fixed scales (``fixed``: channels over the
+        widest layer's, kernel over 7, stride over 4), or each column stretched to [0, 1]
+        over the dimensions (``minmax``, AMC's; a column equal for all is left as it is), so
+        that layers differing only a little in cost share (a residual group against an
+        inner convolution of the same stage) look clearly different to the networks."""
+        rows = []
+        for t, d in enumerate(self.space.dimensions.values()):
+            info = dict(d.info)
+            kernel = (info.get("kernel") or [1])[0]
+            stride = (info.get("stride") or [1])[0]
+            rows.append([
+                t / max(1, len(self.names) - 1),
+                1.0 if info.get("type") == "linear" else 0.0,
+                float(info.get("in_channels", 0) or 0) / self._max_ch,
+                float(info.get("channels", 0) or 0) / self._max_ch,
+                min(float(kernel) / 7.0, 1.0),
+                min(float(stride) / 4.0, 1.0),
+                self._layer_share[t],
+            ])
+        table = np.asarray(rows, dtype=np.float64)
+        if minmax:
+            lo, hi = table.min(axis=0), table.max(axis=0)
+            spread = hi > lo
+            table[:, spread] = (table[:, spread] - lo[spread]) / (hi - lo)[spread]
+        return table
 
     def _reset_state(self) -> None:
         self.t = 0
@@ -116,28 +149,14 @@ class CompressionEnv(gym.Env):
 
     def observation(self) -> np.ndarray:
         name = self.names[self.t]
-        d = self.space.dimensions[name]
-        info = dict(d.info)
         knob = split_name(name)[1]
         decided = dict(self.params)
         for k in self.names[self.t :]:
             decided[k] = self.space.dimensions[k].default
         cut = 1.0 - self.cost(decided)
         remaining = sum(self._layer_share[self.t + 1 :])
-        kernel = (info.get("kernel") or [1])[0]
-        stride = (info.get("stride") or [1])[0]
-        obs = [
-            self.t / max(1, len(self.names) - 1),
-            1.0 if info.get("type") == "linear" else 0.0,
-            float(info.get("in_channels", 0) or 0) / self._max_ch,
-            float(info.get("channels", 0) or 0) / self._max_ch,
-            min(float(kernel) / 7.0, 1.0),
-            min(float(stride) / 4.0, 1.0),
-            self._layer_share[self.t],
-            min(max(cut, 0.0), 1.0),
-            min(max(remaining, 0.0), 1.0),
-            self.prev_action,
-        ] + [1.0 if knob == k else 0.0 for k in KNOBS]
+        obs = [*self._static[self.t], min(max(cut, 0.0), 1.0), min(max(remaining, 0.0), 1.0), self.prev_action]
+        obs += [1.0 if knob == k else 0.0 for k in KNOBS]
         return np.asarray(obs, dtype=np.float32)
 
     def clamp(self, u: float) -> float:
