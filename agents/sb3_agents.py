@@ -2,7 +2,8 @@
 :mod:`automc.agents.sb3_base`).
 
 DDPG follows AMC: warm-up episodes (``warmup_episodes``), Gaussian exploration noise
-decaying by ``noise_decay`` per episode, and the budget clamp in the env so every episode
+decaying by ``noise_decay`` per episode, a state whose layer features are stretched to [0, 1]
+over the layers (``observation: minmax``), and the budget clamp in the env so every episode
 meets ``budget``. Warm-up episodes are random policies moved along the projection's path to
 spend the budget (``warmup: projected``, as the ``random`` agent's proposals are), not AMC's
 random action per step (``warmup: stepwise``), whose clamp squeezes the last layers to their
@@ -72,8 +73,8 @@ class DDPGAgent(_SB3Agent):
     # networks; one gradient step per step collected, after every batch of episodes
     algo_defaults = {"gamma": 0.0, "tau": 0.01, "gradient_steps": -1}
     computed = frozenset({"train_freq"})  # a batch of episodes_in_flight episodes
-    # AMC's state normalisation: a residual group and an inner convolution of one stage differ
-    # mostly in cost share, which on fixed scales is a few hundredths apart
+    # AMC's state normalisation: on fixed scales a residual group and an inner convolution of
+    # one ResNet stage differ only in cost share, by 0.09-0.14 (docs/search.md)
     default_observation = "minmax"
 
     def __init__(
