@@ -59,6 +59,8 @@ ORT = "onnxruntime-cpu"
 def ort(threads: int) -> dict[str, Any]:
     """The latency profile every arm searches and is re-measured on: onnxruntime, ``threads`` intra-op threads, batch 1."""
     return {"name": ORT, "config": {"threads": threads}}
+
+
 ARMS = ("flops", "latency", "flops_steps", "latency_steps")
 
 
@@ -167,7 +169,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the side-by-side re-measurement")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads of the searches (the latency profile uses 1)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the searches (the latency profile's: --device-threads)")
     ap.add_argument("--device-threads", type=int, default=1, help="onnxruntime intra-op threads of the latency profile (searched, step-measured and re-measured on)")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms to run, 'flops' among them (default: all of {', '.join(ARMS)})")
     args = ap.parse_args()
@@ -175,10 +177,14 @@ def main() -> None:
     if "flops" not in asked or not asked <= set(ARMS):
         ap.error(f"--arms: a comma-separated subset of {', '.join(ARMS)} that includes 'flops' (the reference), got {args.arms!r}")
     chosen = [a for a in ARMS if a in asked]  # in ARMS's order, each once
+    if args.device_threads < 1:
+        ap.error(f"--device-threads: onnxruntime intra-op threads, an integer >= 1, got {args.device_threads}")
     os.environ["AUTOMC_DATA_DIR"] = args.data_dir
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     args.out.mkdir(parents=True, exist_ok=True)
     widths = args.out / "widths.json"
+    if widths.is_file() and (measured := json.loads(widths.read_text())["measured_on"]["threads"]) != args.device_threads:
+        ap.error(f"--device-threads {args.device_threads}: {args.out} holds steps measured on {measured} thread(s); use another --out")
     if not widths.is_file():  # written atomically: present means complete
         _cli("profile", "widths", "--model", "resnet20", "--weights", "pretrained", "--space", "channel_pruning", "--space-arg", "mode=all", "--space-arg", "lbound=0.2", "--device", ORT, "--device-arg", f"threads={args.device_threads}", "--context", "step", "--out", str(widths), env=env)
     runs = {}
