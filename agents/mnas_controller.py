@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from automc.agents.sb3_agents import PPOAgent
-from automc.agents.sb3_base import _number
+from automc.agents.sb3_args import number as _number
 
 from automc.compress.spaces import Choice, SearchSpace
 from automc.config import Objective

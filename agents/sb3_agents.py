@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from automc.agents.sb3_base import _number, _SB3Agent
+from automc.agents.sb3_args import number as _number
+from automc.agents.sb3_base import _SB3Agent
 
 from automc.compress.spaces import SearchSpace
 from automc.config import Objective
