@@ -11,7 +11,7 @@ its two nodes killed mid-search.
 4. the search must complete its budget on the node left: every candidate finished, none
    failed, the lost one recorded (``retries`` on its trial) and evaluated again.
 
-Prints what happened and writes ``benchmarks/results/ray_cluster.json``; ``ray stop --force``
+Prints what happened and writes ``benchmarks/results/ray_cluster.json`` (or ``--out``); ``ray stop --force``
 at the end (it stops every Ray node on this machine)::
 
     .venv/bin/python benchmarks/ray_cluster.py --data-dir ../shared/data
@@ -36,6 +36,8 @@ from typing import Any
 import yaml
 from agents_resnet20 import resnet_config
 from recovery_headline import REPO, _cpu
+
+from automc.atomic import atomic_write_text
 
 PORT, NODE_MANAGER_PORT = 6391, 6392
 
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
     ap.add_argument("--candidates", type=int, default=24)
     ap.add_argument("--kill-after", type=int, default=6, help="kill the second node once this many candidates are recorded")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ray_cluster.json", help="result file")
     args = ap.parse_args()
     head = f"127.0.0.1:{PORT}"
     result: dict[str, Any] = {"cpu": _cpu(), "candidates": args.candidates}
@@ -113,7 +116,7 @@ def main() -> None:
     print(f"search completed: {summary['finished']} finished, {summary['failed']} failed of {args.candidates}; evaluated again after the node loss: {sorted(retried) or 'none'}")
     ok = summary["finished"] == args.candidates and summary["failed"] == 0 and numbers == list(range(args.candidates))
     result["ok"] = ok
-    (REPO / "benchmarks" / "results" / "ray_cluster.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     if not ok:
         raise SystemExit("the search did not complete its budget cleanly after the node loss")
 

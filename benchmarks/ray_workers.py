@@ -11,7 +11,7 @@ them, since on 2 cores every driver second is taken from a worker.
     .venv/bin/python benchmarks/ray_workers.py --data-dir ../shared/data [--agent random] [--candidates 40]
 
 RL agents keep ``episodes_in_flight`` episodes outstanding (``--in-flight``; by default the
-agent's own: PPO's whole rollout of 4, DDPG's 1 — give DDPG 2 or more to use both workers). Writes ``benchmarks/results/ray_workers_<agent>.json``.
+agent's own: PPO's whole rollout of 4, DDPG's 1 — give DDPG 2 or more to use both workers). Writes ``benchmarks/results/ray_workers_<agent>.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 from agents_resnet20 import resnet_config
 from recovery_headline import REPO, _cpu
 
+from automc.atomic import atomic_write_text
 from automc.config import parse_config
 from automc.search.loop import run_experiment
 
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=40)
     ap.add_argument("--in-flight", type=int, help="episodes in flight for an RL agent (default: the agent's)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the in-process run")
+    ap.add_argument("--out", type=Path, help="result file (default: benchmarks/results/ray_workers_<agent>.json)")
     args = ap.parse_args()
     agent_config: dict[str, Any] = {"episodes_in_flight": args.in_flight} if args.agent in RL_AGENTS and args.in_flight else {}
     cfg = parse_config(resnet_config(args.agent, args.agent, agent_config, "all", 0, args.candidates, args.data_dir))
@@ -67,7 +69,7 @@ def main() -> None:
     ratio = rows[2]["per_minute"] / rows[1]["per_minute"]
     print(f"2 Ray workers vs 1: {ratio:.2f}x candidates per minute ({os.cpu_count()} cores)")
     out = {"task": "resnet20, channel pruning (all groups), target macs 0.5, 1,000 validation images", "agent": args.agent, "agent_config": agent_config, "rows": rows, "two_vs_one": ratio, "cpu": _cpu(), "cores": os.cpu_count()}
-    (REPO / "benchmarks" / "results" / f"ray_workers_{args.agent}.json").write_text(json.dumps(out, indent=2) + "\n")
+    atomic_write_text(args.out or REPO / "benchmarks" / "results" / f"ray_workers_{args.agent}.json", json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -277,10 +277,14 @@ class ChannelPruningSpace(SearchSpace):
         for dim, heads in self._heads.items():  # whole attention heads, after the channel groups
             prune_heads(out, heads, heads.heads - self.keep_count(heads.heads, params[dim], dim), kept if self.reconstruct else None)
 
-    def prepare(self) -> None:
-        """With ``reconstruct``, the re-fit's Gram matrices (one calibration pass), once."""
+    def prepare(self, state: Mapping[str, Any] | None = None) -> None:
+        """With ``reconstruct``, the re-fit's Gram matrices: one calibration pass, once, or
+        ``state["grams"]`` from another copy's :meth:`prepared`."""
         if self.reconstruct:
-            self._reconstructor().grams()
+            self._reconstructor().grams((state or {}).get("grams"))
+
+    def prepared(self) -> dict[str, Any]:
+        return {"grams": self._reconstructor().grams()} if self.reconstruct else {}
 
     def _reconstructor(self) -> Reconstructor:
         """The least-squares re-fit of the layers that can lose inputs (built once: its Gram

@@ -74,9 +74,13 @@ class JointSpace(SearchSpace):
     def locked_notes(self) -> list[str]:
         return [note for part in self.parts for note in part.locked_notes()]
 
-    def prepare(self) -> None:
-        for part in self.parts:
-            part.prepare()
+    def prepare(self, state: Mapping[str, Any] | None = None) -> None:
+        states = (state or {}).get("parts") or [None] * len(self.parts)
+        for part, own in zip(self.parts, states, strict=True):
+            part.prepare(own)
+
+    def prepared(self) -> dict[str, Any]:
+        return {"parts": [part.prepared() for part in self.parts]}
 
     def config(self) -> dict[str, Any]:
         def cfg(part: SearchSpace | None) -> dict[str, Any] | bool:

@@ -320,7 +320,9 @@ def test_a_search_on_a_ray_cluster_survives_losing_a_node(tmp_path: Path, monkey
     (tmp_path / "slow_profile.py").write_text(SLOW_PROFILE)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    cfg = parse_config({**TINY, "profiles": [{"name": "slow_profile:Slow"}], "budget": {"candidates": 8}})
+    # with the re-fit: its Gram matrices reach both nodes' workers through the object store
+    space = {"name": "channel_pruning", "config": {"reconstruct": True}}
+    cfg = parse_config({**TINY, "space": space, "profiles": [{"name": "slow_profile:Slow"}], "budget": {"candidates": 8}})
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         second = cluster.add_node(num_cpus=1)
@@ -341,6 +343,36 @@ def test_a_search_on_a_ray_cluster_survives_losing_a_node(tmp_path: Path, monkey
     retried = {t.number: t.user_attrs["retries"] for t in store.study.get_trials() if "retries" in t.user_attrs}
     assert len(retried) == 1 and all("node" in r for reasons in retried.values() for r in reasons)
     assert sorted(c.number for c in store.candidates()) == list(range(8))  # no number lost or repeated
+
+
+def test_a_ray_worker_takes_the_drivers_prepared_statistics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker takes the space's once-per-run statistics (the re-fit's Gram matrices) from
+    the driver instead of computing them again, and evaluates a candidate as a worker that
+    computed its own does."""
+    from automc.search.context import build_context
+    from automc.search.executors import _Worker
+    from automc.search_spaces.reconstruction import Reconstructor
+
+    cfg = parse_config({**TINY, "space": {"name": "channel_pruning", "config": {"reconstruct": True}}})
+    driver = build_context(cfg, tmp_path)
+    driver.space.prepare()
+    state = driver.space.prepared()
+    computed: list[int] = []
+    compute = Reconstructor._compute
+    monkeypatch.setattr(Reconstructor, "_compute", lambda self: computed.append(1) or compute(self))
+    threads = torch.get_num_threads()
+    try:
+        given = _Worker(cfg.model_dump(mode="json"), str(tmp_path), 1, state)
+        assert computed == []
+        grams = given.ctx.space._reconstructor().grams()
+        assert grams.keys() == state["grams"].keys() and all(torch.equal(grams[k], state["grams"][k]) for k in grams)
+        own = _Worker(cfg.model_dump(mode="json"), str(tmp_path), 1)
+        assert computed == [1]
+        policy = driver.space.uniform(0.5)
+        mine, theirs = (w.evaluate(0, policy, dict(driver.base_metrics)) for w in (given, own))
+        assert mine["state"] == theirs["state"] and mine["metrics"] == theirs["metrics"]
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _TwoSlots:

@@ -235,6 +235,35 @@ def test_prepare_computes_the_refit_statistics_once_before_the_first_candidate(m
     assert calls == [1, 1]
 
 
+def test_a_copy_of_the_space_takes_the_prepared_statistics_instead_of_computing_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prepared()`` hands the Gram matrices to another copy of the space (a Ray worker's),
+    plain or inside a joint space: it computes nothing and builds the same models; matrices of
+    another model are refused."""
+    from automc.search_spaces.reconstruction import Reconstructor
+
+    model, x, calib = _setup("resnet20")
+    first = ChannelPruningSpace(model, x[:1], calibration=calib, reconstruct=True)
+    first.prepare()
+    state = first.prepared()
+    assert ChannelPruningSpace(model, x[:1], calibration=calib).prepared() == {}
+    calls = []
+    compute = Reconstructor._compute
+    monkeypatch.setattr(Reconstructor, "_compute", lambda self: calls.append(1) or compute(self))
+    copy_ = ChannelPruningSpace(model, x[:1], calibration=calib, reconstruct=True)
+    copy_.prepare(state)
+    policy = first.uniform(0.6)
+    with torch.no_grad():
+        assert torch.equal(first.apply(model, policy)(x), copy_.apply(model, policy)(x))
+    joint = build_space("joint", model, x[:1], calibration=calib, config={"pruning": {"reconstruct": True}})
+    joint.prepare({"parts": [state, {}]})
+    assert calls == []
+    taken = joint.prepared()["parts"][0]["grams"]
+    assert taken.keys() == state["grams"].keys() and all(taken[k] is state["grams"][k] for k in taken)
+    trimmed = {k: v[:-1, :-1] for k, v in state["grams"].items()}
+    with pytest.raises(ValueError, match="does not fit this model's layer"):
+        ChannelPruningSpace(model, x[:1], calibration=calib, reconstruct=True).prepare({"grams": trimmed})
+
+
 def test_criterion_and_keep_layers() -> None:
     model, x, _ = _setup("resnet20")
     l1 = ChannelPruningSpace(model, x[:1], criterion="l1")

@@ -141,10 +141,17 @@ class SearchSpace(ABC):
     def apply(self, model: nn.Module, params: Mapping[str, Any]) -> nn.Module:
         """A compressed copy of ``model`` under ``params``; ``model`` is left untouched."""
 
-    def prepare(self) -> None:
+    def prepare(self, state: Mapping[str, Any] | None = None) -> None:
         """Do now the once-per-run work the first ``apply`` would otherwise do (e.g. statistics
         of the uncompressed model), so that a search times it as setup, not as a candidate's
-        cost. Idempotent; the base does nothing."""
+        cost; or take ``state``, what another copy of this space (same model, data and
+        settings) computed, from its :meth:`prepared`. Idempotent; the base does nothing."""
+
+    def prepared(self) -> dict[str, Any]:
+        """What :meth:`prepare` computed, for another process's copy of this space to take
+        instead of computing it again (the driver hands it to every Ray worker); ``{}`` when
+        there is nothing."""
+        return {}
 
     def describe(self) -> list[dict[str, Any]]:
         """Per-dimension facts (layer type, channels, kernel, stride, MACs…) for agents' state."""

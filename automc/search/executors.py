@@ -2,7 +2,8 @@
 
 Choice (documented in docs/design.md): the runner keeps the ask/tell loop and the store in
 the driver; Ray only *evaluates*. Each Ray worker is an actor that builds the evaluation
-context (model, data subsets, space, profiles) once from the experiment config and then
+context (model, data subsets, space, profiles) once from the experiment config, takes the
+space's once-per-run statistics from the driver (``SearchSpace.prepared``) and then
 evaluates candidates sent to it; the driver keeps up to ``workers`` candidates in flight. An
 actor that dies (a candidate crashed its process) is recorded as that candidate's failure and
 replaced, and the search continues; one lost with its node (a machine of the cluster gone)
@@ -68,12 +69,17 @@ class SequentialExecutor:
 class _Worker:
     """Ray actor body: one evaluation context, many candidates."""
 
-    def __init__(self, config: dict[str, Any], run_dir: str, threads: int) -> None:
+    def __init__(self, config: dict[str, Any], run_dir: str, threads: int, prepared: dict[str, Any] | None = None) -> None:
         import torch
 
         torch.set_num_threads(threads)
         self.ctx = build_context(parse_config(config), Path(run_dir), measure_base=False)
-        self.ctx.space.prepare()
+        # the driver's once-per-run statistics (e.g. the re-fit's Gram matrices, seconds of
+        # CPU), not computed again by every worker; a plugin space without any computes its own
+        if prepared:
+            self.ctx.space.prepare(prepared)
+        else:
+            self.ctx.space.prepare()
 
     def ready(self) -> bool:
         """Resolves once the actor has started (its context built)."""
@@ -160,7 +166,8 @@ class RayExecutor:
         self.on_retry = on_retry
         self._threads = threads_per_worker
         self._actor_cls = ray.remote(num_cpus=threads_per_worker, max_restarts=0)(_Worker)
-        self._args = (config, str(run_dir.resolve()), threads_per_worker)
+        prepared = ctx.space.prepared()  # shipped once through Ray's object store
+        self._args = (config, str(run_dir.resolve()), threads_per_worker, ray.put(prepared) if prepared else None)
         env = {"PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p)}
         self._options = {"runtime_env": {"env_vars": env}}
         self._idle = [self._new_actor() for _ in range(workers)]
