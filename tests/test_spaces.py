@@ -235,6 +235,22 @@ def test_prepare_computes_the_refit_statistics_once_before_the_first_candidate(m
     assert calls == [1, 1]
 
 
+@pytest.mark.parametrize("conv", [nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, (3, 5), stride=(2, 1), padding=(1, 2), dilation=(1, 2), bias=False), nn.Conv2d(3, 4, 1, stride=2)])
+def test_the_refit_gathers_exactly_the_sampled_rows_of_the_unfolded_input(conv: nn.Conv2d) -> None:
+    """Gathering only the sampled positions' patches gives the rows, in order, that unfolding
+    the whole batch and then sampling gave: the Gram matrices are the same bit for bit."""
+    from automc.search_spaces.reconstruction import ROWS_PER_BATCH, _rows
+
+    x = torch.randn(16, 3, 40, 36, generator=torch.Generator().manual_seed(0))
+    cols = torch.nn.functional.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
+    every = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    assert every.shape[0] > ROWS_PER_BATCH
+    expected = every[torch.randperm(every.shape[0], generator=torch.Generator().manual_seed(3))[:ROWS_PER_BATCH]]
+    if conv.bias is not None:
+        expected = torch.cat([expected, torch.ones(expected.shape[0], 1)], dim=1)
+    assert torch.equal(_rows(conv, x, torch.Generator().manual_seed(3)), expected)
+
+
 def test_a_copy_of_the_space_takes_the_prepared_statistics_instead_of_computing_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """``prepared()`` hands the Gram matrices to another copy of the space (a Ray worker's),
     plain or inside a joint space: it computes nothing and builds the same models; matrices of
