@@ -73,8 +73,9 @@ def _rows(layer: nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tens
 def _conv_rows(layer: nn.Conv2d, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """``F.unfold``'s rows (output positions in (image, row, column) order, columns channel ×
     kernel tap), sampled by ``randperm`` over all positions. Only the sampled patches are
-    gathered: unfolding a whole batch first costs ~15× the time (ResNet-20: 7 of the 8 s the
-    Gram matrices took on one thread) and, on large inputs, gigabytes."""
+    gathered, not the whole batch unfolded first: ResNet-20's Gram matrices (8 batches of 64)
+    took 8.4 s on one thread that way and take 4.3 s, and a large input's unfold would take
+    gigabytes."""
     (kh, kw), (sh, sw), (dh, dw), (ph, pw) = layer.kernel_size, layer.stride, layer.dilation, layer.padding
     n, _, h, w = x.shape
     oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
