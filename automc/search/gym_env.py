@@ -84,16 +84,19 @@ class CompressionEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32) if self.tokens is None else gym.spaces.Discrete(self.tokens)
         infos = [dict(d.info) for d in space.dimensions.values()]
         self._max_ch = max([float(i.get("channels", 1) or 1) for i in infos] + [float(i.get("in_channels", 1) or 1) for i in infos])
-        self._layer_share = self._shares()
+        self._layer_share = self._shares(infos)
         self.observation_mode = observation
-        self._static = self._layer_features(minmax=observation == "minmax")
+        self._static = self._layer_features(infos, minmax=observation == "minmax")
         self._reset_state()
 
-    def _shares(self) -> list[float]:
-        total = sum(max(float(dict(d.info).get("macs", 0.0)), 0.0) for d in self.space.dimensions.values()) or 1.0
-        return [max(float(dict(d.info).get("macs", 0.0)), 0.0) / total for d in self.space.dimensions.values()]
+    @staticmethod
+    def _shares(infos: list[dict[str, Any]]) -> list[float]:
+        """Each dimension's share of the MACs (from its ``info``)."""
+        macs = [max(float(i.get("macs", 0.0)), 0.0) for i in infos]
+        total = sum(macs) or 1.0
+        return [m / total for m in macs]
 
-    def _layer_features(self, *, minmax: bool) -> np.ndarray:
+    def _layer_features(self, infos: list[dict[str, Any]], *, minmax: bool) -> np.ndarray:
         """Per dimension, what describes its layer (index, linear or not, in/out channels,
         kernel, stride, share of the cost): on fixed scales (``fixed``: channels over the
         widest layer's, kernel over 7, stride over 4), or each column stretched to [0, 1]
@@ -101,8 +104,7 @@ class CompressionEnv(gym.Env):
         that layers differing only a little in cost share (a residual group against an
         inner convolution of the same stage) look clearly different to the networks."""
         rows = []
-        for t, d in enumerate(self.space.dimensions.values()):
-            info = dict(d.info)
+        for t, info in enumerate(infos):
             kernel = (info.get("kernel") or [1])[0]
             stride = (info.get("stride") or [1])[0]
             rows.append([
