@@ -35,7 +35,7 @@ further than at 100.
 
 Writes ``OUT/latency_aware.json`` and
 ``benchmarks/results/latency_aware_resnet20_<cpu>[_t<threads>][_s<seed>][_c<candidates>][_<arms>].json``
-(``xeon``, ``epyc``: the steps and latencies are the CPU kind's; ``_t`` with
+(``xeon``, ``epyc`` (AVX2), ``epyc_avx512``: the steps and latencies are the CPU kind's; ``_t`` with
 ``--device-threads`` other than 1; ``_c`` when not 100
 candidates; the arms, joined by ``-``, when not all of them).
 """
@@ -51,7 +51,9 @@ from typing import Any
 
 import numpy as np
 import yaml
-from recovery_headline import REPO, _cli, _cpu
+from recovery_headline import REPO, _cli, _cpu, _cpu_kind
+
+from automc.atomic import atomic_write_text
 
 ORT = "onnxruntime-cpu"
 
@@ -207,14 +209,14 @@ def main() -> None:
         "cpu": _cpu(),
     }
     text = json.dumps(summary, indent=2) + "\n"
-    (args.out / "latency_aware.json").write_text(text)
+    atomic_write_text(args.out / "latency_aware.json", text)
     if args.candidates >= 100:  # one result per CPU kind: steps and latencies are the CPU's
-        kind = "xeon" if "Xeon" in summary["cpu"] else "epyc" if "EPYC" in summary["cpu"] else "other"
+        kind = _cpu_kind()
         seed = "" if args.seed == 0 else f"_s{args.seed}"
         size = "" if args.candidates == 100 else f"_c{args.candidates}"
         threads = "" if args.device_threads == 1 else f"_t{args.device_threads}"
         part = "" if len(chosen) == len(ARMS) else "_" + "-".join(chosen)  # never over a full result
-        (REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{threads}{seed}{size}{part}.json").write_text(text)
+        atomic_write_text(REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{threads}{seed}{size}{part}.json", text)
     print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu ({args.device_threads} thread(s)); base {latency['flops']['base']:.3f} ms")
     for arm, a in arms.items():
         ratios = [r["speedup_per_flops_reduction"] for r in a["front"]]

@@ -96,10 +96,27 @@ def _candidates(rd: Any, cfg: Any) -> list[Any]:
 
 
 def _cpu() -> str:
+    """The CPU's model name and its widest vector ISA, e.g. ``AMD EPYC (AVX-512, VNNI)``.
+
+    The ISA is named because one model name covers CPUs whose kernels differ: the AMD EPYCs here
+    are AVX2-only on some machines and AVX-512 with VNNI on others (Zen 4), and the channel
+    step, the latencies and the int8 scheme follow the ISA, not the name.
+    """
     try:
-        return next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
     except (OSError, StopIteration):
         return platform.machine()
+    flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} ({isa}, VNNI)" if "avx512_vnni" in flags or "avx_vnni" in flags else f"{name} ({isa})"
+
+
+def _cpu_kind() -> str:
+    """A short file-name tag for results that are the CPU kind's own: ``xeon``, ``epyc`` (AVX2), ``epyc_avx512``, ``other``."""
+    cpu = _cpu()
+    kind = "xeon" if "Xeon" in cpu else "epyc" if "EPYC" in cpu else "other"
+    return f"{kind}_avx512" if kind != "xeon" and "AVX-512" in cpu else kind  # the Xeon files predate the tag; every Xeon here has AVX-512
 
 
 def main() -> None:
