@@ -87,7 +87,8 @@ def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int, de
 def remeasure(out: Path, runs: dict[str, Path], rounds: int, device_threads: int = 1) -> dict[str, dict[str, float]]:
     """Every complete candidate of every arm and the uncompressed model, measured again side
     by side: ``rounds`` interleaved rounds on one onnxruntime profile, the median per model
-    (``arm`` → ``number`` (or ``base``) → ms). Kept in ``OUT/remeasured.json`` once complete."""
+    (``arm`` → ``number`` (or ``base``) → ms). Kept in ``OUT/remeasured.json`` once complete, every
+    round's value in ``OUT/remeasured_rounds.json``."""
     from automc.config import parse_config
     from automc.measure.profiles import build_profile
     from automc.results.report import build_report
@@ -114,9 +115,12 @@ def remeasure(out: Path, runs: dict[str, Path], rounds: int, device_threads: int
             times[(arm, number)].append(profile.measure(model, x).values["latency_ms"])
         print(f"re-measured round {r + 1}/{rounds}: {len(models)} models", flush=True)
     result: dict[str, dict[str, float]] = {}
+    each: dict[str, dict[str, list[float]]] = {}
     for (arm, number), ts in times.items():
         result.setdefault(arm, {})[number] = statistics.median(ts)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+        each.setdefault(arm, {})[number] = ts
+    atomic_write_text(out / "remeasured_rounds.json", json.dumps(each) + "\n")  # every round's value, to tell a slow model from a noisy one
+    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
     return result
 
 
