@@ -102,14 +102,13 @@ def _cpu() -> str:
     are AVX2-only on some machines and AVX-512 with VNNI on others (Zen 4), and the channel
     step, the latencies and the int8 scheme follow the ISA, not the name.
     """
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        name = next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
-    except (OSError, StopIteration):
+    from automc.compress.int8 import cpu_features
+
+    f = cpu_features()
+    if f.model == "unknown":
         return platform.machine()
-    flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{name} ({isa}, VNNI)" if "avx512_vnni" in flags or "avx_vnni" in flags else f"{name} ({isa})"
+    isa = "AVX-512" if "avx512f" in f.flags else "AVX2" if "avx2" in f.flags else "no AVX2"
+    return f"{f.model} ({isa}, VNNI)" if f.vnni else f"{f.model} ({isa})"
 
 
 def _cpu_kind() -> str:
