@@ -215,7 +215,7 @@ def main() -> None:
     text = json.dumps(summary, indent=2) + "\n"
     atomic_write_text(args.out / "latency_aware.json", text)
     if args.candidates >= 100:  # one result per CPU kind: steps and latencies are the CPU's
-        kind = _cpu_kind()
+        kind = _cpu_kind(summary["cpu"])  # the file is named by the CPU it records
         seed = "" if args.seed == 0 else f"_s{args.seed}"
         size = "" if args.candidates == 100 else f"_c{args.candidates}"
         threads = "" if args.device_threads == 1 else f"_t{args.device_threads}"

@@ -111,9 +111,8 @@ def _cpu() -> str:
     return f"{f.model} ({isa}, VNNI)" if f.vnni else f"{f.model} ({isa})"
 
 
-def _cpu_kind() -> str:
-    """A short file-name tag for results that are the CPU kind's own: ``xeon``, ``epyc`` (AVX2), ``epyc_avx512``, ``other``."""
-    cpu = _cpu()
+def _cpu_kind(cpu: str) -> str:
+    """A short file-name tag, from :func:`_cpu`'s description, for results that are the CPU kind's own: ``xeon``, ``epyc`` (AVX2), ``epyc_avx512``, ``other``."""
     kind = "xeon" if "Xeon" in cpu else "epyc" if "EPYC" in cpu else "other"
     return f"{kind}_avx512" if kind != "xeon" and "AVX-512" in cpu else kind  # the Xeon files predate the tag; every Xeon here has AVX-512
 
