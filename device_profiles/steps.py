@@ -11,13 +11,16 @@ measures it on *whole pruned models*, where every group moves at once:
    every group to an *odd* multiple of ``B/2`` near ``PROBE_RATIO`` of its channels (on the
    grid of ``B/2``, off the grid of ``B``), and its twin keeps ``B/2`` more channels per group
    (a multiple of ``B``). The twins and probes are measured side by side (``rounds``
-   interleaved rounds, median). The last ``B/2`` channels *pay* when the latency they save is
-   at least ``min_efficiency`` (0.5) of the MACs they remove (both relative to the twin); on a
-   runtime that pads to ``B`` they save nothing. Scanning from the coarsest block down, the
-   step is the first ``B`` whose half-block does not pay: the runtime's block. Each verdict
-   compares many channels across the whole model (a quarter of its MACs or more at the
-   coarse blocks), so noise only moves one whose saving sits near the threshold — the file
-   keeps every efficiency; measure again with more ``rounds`` when one is close.
+   interleaved rounds, each probe next to its twin). The last ``B/2`` channels *pay* when the
+   latency they save is at least ``min_efficiency`` (0.5) of the MACs they remove (both
+   relative to the twin); on a runtime that pads to ``B`` they save nothing. Scanning from the
+   coarsest block down, the step is the first ``B`` whose half-block does not pay: the
+   runtime's block. The efficiency is taken round by round, probe over its neighbouring twin
+   (a machine state lasting seconds divides out), and its median decides. A verdict the step
+   rests on that fewer than ``AGREE`` of the rounds agree with is not settled: ``rounds``
+   more rounds are measured, up to ``MAX_ROUND_FACTOR`` times as many (on a 2-core AMD EPYC
+   guest at two onnxruntime threads, medians of 5 rounds of whole-model times once read 2
+   where the block is 8). The file keeps every round.
 2. **Narrow groups.** A group narrower than twice the chosen step cannot take it. It is
    measured alone at half its channels (its largest fitting step) against the full model,
    side by side; when the latency it saves is under ``min_efficiency`` of the MACs it
@@ -44,6 +47,8 @@ from automc.errors import UserError
 from automc.measure.profiles import DeviceProfile
 
 STEPS = (1, 2, 4, 8, 16, 32)
+AGREE = 0.8  # a verdict stands when this share of the rounds agrees with it; else more rounds
+MAX_ROUND_FACTOR = 3  # ... up to this many times the rounds asked for
 PROBE_RATIO = 0.625  # probes keep about this share of every group: between half and full
 # channels pay when they save at least this share of the latency their MACs would (latency
 # saved relative / MACs removed relative); below it the runtime pads them away
@@ -75,17 +80,35 @@ def half(channels: int, step: int) -> int:
     return max(step, int(channels / 2 / step + 0.5) * step)
 
 
-def _side_by_side(profile: DeviceProfile, models: Mapping[str, nn.Module], example_input: torch.Tensor, rounds: int, progress: Callable[[int, int], None] | None, count: list[int]) -> dict[str, float]:
-    """Each model's latency: ``rounds`` interleaved rounds, the order alternating, the median."""
+def _side_by_side(profile: DeviceProfile, models: Mapping[str, nn.Module], example_input: torch.Tensor, rounds: int, progress: Callable[[int, int], None] | None, count: list[int], times: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Each model's latency in ``rounds`` more interleaved rounds (the order alternating), added
+    to ``times``: one list per model, one entry per round."""
     names = list(models)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
+    times = times if times is not None else {}
+    for n in names:
+        times.setdefault(n, [])
+    done = len(times[names[0]])
+    for r in range(done, done + rounds):
         for name in names if r % 2 == 0 else reversed(names):
             times[name].append(profile.measure(models[name], example_input).values["latency_ms"])
             count[0] += 1
             if progress:
                 progress(count[0], count[1])
-    return {n: statistics.median(ts) for n, ts in times.items()}
+    return times
+
+
+def paired_efficiency(probe: list[float], twin: list[float], removed: float) -> tuple[float, list[float]]:
+    """Latency saved per MACs removed (both relative to the twin), round by round — probe and
+    twin measured next to each other, so a machine state lasting seconds divides out — and its
+    median over the rounds."""
+    per_round = [(1.0 - p / t) / removed if removed > 0 else 0.0 for p, t in zip(probe, twin)]
+    return statistics.median(per_round), per_round
+
+
+def settled(per_round: list[float], threshold: float) -> bool:
+    """Whether at least ``AGREE`` of the rounds fall on the median's side of ``threshold``."""
+    pays = statistics.median(per_round) >= threshold
+    return sum((e >= threshold) == pays for e in per_round) >= AGREE * len(per_round)
 
 
 def derive_steps(
@@ -116,15 +139,31 @@ def derive_steps(
         pairs[f"{b}/probe"] = build(probe)
         pairs[f"{b}/twin"] = build({g: min(c, k + b // 2) if k < c else c for (g, c), k in zip(channels.items(), probe.values())})
     count = [0, rounds * len(pairs)]  # measurements done, planned
-    latency = _side_by_side(profile, pairs, example_input, rounds, progress, count)
     macs = {name: float(analyze(m, example_input).macs) for name, m in pairs.items()}
     base_macs = macs["full"]
-    table: dict[str, dict[str, float]] = {}
+    removed = {b: 1.0 - macs[f"{b}/probe"] / macs[f"{b}/twin"] for b in blocks}
+    times = _side_by_side(profile, pairs, example_input, rounds, progress, count)
+    while True:  # until every verdict the step rests on is settled, or the rounds run out
+        eff = {b: paired_efficiency(times[f"{b}/probe"], times[f"{b}/twin"], removed[b]) for b in blocks}
+        chosen = next((b for b in blocks if eff[b][0] < min_efficiency), 1)
+        open_ = [b for b in blocks if b >= chosen and not settled(eff[b][1], min_efficiency)]
+        if not open_ or len(times["full"]) >= MAX_ROUND_FACTOR * rounds:
+            break
+        count[1] += rounds * len(pairs)
+        _side_by_side(profile, pairs, example_input, rounds, progress, count, times)
+    latency = {n: statistics.median(ts) for n, ts in times.items()}
+    table: dict[str, dict[str, Any]] = {}
     for b in blocks:
         p, t = f"{b}/probe", f"{b}/twin"
-        saved, removed = 1.0 - latency[p] / latency[t], 1.0 - macs[p] / macs[t]
-        table[str(b)] = {"probe_ms": round(latency[p], 6), "twin_ms": round(latency[t], 6), "probe_macs_ratio": round(macs[p] / base_macs, 4), "twin_macs_ratio": round(macs[t] / base_macs, 4), "efficiency": round(saved / removed, 4)}
-    chosen = next((b for b in blocks if table[str(b)]["efficiency"] < min_efficiency), 1)
+        table[str(b)] = {
+            "probe_ms": round(latency[p], 6),
+            "twin_ms": round(latency[t], 6),
+            "probe_macs_ratio": round(macs[p] / base_macs, 4),
+            "twin_macs_ratio": round(macs[t] / base_macs, 4),
+            "efficiency": round(eff[b][0], 4),
+            "per_round": [round(e, 4) for e in eff[b][1]],
+            "settled": settled(eff[b][1], min_efficiency),
+        }
 
     narrow = [g for g, c in channels.items() if fitting_step(c, chosen) < chosen]
     count[1] += 2 * rounds * len(narrow)
@@ -136,13 +175,22 @@ def derive_steps(
             kept = max(half(c, step), lowest[g])
             pruned = build({g: kept})
             pair = _side_by_side(profile, {"full": model, "half": pruned}, example_input, rounds, progress, count)
-            removed = 1.0 - float(analyze(pruned, example_input).macs) / base_macs
-            saved = 1.0 - pair["half"] / pair["full"]
-            eff = saved / removed if removed > 0 else 0.0
-            entry["check"] = {"kept": kept, "latency_saved": round(saved, 4), "macs_removed": round(removed, 4), "efficiency": round(eff, 4)}
-            if eff < min_efficiency:
+            cut = 1.0 - float(analyze(pruned, example_input).macs) / base_macs
+            saved = 1.0 - statistics.median(pair["half"]) / statistics.median(pair["full"])
+            group_eff, per_round = paired_efficiency(pair["half"], pair["full"], cut)
+            entry["check"] = {"kept": kept, "latency_saved": round(saved, 4), "macs_removed": round(cut, 4), "efficiency": round(group_eff, 4), "per_round": [round(e, 4) for e in per_round]}
+            if group_eff < min_efficiency:
                 entry["step"] = c
         entry["widths"] = step_widths(c, entry["step"], groups[g][2][0])
         out[g] = entry
-    evidence = {"step": chosen, "rounds": rounds, "min_efficiency": min_efficiency, "full_model_ms": round(latency["full"], 6), "probes": table, "measurements": count[0]}
+    evidence = {
+        "step": chosen,
+        "rounds": len(times["full"]),
+        "rounds_asked": rounds,
+        "min_efficiency": min_efficiency,
+        "full_model_ms": round(latency["full"], 6),
+        "probes": table,
+        "rounds_ms": {n: [round(v, 6) for v in ts] for n, ts in times.items()},
+        "measurements": count[0],
+    }
     return out, evidence

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
-from automc.device_profiles.steps import fitting_step, probe_count, step_widths
+from automc.device_profiles.steps import fitting_step, paired_efficiency, probe_count, settled, step_widths
 from automc.device_profiles.widths import derive_widths
 from automc.models import build_model
 from automc.search_spaces.channel_pruning import ChannelPruningSpace
@@ -40,6 +41,22 @@ class Blocked(DeviceProfile):
 class Blocked16(Blocked):
     name = "blocked16"
     block = 16
+
+
+class NoisyBlocked(Blocked):
+    """Blocks of 8 on a machine that now and then runs a measurement 1.6x slow (seeded)."""
+
+    name = "noisy_blocked"
+
+    def __init__(self) -> None:
+        import random
+
+        self._rng = random.Random(2)
+
+    def measure(self, model, example_input):
+        m = super().measure(model, example_input)
+        slow = 1.6 if self._rng.random() < 0.25 else 1.0
+        return Measurement({"latency_ms": m.values["latency_ms"] * slow}, {}, 1, {"profile": self.name})
 '''
 
 
@@ -91,6 +108,31 @@ def test_step_is_the_runtime_block_and_narrow_groups_that_save_nothing_stay_whol
     pruned = sp.apply(model, sp.uniform(0.45))
     for dim, root in sp._roots.items():  # noqa: SLF001
         assert pruned.get_submodule(root).out_channels in groups[root]["widths"]
+
+
+def test_efficiency_is_paired_round_by_round_and_a_split_verdict_is_not_settled() -> None:
+    """Each round's probe is divided by its neighbouring twin (a slow spell that hits both
+    divides out); a verdict stands when 80% of the rounds agree with the median's."""
+    median, per_round = paired_efficiency([1.0, 2.0, 1.5], [2.0, 4.0, 1.5], 0.5)
+    assert per_round == [1.0, 1.0, 0.0] and median == 1.0
+    assert settled([0.6, 0.7, 0.8, 0.9, 0.1], 0.5) and not settled([0.6, 0.7, 0.1, 0.9, 0.2], 0.5)
+    assert settled([0.0, 0.1, -0.2, 0.3, 0.9], 0.5)  # 4 of 5 below: does not pay, settled
+
+
+def test_noisy_measurements_get_more_rounds_and_the_step_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a runtime computing in blocks of 8 whose measurements are now and then 1.6x slow,
+    verdicts split by the slow rounds are measured again (5 rounds more, up to 15) and the step
+    is still 8; the file keeps every round."""
+    profile = _profile(tmp_path, monkeypatch, "NoisyBlocked")
+    torch.manual_seed(0)
+    model, x = build_model("small_cnn", in_channels=1, kwargs={"width": 16}).eval(), torch.zeros(1, 1, 8, 8)
+    data = derive_widths(profile, model, ChannelPruningSpace(model, x, lbound=0.2), x, context="step", rounds=5)
+    where = data["measured_on"]
+    assert where["step"] == 8, where["probes"]
+    assert where["rounds_asked"] == 5 and where["rounds"] in (10, 15), where["rounds"]
+    for probe in where["probes"].values():
+        assert len(probe["per_round"]) == where["rounds"] and probe["efficiency"] == pytest.approx(statistics.median(probe["per_round"]), abs=1e-4)
+    assert all(len(ts) == where["rounds"] for ts in where["rounds_ms"].values())
 
 
 def test_profile_widths_step_from_the_command_line(tmp_path: Path) -> None:
