@@ -11,6 +11,8 @@ One search = one folder::
       agent_state.pt       the agent's state after its last ``tell`` (see Agent.resume)
       agent_settings.json  every setting the agent started with, defaults included: a
                            resumed run keeps them (automc.search.agent_settings)
+      widths.json          the channel widths a ``widths:`` setting named, frozen at the
+                           first start (automc.search.run_widths)
       *.pt.meta.json       checksum (and recipe) of each .pt: a damaged one is rebuilt
       measure_cache.jsonl  measurements of cacheable profiles, by model structure
       proxy/KEY.pt         an architecture candidate trained on the proxy task (KEY: hash
@@ -63,6 +65,7 @@ class RunDir:
         self.base_model = self.path / "base_model.pt"
         self.agent_state = self.path / "agent_state.pt"
         self.agent_settings = self.path / "agent_settings.json"
+        self.widths_file = self.path / "widths.json"
         self.measure_cache = self.path / "measure_cache.jsonl"
         self.report_dir = self.path / "report"
         self.recovery_dir = self.path / "recovery"

@@ -226,6 +226,15 @@ def load_widths(source: str | Path | Mapping[str, Any]) -> dict[str, list[int]]:
     return out
 
 
+def inline_widths(widths: Mapping[str, list[int]], roots: Mapping[str, str]) -> dict[str, Any] | None:
+    """A space's widths (dimension → counts; ``roots``: dimension → group) as a widths mapping
+    — the counts themselves, not the file they came from, so a saved model's card or a stored
+    config rebuilds the same counts wherever it is read, whatever became of the file."""
+    if not widths:
+        return None
+    return {"format": FORMAT, "groups": {roots[dim]: {"widths": list(counts)} for dim, counts in widths.items()}}
+
+
 def space_widths(source: str | Path | Mapping[str, Any], roots: Mapping[str, str], channels: Mapping[str, int]) -> dict[str, list[int]]:
     """A space's dimension → allowed kept counts from a widths file, checked against the
     space's groups (``roots``: dimension → its group's root layer; ``channels``: dimension →

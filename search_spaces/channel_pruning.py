@@ -101,7 +101,6 @@ class ChannelPruningSpace(SearchSpace):
         self.mode = mode
         self.keep_layers = tuple(check_layer_names(model, keep_layers, "keep_layers"))
         self.min_channels = max(1, int(min_channels))
-        self.widths_source = widths if widths is None or isinstance(widths, str) else "inline"
         self.widths: dict[str, list[int]] = {}  # dim → kept counts allowed (measured per group)
         self.classifier = tuple(output_layers(model, example_input))
         self.locked: list[dict[str, Any]] = []
@@ -181,6 +180,8 @@ class ChannelPruningSpace(SearchSpace):
             self.widths = space_widths(widths, self._roots, self._channels)
 
     def config(self) -> dict[str, Any]:
+        from automc.device_profiles.widths import inline_widths
+
         return {
             "lbound": self.lbound,
             "round_to": self.round_to,
@@ -188,7 +189,7 @@ class ChannelPruningSpace(SearchSpace):
             "mode": self.mode,
             "keep_layers": list(self.keep_layers),
             "min_channels": self.min_channels,
-            "widths": self.widths_source,
+            "widths": inline_widths(self.widths, self._roots),
             "reconstruct": self.reconstruct,
         }
 

@@ -21,6 +21,7 @@ def check_summary(cfg: ExperimentConfig, run_dir: Path, *, workers: int = 1) -> 
     from automc.search.agent_settings import resolved_settings
     from automc.search.loop import check_run_config
     from automc.search.preflight import check_experiment, preflight, probe
+    from automc.search.run_widths import describe_widths
 
     run = RunDir(run_dir)
     resuming = check_run_config(run, cfg.model_dump(mode="json"))
@@ -43,6 +44,7 @@ def check_summary(cfg: ExperimentConfig, run_dir: Path, *, workers: int = 1) -> 
         "validation_images": int(ctx.reference.get("samples", 0)),
         "space": cfg.space.name,
         "dimensions": len(ctx.space.dimensions),
+        "widths": describe_widths(cfg, run),
         "knobs": dict(knobs),
         "agent": cfg.agent.name,
         "agent_config": dict(cfg.agent.config),
@@ -71,6 +73,8 @@ def print_check(cfg: ExperimentConfig, run_dir: Path, *, as_json: bool, workers:
     print(f"{s['name']}: OK — the dry run passed")
     print(f"  model      {s['model']} ({s['base_model']}) on {s['dataset']}, {s['validation_images']} validation images")
     print(f"  space      {s['space']}: {s['dimensions']} dimensions ({knobs})")
+    if s["widths"]:
+        print(f"  widths     {s['widths']}")
     print(f"  agent      {s['agent']} {s['agent_config'] or ''} seed {s['seed']}".rstrip())
     print(f"  settings   {', '.join(f'{k}={v}' for k, v in sorted(s['agent_settings'].items())) or '(none)'}")
     print(f"  budget     {budget}" + (f" on {workers} workers" if workers > 1 else ""))

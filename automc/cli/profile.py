@@ -195,14 +195,14 @@ def run_widths(args: argparse.Namespace) -> int:
     data["measured_on"]["model"] = args.model
     out = _write_json(args.out, data)
     measured = data["measured_on"]
-    what = {"model": lambda: f"{measured['models']} models", "layer": lambda: f"{measured['layer_shapes']} layer shapes", "step": lambda: f"{measured['measurements']} model measurements, step {measured['step']}"}[data["context"]]()
+    what = {"model": lambda: f"{measured['models']} models", "layer": lambda: f"{measured['layer_shapes']} layer shapes", "step": lambda: f"{measured['measurements']} model measurements in {measured['rounds']} rounds, step {measured['step']}"}[data["context"]]()
     result = {"out": str(out), "context": data["context"], "groups": {g: e["widths"] for g, e in data["groups"].items()}, "measured": what, "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
         emit_json(result)
         return 0
     print(f"wrote {out}: {len(result['groups'])} groups, {what} measured ({result['seconds']} s)")
     for block, probe in measured.get("probes", {}).items():  # context step: the evidence for the step
-        pays = "pays" if probe["efficiency"] >= data["tolerance"] else "padded away"
+        pays = ("pays" if probe["efficiency"] >= data["tolerance"] else "padded away") + ("" if probe.get("settled", True) else " (rounds split)")
         half = int(block) // 2
         print(f"  block {block:>2}: the last {half} channel{'s' if half > 1 else ''} per group save {probe['efficiency']:.2f} of their MACs' share ({probe['twin_ms']:.3f} -> {probe['probe_ms']:.3f} ms, MACs x{probe['twin_macs_ratio']:.2f} -> x{probe['probe_macs_ratio']:.2f}): {pays}")
     for group, widths in result["groups"].items():

@@ -34,6 +34,7 @@ from automc.run import RunDir
 from automc.search.candidate import COMPLETE, FAILED, Candidate
 from automc.search.proxy import ProxyTrainer
 from automc.search.rewards import resolve_reward
+from automc.search.run_widths import run_space_config
 from automc.train.training import train_classifier
 
 
@@ -124,10 +125,12 @@ def build_profiles(cfg: ExperimentConfig, run: RunDir | None) -> list[DeviceProf
     return profiles
 
 
-def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base: bool = True, cache: bool = True, train: bool = True) -> Context:
+def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base: bool = True, cache: bool = True, train: bool = True, freeze: bool = False) -> Context:
     """Model, data, space, evaluator, profiles and reward for ``cfg``; ``measure_base`` also
     evaluates and profiles the uncompressed model (Ray workers receive those figures);
-    ``train=False`` never trains (nor writes) the base model (see :func:`base_weights`)."""
+    ``train=False`` never trains (nor writes) the base model (see :func:`base_weights`);
+    ``freeze`` (the search's driver) freezes a ``widths:`` file or measurement into the run
+    first (:mod:`automc.search.run_widths`), which every other context then reads."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     torch.manual_seed(cfg.seed)
     data = experiment_data(cfg)
@@ -136,7 +139,7 @@ def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base
     model = data.model(cfg.model.name, weights, cfg.model.kwargs)
     x = data.example_input()
     evaluator = data.evaluator(bn_calibration_batches=cfg.data.calibration_batches if cfg.data.bn_calibration else 0, device=cfg.device)
-    space = data.space(cfg.space.name, model, cfg.space.config, batches=cfg.data.calibration_batches)
+    space = data.space(cfg.space.name, model, run_space_config(cfg, run, model, x, freeze=freeze), batches=cfg.data.calibration_batches)
     profiles = build_profiles(cfg, run if cache else None)
     reward = resolve_reward(cfg.reward.name, cfg.reward.kwargs)
     base_metrics: dict[str, float] = {}

@@ -79,7 +79,7 @@ def check_experiment(cfg: ExperimentConfig, run: RunDir, *, train: bool = True, 
         if not train or not untrained:
             return ctx, agent, projector
         agent.close()
-    ctx = build_context(cfg, run)
+    ctx = build_context(cfg, run, freeze=True)
     agent = _agent(cfg, ctx, agent_settings)
     projector = _dry_run(ctx, agent, checks)
     return ctx, agent, projector
