@@ -7,6 +7,7 @@ import os
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from automc.compress.saved import load_compressed
@@ -75,7 +76,7 @@ def test_a_widths_file_is_frozen_into_the_run_and_a_changed_one_refused(tmp_path
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
-def test_widths_measure_measures_the_step_once_per_run(tmp_path: Path, monkeypatch: object) -> None:
+def test_widths_measure_measures_the_step_once_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``widths: measure`` reads the runtime's channel step off the experiment's timed latency
     profile when the run first starts (8 on a runtime that computes in blocks of 8), searches
     on multiples of it, and never measures again on resume; without a timed latency profile it
@@ -99,6 +100,7 @@ def test_widths_measure_measures_the_step_once_per_run(tmp_path: Path, monkeypat
     frozen_file = run_dir / "widths.json"
     frozen = json.loads(frozen_file.read_text())
     assert frozen["measured_on"]["step"] == 8 and frozen["frozen_from"]["widths"] == "measure"
+    monkeypatch.syspath_prepend(str(tmp_path))  # the profile plugin, for this process's reader
     widths = _reader_widths(run_dir)
     assert widths and all(w % 8 == 0 or w == max(ws) for ws in widths.values() for w in ws), widths
     stamp = frozen_file.stat().st_mtime_ns
