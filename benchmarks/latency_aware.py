@@ -34,10 +34,11 @@ them): the cheaper way to a longer search (``--candidates 300``), whose fronts h
 further than at 100.
 
 Writes ``OUT/latency_aware.json`` and
-``benchmarks/results/latency_aware_resnet20_<cpu>[_t<threads>][_s<seed>][_c<candidates>][_<arms>].json``
+``benchmarks/results/latency_aware_resnet20_<cpu>[_t<threads>][_s<seed>][_c<candidates>][_<arms>][_paired].json``
 (``xeon``, ``epyc`` (AVX2), ``epyc_avx512``: the steps and latencies are the CPU kind's; ``_t`` with
 ``--device-threads`` other than 1; ``_c`` when not 100
-candidates; the arms, joined by ``-``, when not all of them).
+candidates; the arms, joined by ``-``, when not all of them; ``_paired`` when a steps arm ran on
+a step read by the paired-round rule of ``device_profiles/steps.py``, from 638711a on).
 """
 
 from __future__ import annotations
@@ -168,6 +169,12 @@ def compare(flops: dict[str, Any], latency: dict[str, Any], levels: int = 20) ->
     return {"accuracy_range": [lo, hi], "levels": len(grid), "latency_reduction_median": statistics.median(reductions), "latency_reduction_min": min(reductions), "latency_reduction_max": max(reductions), "upper_half_levels": len(upper), "latency_reduction_median_upper_half": statistics.median(upper), "latency_reduction_min_upper_half": min(upper), "per_level": [{"accuracy": a, "flops_arm_ms": fastest_reaching(f, a), "latency_arm_ms": fastest_reaching(g, a)} for a in grid]}
 
 
+def _step_rule(measured_on: dict) -> str:
+    """Which rule read the step: files from before 638711a lack ``rounds_asked`` and were read
+    from each probe's median alone; later ones pair every probe with its twin per round."""
+    return "paired rounds" if "rounds_asked" in measured_on else "medians"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=os.environ.get("AUTOMC_DATA_DIR", str(REPO.parent / "shared" / "data")))
@@ -207,7 +214,7 @@ def main() -> None:
         "task": f"resnet20, channel pruning (all groups), NSGA-II, 1,000 validation images (train-exact), onnxruntime-cpu {args.device_threads} thread(s) batch 1",
         "candidates": args.candidates,
         "remeasured": f"every candidate and the base model, {args.rounds} interleaved rounds side by side, median",
-        "widths": {"context": widths_data["context"], "tolerance": widths_data["tolerance"], "step": widths_data["measured_on"]["step"], "probes": widths_data["measured_on"]["probes"], "groups": {g: e["widths"] for g, e in widths_data["groups"].items()}},
+        "widths": {"context": widths_data["context"], "tolerance": widths_data["tolerance"], "step": widths_data["measured_on"]["step"], "step_rule": _step_rule(widths_data["measured_on"]), "rounds": widths_data["measured_on"].get("rounds"), "probes": widths_data["measured_on"]["probes"], "groups": {g: e["widths"] for g, e in widths_data["groups"].items()}},
         "arms": arms,
         "vs_flops_aware": {arm: compare(arms["flops"], arms[arm]) for arm in arms if arm != "flops"},
         "cpu": _cpu(),
@@ -220,6 +227,8 @@ def main() -> None:
         size = "" if args.candidates == 100 else f"_c{args.candidates}"
         threads = "" if args.device_threads == 1 else f"_t{args.device_threads}"
         part = "" if len(chosen) == len(ARMS) else "_" + "-".join(chosen)  # never over a full result
+        if summary["widths"]["step_rule"] == "paired rounds" and any(a.endswith("_steps") for a in chosen):
+            part += "_paired"  # never over a result whose step the medians rule read
         atomic_write_text(REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{threads}{seed}{size}{part}.json", text)
     print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu ({args.device_threads} thread(s)); base {latency['flops']['base']:.3f} ms")
     for arm, a in arms.items():
