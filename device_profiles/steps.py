@@ -19,8 +19,9 @@ measures it on *whole pruned models*, where every group moves at once:
    (a machine state lasting seconds divides out), and its median decides. A verdict the step
    rests on that fewer than ``AGREE`` of the rounds agree with is not settled: ``rounds``
    more rounds are measured, up to ``MAX_ROUND_FACTOR`` times as many (on a 2-core AMD EPYC
-   guest at two onnxruntime threads, medians of 5 rounds of whole-model times once read 2
-   where the block is 8). The file keeps every round.
+   guest at two onnxruntime threads, medians of 5 rounds of whole-model times read 2 once and
+   32 once where the block is 8, and 32 in 1 of 8 repeats of ``benchmarks/step_repeat.py``;
+   the paired rounds read 8 in all 8). The file keeps every round.
 2. **Narrow groups.** A group narrower than twice the chosen step cannot take it. It is
    measured alone at half its channels (its largest fitting step) against the full model,
    side by side; when the latency it saves is under ``min_efficiency`` of the MACs it

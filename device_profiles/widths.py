@@ -33,7 +33,6 @@ import copy
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,10 +40,10 @@ from automc.device_profiles.lut_keys import layer_options, make_layer
 from torch import nn
 
 from automc.compress.spaces import SearchSpace
+from automc.compress.widths_file import FORMAT
 from automc.errors import UserError
 from automc.measure.profiles import DeviceProfile
 
-FORMAT = "automc.widths/1"
 # measuring context → default tolerance (see derive_widths; for "step", the least efficiency that pays)
 CONTEXTS = {"model": 0.01, "layer": 0.03, "step": 0.5}
 
@@ -200,52 +199,3 @@ def derive_widths(
 def _where(profile: DeviceProfile, space: SearchSpace, extra: Mapping[str, Any]) -> dict[str, Any]:
     """Where and when widths were measured (device, library versions, space) and how."""
     return {**profile.describe(), "profile_config": profile.config(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "space": space.name, "space_config": space.config(), **extra}
-
-
-def load_widths(source: str | Path | Mapping[str, Any]) -> dict[str, list[int]]:
-    """Group → allowed kept-channel counts from a widths file (or its parsed content)."""
-    if isinstance(source, Mapping):
-        data, where = dict(source), "widths"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UserError(f"widths file {path} does not exist: write one with 'automc profile widths'", field="widths")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"widths file {path} is not valid JSON ({exc.msg}): write it again with 'automc profile widths'", field="widths") from None
-        where = str(path)
-    if data.get("format") != FORMAT or not isinstance(data.get("groups"), Mapping):
-        raise UserError(f"{where} is not an automc widths file (format {data.get('format')!r}, expected {FORMAT!r})", field="widths")
-    out: dict[str, list[int]] = {}
-    for group, entry in data["groups"].items():
-        widths = entry.get("widths") if isinstance(entry, Mapping) else None
-        if not isinstance(widths, list) or not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
-            raise UserError(f"{where}: group {group!r} needs a list of positive channel counts under 'widths'", field="widths")
-        out[str(group)] = sorted(set(widths))
-    return out
-
-
-def inline_widths(widths: Mapping[str, list[int]], roots: Mapping[str, str]) -> dict[str, Any] | None:
-    """A space's widths (dimension → counts; ``roots``: dimension → group) as a widths mapping
-    — the counts themselves, not the file they came from, so a saved model's card or a stored
-    config rebuilds the same counts wherever it is read, whatever became of the file."""
-    if not widths:
-        return None
-    return {"format": FORMAT, "groups": {roots[dim]: {"widths": list(counts)} for dim, counts in widths.items()}}
-
-
-def space_widths(source: str | Path | Mapping[str, Any], roots: Mapping[str, str], channels: Mapping[str, int]) -> dict[str, list[int]]:
-    """A space's dimension → allowed kept counts from a widths file, checked against the
-    space's groups (``roots``: dimension → its group's root layer; ``channels``: dimension →
-    full count): an unknown group or other channel counts is one line naming the fix."""
-    by_root = {root: dim for dim, root in roots.items()}
-    out: dict[str, list[int]] = {}
-    for group, counts in load_widths(source).items():
-        dim = by_root.get(group)
-        if dim is None:
-            raise UserError(f"widths: group {group!r} is not a channel group of this model and space (groups: {', '.join(by_root)}): write the file with 'automc profile widths' for this model", field="widths")
-        if max(counts) != channels[dim]:
-            raise UserError(f"widths: group {group!r} has {channels[dim]} channels, the file's widths end at {max(counts)}: it was measured on another model", field="widths")
-        out[dim] = counts
-    return out

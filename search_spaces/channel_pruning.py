@@ -41,6 +41,7 @@ from torch import nn
 from automc.compress.analysis import analyze
 from automc.errors import UserError, require_number
 from automc.compress.spaces import Float, SearchSpace
+from automc.compress.widths_file import inline_widths, space_widths
 from automc.search_spaces.attention_heads import Heads, find_heads, prune_heads, verify_heads
 from automc.search_spaces.common import check_layer_names, layer_info, output_layers
 from automc.search_spaces.pruning_graph import build_graph, group_risks, rooted_groups, verify_group
@@ -175,13 +176,9 @@ class ChannelPruningSpace(SearchSpace):
         if not self._dims:
             raise UserError("the model has no prunable channel group (all are classifier or keep_layers)")
         if widths is not None:
-            from automc.device_profiles.widths import space_widths
-
             self.widths = space_widths(widths, self._roots, self._channels)
 
     def config(self) -> dict[str, Any]:
-        from automc.device_profiles.widths import inline_widths
-
         return {
             "lbound": self.lbound,
             "round_to": self.round_to,

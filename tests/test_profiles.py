@@ -251,7 +251,7 @@ def test_profile_widths_measures_groups_and_the_space_rounds_to_them(tmp_path: P
     per group, measured in the whole model or layer by layer; ``channel_pruning`` with
     ``widths:`` keeps exactly those counts (the nearest), builds them, and refuses a file
     written for another model."""
-    from automc.device_profiles.widths import FORMAT
+    from automc.compress.widths_file import FORMAT
 
     (tmp_path / "stair_profiles.py").write_text(textwrap.dedent(STAIRCASE_PROFILE))
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}

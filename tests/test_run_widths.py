@@ -28,7 +28,7 @@ def _groups(width: int) -> dict[str, int]:
 
 
 def _widths_file(path: Path, groups: dict[str, int], *, halves: bool) -> Path:
-    from automc.device_profiles.widths import FORMAT
+    from automc.compress.widths_file import FORMAT
 
     path.write_text(json.dumps({"format": FORMAT, "groups": {g: {"widths": [c // 2, c] if halves else [c]} for g, c in groups.items()}}))
     return path

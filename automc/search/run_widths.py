@@ -34,6 +34,7 @@ from torch import nn
 
 from automc.atomic import atomic_write_text
 from automc.compress.spaces import build_space
+from automc.compress.widths_file import load_widths, read_widths_file
 from automc.config import ExperimentConfig
 from automc.errors import UserError, notice
 from automc.measure.profiles import PROFILES, DeviceProfile, build_profile
@@ -152,11 +153,11 @@ def _freeze(cfg: ExperimentConfig, run: RunDir, path: tuple[str, ...], setting: 
     else:
         file = Path(setting)
         if frozen is not None:
-            if not file.is_file() or _counts(_read_file(file, field)) == _counts(frozen):
+            if not file.is_file() or load_widths(read_widths_file(file, field), field=field) == load_widths(frozen, field=field, where=str(run.widths_file)):
                 return frozen
             if run.config_file.exists():  # the run has started on the copy
                 raise UserError(f"widths file {file} has changed since this run started ({run.widths_file} holds the widths it started with): restore the file, or start a new search with another --run-dir", field=field)
-        data = _read_file(file, field)
+        data = read_widths_file(file, field)
     data = {**data, "frozen_from": source}
     run.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.widths_file, json.dumps(data, indent=2) + "\n")
@@ -175,26 +176,6 @@ def _measure(cfg: ExperimentConfig, path: tuple[str, ...], model: nn.Module, x: 
     data["measured_on"]["model"] = cfg.model.name
     notice(f"widths: step {data['measured_on']['step']} from {data['measured_on']['measurements']} model measurements ({time.perf_counter() - started:.0f} s)")
     return data
-
-
-def _read_file(file: Path, field: str) -> dict[str, Any]:
-    if not file.is_file():
-        raise UserError(f"widths file {file} does not exist: write one with 'automc profile widths' (or say widths: measure)", field=field)
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"widths file {file} is not valid JSON ({exc}): write it again with 'automc profile widths'", field=field) from None
-    if not isinstance(data, dict):
-        raise UserError(f"widths file {file} is not an automc widths file: write it again with 'automc profile widths'", field=field)
-    return data
-
-
-def _counts(data: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """Each group's widths: what decides the models (the rest is provenance)."""
-    groups = data.get("groups")
-    if not isinstance(groups, Mapping):
-        return {}
-    return {str(g): sorted(set(map(str, e.get(KEY) or []))) if isinstance(e, Mapping) else [] for g, e in groups.items()}
 
 
 def _at(config: Mapping[str, Any] | None, path: tuple[str, ...]) -> dict[str, Any]:
