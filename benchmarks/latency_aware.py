@@ -38,7 +38,14 @@ Writes ``OUT/latency_aware.json`` and
 (``xeon``, ``epyc`` (AVX2), ``epyc_avx512``: the steps and latencies are the CPU kind's; ``_t`` with
 ``--device-threads`` other than 1; ``_c`` when not 100
 candidates; the arms, joined by ``-``, when not all of them; ``_paired`` when a steps arm ran on
-a step read by the paired-round rule of ``device_profiles/steps.py``, from 638711a on).
+a step read by the paired-round rule of ``device_profiles/steps.py``, from 638711a on;
+``_vsbase`` with ``--search-vs-base``).
+
+``--search-vs-base`` has the latency arms' searches time each candidate next to the base
+model, so a machine state lasting seconds does not steer them. Copying ``widths.json``,
+``flops.yaml`` and ``flops/`` of an earlier ``--out`` of the same seed and threads into a new
+one keeps the steps and the FLOPs arm (which this flag does not change) and runs only what
+differs; the re-measurement is then done again, side by side.
 """
 
 from __future__ import annotations
@@ -67,8 +74,13 @@ def ort(threads: int) -> dict[str, Any]:
 ARMS = ("flops", "latency", "flops_steps", "latency_steps")
 
 
-def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int, device_threads: int = 1) -> dict[str, Any]:
-    """The experiment of one arm."""
+def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int, device_threads: int = 1, vs_base: bool = False) -> dict[str, Any]:
+    """The experiment of one arm; ``vs_base``: a latency arm's search times each candidate
+    next to the base model (``onnxruntime-cpu`` ``paired: true``). The FLOPs arms never: their
+    searches do not steer by latency, and their experiment stays the one run without it."""
+    profile = ort(device_threads)
+    if vs_base and arm.startswith("latency"):
+        profile = {**profile, "config": {**profile["config"], "paired": True}}
     space = {"mode": "all", "lbound": 0.2, **({"widths": str(widths)} if arm.endswith("_steps") else {"round_to": 8})}
     cost = "macs" if arm.startswith("flops") else "latency_ms"
     return {
@@ -77,7 +89,7 @@ def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int, de
         "model": {"name": "resnet20", "weights": "pretrained"},
         "data": {"dataset": "cifar10", "data_dir": data_dir, "eval_split": "train-exact", "calibration_split": "train-exact", "validation": 1000, "calibration_batches": 8},
         "space": {"name": "channel_pruning", "config": space},
-        "profiles": [{"name": "flops"}, ort(device_threads)],
+        "profiles": [{"name": "flops"}, profile],
         "reward": {"name": "accuracy"},
         "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": cost, "direction": "minimize"}],
         "agent": {"name": "optuna-nsga2", "config": {"population_size": 20}},
@@ -200,6 +212,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the side-by-side re-measurement")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the searches (the latency profile's: --device-threads)")
     ap.add_argument("--device-threads", type=int, default=1, help="onnxruntime intra-op threads of the latency profile (searched, step-measured and re-measured on)")
+    ap.add_argument("--search-vs-base", action="store_true", help="the latency arms' searches time each candidate next to the base model (onnxruntime-cpu paired: true); the re-measurement is the same either way")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms to run, 'flops' among them (default: all of {', '.join(ARMS)})")
     args = ap.parse_args()
     asked = {a.strip() for a in args.arms.split(",") if a.strip()}
@@ -218,7 +231,7 @@ def main() -> None:
         _cli("profile", "widths", "--model", "resnet20", "--weights", "pretrained", "--space", "channel_pruning", "--space-arg", "mode=all", "--space-arg", "lbound=0.2", "--device", ORT, "--device-arg", f"threads={args.device_threads}", "--context", "step", "--out", str(widths), env=env)
     runs = {}
     for arm in chosen:
-        cfg = config(arm, widths, args.candidates, args.data_dir, args.seed, args.device_threads)
+        cfg = config(arm, widths, args.candidates, args.data_dir, args.seed, args.device_threads, args.search_vs_base)
         exp = args.out / f"{arm}.yaml"
         exp.write_text(yaml.safe_dump(cfg, sort_keys=False))
         runs[arm] = args.out / arm
@@ -230,6 +243,7 @@ def main() -> None:
         "task": f"resnet20, channel pruning (all groups), NSGA-II, 1,000 validation images (train-exact), onnxruntime-cpu {args.device_threads} thread(s) batch 1",
         "candidates": args.candidates,
         "remeasured": f"every candidate and the base model, {args.rounds} interleaved rounds side by side, median",
+        "search_latency": "latency arms: each candidate timed next to the base model (paired)" if args.search_vs_base else "each candidate timed alone",
         "widths": {"context": widths_data["context"], "tolerance": widths_data["tolerance"], "step": widths_data["measured_on"]["step"], "step_rule": _step_rule(widths_data["measured_on"]), "rounds": widths_data["measured_on"].get("rounds"), "probes": widths_data["measured_on"]["probes"], "groups": {g: e["widths"] for g, e in widths_data["groups"].items()}},
         "arms": arms,
         "vs_flops_aware": {arm: compare(arms["flops"], arms[arm]) for arm in arms if arm != "flops"},
@@ -245,6 +259,7 @@ def main() -> None:
         part = "" if len(chosen) == len(ARMS) else "_" + "-".join(chosen)  # never over a full result
         if summary["widths"]["step_rule"] == "paired rounds" and any(a.endswith("_steps") for a in chosen):
             part += "_paired"  # never over a result whose step the medians rule read
+        part += "_vsbase" if args.search_vs_base else ""
         atomic_write_text(REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{threads}{seed}{size}{part}.json", text)
     print(f"ResNet-20, {args.candidates} NSGA-II candidates per arm, re-measured side by side on onnxruntime-cpu ({args.device_threads} thread(s)); base {latency['flops']['base']:.3f} ms")
     for arm, a in arms.items():

@@ -19,6 +19,15 @@ measurements of one pruned ResNet-20 spread 15.5% by median and 2.0% by minimum
 (docs/device_profiles.md). Choose ``median`` on a dedicated, quiet device when typical
 latency under the device's own load is what matters.
 
+With ``paired: true``, a search's candidates are timed next to the run's uncompressed model
+(:mod:`automc.measure.paired`): in each session the candidate and the base model run in
+alternating chunks, and ``latency_ms`` is the median per-round ratio of their fastest runs
+times the base model's ``latency_ms`` measured when the run started (``latency_ms_median``
+likewise from the chunks' medians). A machine state lasting seconds then slows both sides of
+the ratio alike, and every candidate of the run stands on the one base figure. Timing takes
+about twice as long. Without a reference (``automc profile``, the base model itself) the
+profile measures as it does unpaired.
+
 The profile is ``cacheable``: latency depends on the architecture, not on weight values, so a
 search serves an identical structure (types, shapes, bit-widths, input shape, settings) from
 the run's measurement cache instead of measuring it again (:mod:`automc.measure.cache`).
@@ -27,7 +36,10 @@ the run's measurement cache instead of measuring it again (:mod:`automc.measure.
 from __future__ import annotations
 
 import copy
+import shutil
 import tempfile
+import weakref
+from collections.abc import Callable, Mapping
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -39,6 +51,7 @@ from torch import nn
 from automc.errors import UserError
 from automc.results.int8_onnx import export_int8
 from automc.results.onnx import INPUT_NAME, export_onnx, onnx_session
+from automc.measure.paired import paired_timing
 from automc.measure.profiles import DeviceProfile, Measurement, machine_description, time_call
 from automc.compress.quant import FLOAT_BITS, quant_layers
 
@@ -75,6 +88,7 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
         max_repeats: int = 5000,
         max_seconds: float = 2.0,
         rel_tol: float = 0.005,
+        paired: bool = False,
     ) -> None:
         if int(threads) < 1:
             raise UserError(f"threads must be >= 1, got {threads}", field="threads")
@@ -84,6 +98,8 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
             raise UserError(f"sessions must be >= 1, got {sessions}", field="sessions")
         if statistic not in STATISTICS:
             raise UserError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}", field="statistic")
+        if not isinstance(paired, bool):
+            raise UserError(f"paired must be true or false, got {paired!r}", field="paired")
         if int8 not in INT8_MODES:
             raise UserError(f"int8 must be one of {', '.join(INT8_MODES)}, got {int8!r}", field="int8")
         self.threads = int(threads)
@@ -93,9 +109,21 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
         self.sessions = int(sessions)
         self.statistic = statistic
         self.timing = {"warmup": int(warmup), "min_repeats": int(min_repeats), "max_repeats": int(max_repeats), "max_seconds": float(max_seconds), "rel_tol": float(rel_tol)}
+        self.paired = paired
+        self._reference: Reference | None = None
 
     def config(self) -> dict[str, Any]:
-        return {"threads": self.threads, "batch_size": self.batch_size, "input_shape": self.input_shape, "int8": self.int8, "sessions": self.sessions, "statistic": self.statistic, **self.timing}
+        paired = {"paired": True} if self.paired else {}  # absent when off: earlier runs' cache keys stay valid
+        return {"threads": self.threads, "batch_size": self.batch_size, "input_shape": self.input_shape, "int8": self.int8, "sessions": self.sessions, "statistic": self.statistic, **self.timing, **paired}
+
+    def set_reference(self, model: nn.Module, example_input: torch.Tensor, measured: Mapping[str, float]) -> None:
+        """With ``paired``, keep the base model's ONNX and its figures to time candidates against."""
+        if not self.paired or "latency_ms" not in measured:
+            return
+        anchor = {k: float(measured[k]) for k in self.metrics if k in measured}
+        if self._reference is not None and self._reference.anchor == anchor:
+            return  # every candidate of a worker passes the same base figures
+        self._reference = Reference(anchor, self.export, model, example_input)
 
     def describe(self) -> dict[str, Any]:
         return {"profile": self.name, **machine_description(), "threads": self.threads, "onnxruntime": version("onnxruntime"), "torch": version("torch")}
@@ -117,6 +145,8 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
         return {"format": "float"}
 
     def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
+        if self._reference is not None:
+            return self._measure_paired(model, example_input, self._reference)
         x = self._input(example_input)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
@@ -136,3 +166,40 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
             sum(t.repeats for t in timings),
             {**self.describe(), **export_info, "batch_size": self.batch_size},
         )
+
+    def _measure_paired(self, model: nn.Module, example_input: torch.Tensor, ref: Reference) -> Measurement:
+        """``model`` timed next to the base model, per session, scaled by the base's figures."""
+        x = self._input(example_input)
+        feed = {INPUT_NAME: np.random.default_rng(0).standard_normal(tuple(x.shape)).astype(np.float32)}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.onnx"
+            export_info = self.export(model, example_input, path)
+            timings = []
+            for _ in range(self.sessions):
+                sess, base = onnx_session(path, threads=self.threads), onnx_session(ref.path, threads=self.threads)
+                timings.append(paired_timing(lambda: sess.run(None, feed), lambda: base.run(None, feed), **self.timing))  # noqa: B023
+                del sess, base
+        ratio_min = float(np.median([t.ratio_min for t in timings]))
+        ratio_median = float(np.median([t.ratio_median for t in timings]))
+        anchor = ref.anchor
+        latency = (ratio_min if self.statistic == "min" else ratio_median) * anchor["latency_ms"]
+        spread = float(np.median([t.ratio_iqr for t in timings])) * anchor["latency_ms"]
+        paired = {"ratio_min": ratio_min, "ratio_median": ratio_median, "reference": anchor, "reference_min_ms_now": min(t.reference_min_ms for t in timings), "rounds": sum(t.rounds for t in timings)}
+        return Measurement(
+            {"latency_ms": latency, "latency_ms_median": ratio_median * anchor.get("latency_ms_median", anchor["latency_ms"])},
+            {"latency_ms": spread, "latency_ms_median": spread},
+            sum(t.repeats for t in timings),
+            {**self.describe(), **export_info, "batch_size": self.batch_size, "paired": paired},
+        )
+
+
+class Reference:
+    """The base model exported once (a temporary file removed with this object) and the
+    figures measured of it when the run started."""
+
+    def __init__(self, anchor: dict[str, float], export: Callable[[nn.Module, torch.Tensor, Path], Any], model: nn.Module, example_input: torch.Tensor) -> None:
+        self.anchor = anchor
+        folder = tempfile.mkdtemp(prefix="automc-reference-")
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        self.path = Path(folder) / "reference.onnx"
+        export(model, example_input, self.path)

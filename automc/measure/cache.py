@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ class CachedProfile(DeviceProfile):
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
+
+    def set_reference(self, model: nn.Module, example_input: torch.Tensor, measured: Mapping[str, float]) -> None:
+        self.inner.set_reference(model, example_input, measured)
 
     def key(self, model: nn.Module, example_input: torch.Tensor) -> str:
         return structural_hash(model, example_input, {"profile": self.inner.name, **self.inner.config()})

@@ -76,6 +76,12 @@ class DeviceProfile(ABC):
     def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
         """Cost of ``model`` for inputs shaped like ``example_input``; must not modify it."""
 
+    def set_reference(self, model: nn.Module, example_input: torch.Tensor, measured: Mapping[str, float]) -> None:
+        """The run's uncompressed model and what this profile measured of it, handed over
+        before candidates are measured (by the driver and by every Ray worker, with the same
+        figures). A profile that times candidates relative to the base model keeps them
+        (``onnxruntime-cpu`` with ``paired: true``); the others need nothing of it."""
+
 
 PROFILES.set_contract(DeviceProfile)
 

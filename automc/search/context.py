@@ -210,6 +210,7 @@ def evaluate_candidate(ctx: Context, number: int, params: Mapping[str, Any]) -> 
         metrics.update(ctx.evaluator(prepared, prepared=True))
         timings["evaluate_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        attach_references(ctx)
         for prof in ctx.profiles:
             metrics.update({k: float(v) for k, v in prof.measure(prepared, ctx.example_input).values.items()})
         timings["profile_s"] = time.perf_counter() - t0
@@ -217,6 +218,16 @@ def evaluate_candidate(ctx: Context, number: int, params: Mapping[str, Any]) -> 
         return Candidate(number, dict(params), metrics, None, FAILED, f"{type(exc).__name__}: {exc}", timings)
     metrics.update(ctx.base_metrics)
     return rewarded(ctx, number, params, metrics, timings)
+
+
+def attach_references(ctx: Context) -> None:
+    """Hand every profile the uncompressed model and its base figures, as the driver measured
+    them (a Ray worker receives them with each candidate), before it measures candidates:
+    see :meth:`automc.measure.profiles.DeviceProfile.set_reference`."""
+    for prof in ctx.profiles:
+        measured = {m: ctx.base_metrics[f"base_{m}"] for m in prof.metrics if f"base_{m}" in ctx.base_metrics}
+        if measured:
+            prof.set_reference(ctx.model, ctx.example_input, measured)
 
 
 def rewarded(ctx: Context, number: int, params: Mapping[str, Any], metrics: dict[str, float], timings: dict[str, float]) -> Candidate:
