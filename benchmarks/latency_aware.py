@@ -166,7 +166,11 @@ def arm_result(run_dir: Path, latency: dict[str, float], base_ms: float) -> dict
         flops = base["base_macs"] / c["metrics"]["macs"]
         rows.append({"number": c["number"], "accuracy": acc, "latency_ms": lat, "search_latency_ms": c["metrics"]["latency_ms"], "macs_ratio": c["metrics"]["macs"] / base["base_macs"], "speedup": speedup, "flops_reduction": flops, "speedup_per_flops_reduction": speedup / flops})
     fit = latency_fit([c["metrics"]["macs"] / base["base_macs"] for c in done], [latency[str(c["number"])] / base_ms for c in done])
-    return {"candidates": len(done), "base_latency_ms": base_ms, "base_accuracy": base.get("base_accuracy"), "front": rows, "latency_fit": fit, "seconds": report["run"]["elapsed_s"]}
+    # what the search recorded against the side-by-side re-measurement: how far its latency objective could be trusted
+    agree = sorted(c["metrics"]["latency_ms"] / latency[str(c["number"])] for c in done)
+    quantiles = {f"p{q}": agree[round(q / 100 * (len(agree) - 1))] for q in (10, 25, 50, 75, 90)}
+    search_vs_remeasured = {**quantiles, "share_over_1.2": sum(r > 1.2 for r in agree) / len(agree), "share_under_0.8": sum(r < 0.8 for r in agree) / len(agree)}
+    return {"candidates": len(done), "base_latency_ms": base_ms, "base_accuracy": base.get("base_accuracy"), "front": rows, "latency_fit": fit, "search_vs_remeasured": search_vs_remeasured, "seconds": report["run"]["elapsed_s"]}
 
 
 def latency_fit(macs: list[float], latency: list[float]) -> dict[str, float]:
@@ -265,7 +269,8 @@ def main() -> None:
     for arm, a in arms.items():
         ratios = [r["speedup_per_flops_reduction"] for r in a["front"]]
         print(f"{arm:>15}: {a['candidates']} candidates, front of {len(a['front'])}; speedup / FLOPs reduction on the front: median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
-        fit = a["latency_fit"]
+        fit, agree = a["latency_fit"], a["search_vs_remeasured"]
+        print(f"{'':>15}  latency the search recorded / re-measured: median {agree['p50']:.2f} (p10 {agree['p10']:.2f}, p90 {agree['p90']:.2f}); {100 * agree['share_over_1.2']:.0f}% of candidates over 1.2, {100 * agree['share_under_0.8']:.0f}% under 0.8")
         print(f"{'':>15}  latency / base = {fit['fixed']:.2f} + {fit['per_macs']:.2f} x MACs / base (R^2 {fit['r2']:.2f}, all candidates): a model at half the MACs runs at speedup / FLOPs reduction ~{fit['ratio_cap_at_half_macs']:.2f}")
     for arm, cmp_ in summary["vs_flops_aware"].items():
         print(f"{arm:>15} vs flops at equal accuracy ({100 * cmp_['accuracy_range'][0]:.1f}-{100 * cmp_['accuracy_range'][1]:.1f}%): latency {100 * cmp_['latency_reduction_median']:.1f}% lower (median over {cmp_['levels']} levels; min {100 * cmp_['latency_reduction_min']:.1f}%, max {100 * cmp_['latency_reduction_max']:.1f}%); more accurate half: {100 * cmp_['latency_reduction_median_upper_half']:.1f}% lower (min {100 * cmp_['latency_reduction_min_upper_half']:.1f}%)")
