@@ -144,14 +144,18 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
         export_onnx(float_model, x, path)
         return {"format": "float"}
 
+    def _feed(self, example_input: torch.Tensor) -> dict[str, np.ndarray]:
+        """The fixed input every timed run is fed (seeded: the same for every model)."""
+        shape = tuple(self._input(example_input).shape)
+        return {INPUT_NAME: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+
     def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
         if self._reference is not None:
             return self._measure_paired(model, example_input, self._reference)
-        x = self._input(example_input)
+        feed = self._feed(example_input)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
             export_info = self.export(model, example_input, path)
-            feed = {INPUT_NAME: np.random.default_rng(0).standard_normal(tuple(x.shape)).astype(np.float32)}
             timings = []
             for _ in range(self.sessions):
                 sess = onnx_session(path, threads=self.threads)
@@ -169,8 +173,7 @@ class OnnxRuntimeCPUProfile(DeviceProfile):
 
     def _measure_paired(self, model: nn.Module, example_input: torch.Tensor, ref: Reference) -> Measurement:
         """``model`` timed next to the base model, per session, scaled by the base's figures."""
-        x = self._input(example_input)
-        feed = {INPUT_NAME: np.random.default_rng(0).standard_normal(tuple(x.shape)).astype(np.float32)}
+        feed = self._feed(example_input)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
             export_info = self.export(model, example_input, path)
