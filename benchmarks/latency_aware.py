@@ -13,7 +13,19 @@ for more):
 - ``latency_steps``: objectives accuracy and measured latency, the same per-group steps.
 
 The two ``_steps`` arms separate what the measured rounding buys from what the latency
-objective buys.
+objective buys. Two more arms, run only when ``--arms`` names them, search the ``elastic``
+space instead — the same channels, and each residual stage may also drop its trailing blocks
+(depth 1–3 per stage of ResNet-20):
+
+- ``flops_depth``: objectives accuracy and MACs, channels ``round_to: 8``;
+- ``latency_depth``: objectives accuracy and measured latency, the per-group steps.
+
+Pruning channels leaves every operator's fixed cost (dispatch, thread synchronisation, memory
+traffic) in place, so measured latency falls slower than MACs; dropping a block removes its
+operators whole. Which of the two the search should spend accuracy on is what a latency
+objective can see and a MACs objective cannot. Each latency arm is also compared with the
+FLOPs arm over the same space (``vs_flops_same_space``: ``latency_depth`` against
+``flops_depth``), where the objective alone differs.
 
 Latencies measured during a search drift with the machine's load, so once the searches are
 done every candidate of every arm (and the uncompressed model) is measured again side by
@@ -57,8 +69,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
+from latency_fronts import arm_result, compare
 from recovery_headline import REPO, _cli, _cpu, _cpu_kind
 
 from automc.atomic import atomic_write_text
@@ -71,7 +83,18 @@ def ort(threads: int) -> dict[str, Any]:
     return {"name": ORT, "config": {"threads": threads}}
 
 
-ARMS = ("flops", "latency", "flops_steps", "latency_steps")
+ARMS = ("flops", "latency", "flops_steps", "latency_steps", "flops_depth", "latency_depth")
+DEFAULT_ARMS = ARMS[:4]  # the channel-only arms; the depth arms run when asked for
+
+
+def uses_steps(arm: str) -> bool:
+    """Whether the arm rounds channels to the measured per-group steps (else ``round_to: 8``)."""
+    return arm.endswith("_steps") or arm == "latency_depth"
+
+
+def twin(arm: str) -> str | None:
+    """The FLOPs-aware arm over the same space as latency arm ``arm`` (None for a FLOPs arm)."""
+    return arm.replace("latency", "flops", 1) if arm.startswith("latency") else None
 
 
 def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int, device_threads: int = 1, vs_base: bool = False) -> dict[str, Any]:
@@ -81,14 +104,17 @@ def config(arm: str, widths: Path, candidates: int, data_dir: str, seed: int, de
     profile = ort(device_threads)
     if vs_base and arm.startswith("latency"):
         profile = {**profile, "config": {**profile["config"], "paired": True}}
-    space = {"mode": "all", "lbound": 0.2, **({"widths": str(widths)} if arm.endswith("_steps") else {"round_to": 8})}
+    width = {"mode": "all", "lbound": 0.2, **({"widths": str(widths)} if uses_steps(arm) else {"round_to": 8})}
+    space = {"name": "channel_pruning", "config": width}
+    if arm.endswith("_depth"):  # the same channels, and each stage may drop its trailing blocks
+        space = {"name": "elastic", "config": {"depth": True, "kernel": False, "min_depth": 1, "width": width}}
     cost = "macs" if arm.startswith("flops") else "latency_ms"
     return {
         "name": f"latency_aware_{arm}",
         "seed": seed,
         "model": {"name": "resnet20", "weights": "pretrained"},
         "data": {"dataset": "cifar10", "data_dir": data_dir, "eval_split": "train-exact", "calibration_split": "train-exact", "validation": 1000, "calibration_batches": 8},
-        "space": {"name": "channel_pruning", "config": space},
+        "space": space,
         "profiles": [{"name": "flops"}, profile],
         "reward": {"name": "accuracy"},
         "objectives": [{"metric": "accuracy", "direction": "maximize"}, {"metric": cost, "direction": "minimize"}],
@@ -137,70 +163,6 @@ def remeasure(out: Path, runs: dict[str, Path], rounds: int, device_threads: int
     return result
 
 
-def latency_front(points: list[tuple[float, float, dict[str, Any]]]) -> list[tuple[float, float, dict[str, Any]]]:
-    """Points (latency, accuracy, candidate) not beaten by a faster-or-equal, at-least-as-accurate one; by latency."""
-    front: list[tuple[float, float, dict[str, Any]]] = []
-    for lat, acc, c in sorted(points, key=lambda p: (p[0], -p[1])):
-        if not front or acc > front[-1][1]:
-            front.append((lat, acc, c))
-    return front
-
-
-def fastest_reaching(front: list[tuple[float, float, dict[str, Any]]], accuracy: float) -> float:
-    """Latency of the fastest front model with at least ``accuracy``."""
-    return min(lat for lat, acc, _ in front if acc >= accuracy)
-
-
-def arm_result(run_dir: Path, latency: dict[str, float], base_ms: float) -> dict[str, Any]:
-    """The arm's candidates in the (re-measured latency, accuracy) plane, its front, and per
-    front model the speedup / FLOPs-reduction ratio."""
-    from automc.results.report import build_report
-
-    report = build_report(run_dir)
-    base = report["run"]["base_metrics"]
-    done = [c for c in report["candidates"] if c["state"] == "complete"]
-    front = latency_front([(latency[str(c["number"])], c["metrics"]["accuracy"], c) for c in done])
-    rows = []
-    for lat, acc, c in front:
-        speedup = base_ms / lat
-        flops = base["base_macs"] / c["metrics"]["macs"]
-        rows.append({"number": c["number"], "accuracy": acc, "latency_ms": lat, "search_latency_ms": c["metrics"]["latency_ms"], "macs_ratio": c["metrics"]["macs"] / base["base_macs"], "speedup": speedup, "flops_reduction": flops, "speedup_per_flops_reduction": speedup / flops})
-    fit = latency_fit([c["metrics"]["macs"] / base["base_macs"] for c in done], [latency[str(c["number"])] / base_ms for c in done])
-    # what the search recorded against the side-by-side re-measurement: how far its latency objective could be trusted
-    agree = sorted(c["metrics"]["latency_ms"] / latency[str(c["number"])] for c in done)
-    quantiles = {f"p{q}": agree[round(q / 100 * (len(agree) - 1))] for q in (10, 25, 50, 75, 90)}
-    search_vs_remeasured = {**quantiles, "share_over_1.2": sum(r > 1.2 for r in agree) / len(agree), "share_under_0.8": sum(r < 0.8 for r in agree) / len(agree)}
-    return {"candidates": len(done), "base_latency_ms": base_ms, "base_accuracy": base.get("base_accuracy"), "front": rows, "latency_fit": fit, "search_vs_remeasured": search_vs_remeasured, "seconds": report["run"]["elapsed_s"]}
-
-
-def latency_fit(macs: list[float], latency: list[float]) -> dict[str, float]:
-    """Least-squares ``latency / base = fixed + per_macs * macs / base`` over an arm's candidates.
-
-    ``fixed`` is the share of the unpruned model's latency that pruning channels does not
-    remove as this arm prunes them (per-operator dispatch, memory traffic, the unpruned stem
-    and classifier). A model kept at ``m`` of the MACs then runs at a speedup / FLOPs reduction
-    near ``m / (fixed + per_macs * m)``: with ``fixed`` 0.25 and ``per_macs`` 0.75, under 0.8 below ``m`` of
-    0.5, however well the search picks its channels."""
-    fixed_, per_macs = np.polyfit(np.asarray(macs), np.asarray(latency), 1)[::-1]
-    predicted = fixed_ + per_macs * np.asarray(macs)
-    residual = float(np.sum((np.asarray(latency) - predicted) ** 2))
-    spread = float(np.sum((np.asarray(latency) - np.mean(latency)) ** 2))
-    return {"fixed": float(fixed_), "per_macs": float(per_macs), "r2": 1.0 - residual / spread if spread > 0 else 1.0, "ratio_cap_at_half_macs": 0.5 / float(fixed_ + 0.5 * per_macs)}
-
-
-def compare(flops: dict[str, Any], latency: dict[str, Any], levels: int = 20) -> dict[str, Any]:
-    """Latency reduction of the latency-aware arm at equal accuracy, over the accuracies both
-    fronts reach (from the higher of their least accurate models to the lower of their most
-    accurate ones)."""
-    f = [(r["latency_ms"], r["accuracy"], r) for r in flops["front"]]
-    g = [(r["latency_ms"], r["accuracy"], r) for r in latency["front"]]
-    lo, hi = max(f[0][1], g[0][1]), min(f[-1][1], g[-1][1])
-    grid = list(np.linspace(lo, hi, levels)) if hi > lo else [hi]
-    reductions = [1.0 - fastest_reaching(g, a) / fastest_reaching(f, a) for a in grid]
-    upper = [r for a, r in zip(grid, reductions) if a >= (lo + hi) / 2]  # the more accurate half: the models one would ship
-    return {"accuracy_range": [lo, hi], "levels": len(grid), "latency_reduction_median": statistics.median(reductions), "latency_reduction_min": min(reductions), "latency_reduction_max": max(reductions), "upper_half_levels": len(upper), "latency_reduction_median_upper_half": statistics.median(upper), "latency_reduction_min_upper_half": min(upper), "per_level": [{"accuracy": a, "flops_arm_ms": fastest_reaching(f, a), "latency_arm_ms": fastest_reaching(g, a)} for a in grid]}
-
-
 def _step_rule(measured_on: dict) -> str:
     """Which rule read the step: files from before 638711a lack ``rounds_asked`` and were read
     from each probe's median alone; later ones pair every probe with its twin per round."""
@@ -217,7 +179,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the searches (the latency profile's: --device-threads)")
     ap.add_argument("--device-threads", type=int, default=1, help="onnxruntime intra-op threads of the latency profile (searched, step-measured and re-measured on)")
     ap.add_argument("--search-vs-base", action="store_true", help="the latency arms' searches time each candidate next to the base model (onnxruntime-cpu paired: true); the re-measurement is the same either way")
-    ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms to run, 'flops' among them (default: all of {', '.join(ARMS)})")
+    ap.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"comma-separated arms to run, 'flops' among them: {', '.join(ARMS)} (default: {', '.join(DEFAULT_ARMS)})")
     args = ap.parse_args()
     asked = {a.strip() for a in args.arms.split(",") if a.strip()}
     if "flops" not in asked or not asked <= set(ARMS):
@@ -244,13 +206,15 @@ def main() -> None:
     arms = {arm: arm_result(run_dir, latency[arm], latency["flops"]["base"]) for arm, run_dir in runs.items()}
     widths_data = json.loads(widths.read_text())
     summary = {
-        "task": f"resnet20, channel pruning (all groups), NSGA-II, 1,000 validation images (train-exact), onnxruntime-cpu {args.device_threads} thread(s) batch 1",
+        "task": f"resnet20, channel pruning (all groups; the _depth arms also drop trailing blocks per stage), NSGA-II, 1,000 validation images (train-exact), onnxruntime-cpu {args.device_threads} thread(s) batch 1",
         "candidates": args.candidates,
         "remeasured": f"every candidate and the base model, {args.rounds} interleaved rounds side by side, median",
         "search_latency": "latency arms: each candidate timed next to the base model (paired)" if args.search_vs_base else "each candidate timed alone",
         "widths": {"context": widths_data["context"], "tolerance": widths_data["tolerance"], "step": widths_data["measured_on"]["step"], "step_rule": _step_rule(widths_data["measured_on"]), "rounds": widths_data["measured_on"].get("rounds"), "probes": widths_data["measured_on"]["probes"], "groups": {g: e["widths"] for g, e in widths_data["groups"].items()}},
         "arms": arms,
         "vs_flops_aware": {arm: compare(arms["flops"], arms[arm]) for arm in arms if arm != "flops"},
+        # each latency arm against the FLOPs arm searching the same space (the objective alone differs)
+        "vs_flops_same_space": {arm: compare(arms[t], arms[arm]) for arm in arms if (t := twin(arm)) not in (None, "flops") and t in arms},
         "cpu": _cpu(),
     }
     text = json.dumps(summary, indent=2) + "\n"
@@ -260,8 +224,8 @@ def main() -> None:
         seed = "" if args.seed == 0 else f"_s{args.seed}"
         size = "" if args.candidates == 100 else f"_c{args.candidates}"
         threads = "" if args.device_threads == 1 else f"_t{args.device_threads}"
-        part = "" if len(chosen) == len(ARMS) else "_" + "-".join(chosen)  # never over a full result
-        if summary["widths"]["step_rule"] == "paired rounds" and any(a.endswith("_steps") for a in chosen):
+        part = "" if tuple(chosen) == DEFAULT_ARMS else "_" + "-".join(chosen)  # never over a full result
+        if summary["widths"]["step_rule"] == "paired rounds" and any(uses_steps(a) for a in chosen):
             part += "_paired"  # never over a result whose step the medians rule read
         part += "_vsbase" if args.search_vs_base else ""
         atomic_write_text(REPO / "benchmarks" / "results" / f"latency_aware_resnet20_{kind}{threads}{seed}{size}{part}.json", text)
@@ -272,8 +236,8 @@ def main() -> None:
         fit, agree = a["latency_fit"], a["search_vs_remeasured"]
         print(f"{'':>15}  latency the search recorded / re-measured: median {agree['p50']:.2f} (p10 {agree['p10']:.2f}, p90 {agree['p90']:.2f}); {100 * agree['share_over_1.2']:.0f}% of candidates over 1.2, {100 * agree['share_under_0.8']:.0f}% under 0.8")
         print(f"{'':>15}  latency / base = {fit['fixed']:.2f} + {fit['per_macs']:.2f} x MACs / base (R^2 {fit['r2']:.2f}, all candidates): a model at half the MACs runs at speedup / FLOPs reduction ~{fit['ratio_cap_at_half_macs']:.2f}")
-    for arm, cmp_ in summary["vs_flops_aware"].items():
-        print(f"{arm:>15} vs flops at equal accuracy ({100 * cmp_['accuracy_range'][0]:.1f}-{100 * cmp_['accuracy_range'][1]:.1f}%): latency {100 * cmp_['latency_reduction_median']:.1f}% lower (median over {cmp_['levels']} levels; min {100 * cmp_['latency_reduction_min']:.1f}%, max {100 * cmp_['latency_reduction_max']:.1f}%); more accurate half: {100 * cmp_['latency_reduction_median_upper_half']:.1f}% lower (min {100 * cmp_['latency_reduction_min_upper_half']:.1f}%)")
+    for (arm, ref), cmp_ in [((a, "flops"), c) for a, c in summary["vs_flops_aware"].items()] + [((a, twin(a)), c) for a, c in summary["vs_flops_same_space"].items()]:
+        print(f"{arm:>15} vs {ref} at equal accuracy ({100 * cmp_['accuracy_range'][0]:.1f}-{100 * cmp_['accuracy_range'][1]:.1f}%): latency {100 * cmp_['latency_reduction_median']:.1f}% lower (median over {cmp_['levels']} levels; min {100 * cmp_['latency_reduction_min']:.1f}%, max {100 * cmp_['latency_reduction_max']:.1f}%); more accurate half: {100 * cmp_['latency_reduction_median_upper_half']:.1f}% lower (min {100 * cmp_['latency_reduction_min_upper_half']:.1f}%)")
 
 
 if __name__ == "__main__":
