@@ -49,7 +49,7 @@ Writes ``OUT/latency_aware.json`` and
 ``benchmarks/results/latency_aware_resnet20_<cpu>[_t<threads>][_s<seed>][_c<candidates>][_<arms>][_paired].json``
 (``xeon``, ``epyc`` (AVX2), ``epyc_avx512``: the steps and latencies are the CPU kind's; ``_t`` with
 ``--device-threads`` other than 1; ``_c`` when not 100
-candidates; the arms, joined by ``-``, when not all of them; ``_paired`` when a steps arm ran on
+candidates; the arms, joined by ``-``, when not the four channel-only ones; ``_paired`` when an arm on the steps ran on
 a step read by the paired-round rule of ``device_profiles/steps.py``, from 638711a on;
 ``_vsbase`` with ``--search-vs-base``).
 
