@@ -23,7 +23,8 @@ space instead — the same channels, and each residual stage may also drop its t
 Pruning channels leaves every operator's fixed cost (dispatch, thread synchronisation, memory
 traffic) in place, so measured latency falls slower than MACs; dropping a block removes its
 operators whole. Which of the two the search should spend accuracy on is what a latency
-objective can see and a MACs objective cannot. Each latency arm is also compared with the
+objective can see and a MACs objective cannot (whether that pays: README, AVX2 EPYC, *Dropping
+blocks as well*). Each latency arm is also compared with the
 FLOPs arm over the same space (``vs_flops_same_space``: ``latency_depth`` against
 ``flops_depth``), where the objective alone differs.
 
