@@ -79,6 +79,7 @@ def load_spec(path: str | Path) -> AcceleratorSpec:
 class AcceleratorProfile(DeviceProfile):
     name = "accelerator"
     metrics = ("latency_ms", "energy_mj")
+    analytic = True  # a formula of the architecture and bit-widths: a target on it is guaranteed
 
     def __init__(self, device: str | None = None) -> None:
         self.device_path = Path(device) if device else DEFAULT_DEVICE

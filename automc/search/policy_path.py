@@ -55,3 +55,36 @@ def largest(dims: Mapping[str, Dimension], params: Mapping[str, Any], lo: float,
         else:
             hi = mid
     return lo
+
+
+def largest_near(dims: Mapping[str, Dimension], params: Mapping[str, Any], guess: float, hi: float, ok: Callable[[Params], bool], tol: float = 2**-7, first: float = 1 / 32) -> float:
+    """The largest ``s`` in [-1, ``hi``] with ``ok(at(s))`` (to within ``tol``), found near
+    ``guess``: steps of ``first``, doubling, walk from it (down while it fails, up while it
+    holds) until the answer is bracketed, then bisection. Where each ``ok`` builds a model and the guess
+    comes from a good estimate, a few builds do instead of a bisection over the whole path.
+    ``ok(at(-1))`` is assumed: the caller knows the cheapest end fits."""
+    guess = min(guess, hi)
+    good: float | None = guess if ok(at(dims, params, guess)) else None
+    bad: float | None = None if good is not None else guess
+    step = first
+    while good is None:
+        t = max(-1.0, bad - step)  # type: ignore[operator]
+        if t <= -1.0 or ok(at(dims, params, t)):
+            good = t
+        else:
+            bad, step = t, 2 * step
+    while bad is None and good < hi:
+        t = min(hi, good + step)
+        if ok(at(dims, params, t)):
+            good, step = t, 2 * step
+        else:
+            bad = t
+    if bad is None:
+        return good
+    while bad - good > tol:
+        mid = (good + bad) / 2
+        if ok(at(dims, params, mid)):
+            good = mid
+        else:
+            bad = mid
+    return good

@@ -13,12 +13,13 @@ evaluated:
 * ``boundary`` projection takes that ``s`` (every candidate spends the budget; proposals far
   under it are raised), ``feasible`` only lowers proposals that are over it;
 * estimates: :class:`~automc.search.cost_model.CostModel` for MACs, BitOps, parameters and
-  size; for a measured metric (latency, energy) the MACs estimate scaled by a line fitted to
-  the candidates measured so far. For metrics of an analytic profile (``flops``) whose
-  estimate is not exact — checked at the start against 8 built policies, and again by every
-  candidate's measurement — the projected policy is built and measured, and the bisection
-  continues on the measured value: analytic targets hold. For measured metrics the estimate
-  steers and the measurement decides feasibility.
+  size; for latency and energy the MACs estimate scaled by a line fitted to the candidates
+  measured so far. For metrics of an analytic profile (``flops``, ``lut``, ``accelerator``:
+  computed from the architecture, not timed) whose estimate is not exact — checked at the
+  start against 8 built policies, and again by every candidate's measurement — the projected
+  policy is built and measured, and the bisection continues on the measured value: analytic
+  targets hold. For timed metrics the estimate steers and the measurement decides
+  feasibility.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ Params = dict[str, Any]
 # measures the analytic metrics of a policy's (unrecalibrated) model
 Exact = Callable[[Mapping[str, Any]], Mapping[str, float]]
 _BISECTIONS = 30
-_EXACT_BISECTIONS = 12
 
 
 class _LineFit:
@@ -172,8 +172,9 @@ class Projector:
             s = 0.0
         else:
             s = self._largest(params, -1.0, 1.0 if self.mode == "boundary" else 0.0, estimated_ok, _BISECTIONS)
-        if self.verify and not self._measured_ok(self._at(params, s)):
-            s = self._largest(params, -1.0, s, self._measured_ok, _EXACT_BISECTIONS)
+        if self.verify:  # built and measured: settled near the estimate's s
+            hi = 1.0 if self.mode == "boundary" else 0.0
+            s = policy_path.largest_near(self.dims, params, s, hi, self._measured_ok)
         return self._at(params, s)
 
     def jitter(self, params: Mapping[str, Any], seed: Sequence[int], sigma: float) -> Params:
@@ -208,14 +209,18 @@ def projector_for(ctx: Context, agent: Agent) -> Projector | None:
     target = ctx.config.target
     if target is None or not ctx.limits:
         return None
-    analytic = sorted({m for p in ctx.profiles if p.analytic for m in p.metrics})
+    limited = {t["metric"] for t in ctx.limits}
+    # a metric is guaranteed when only analytic profiles report it (a timed profile reporting
+    # it too would decide the candidate's figure)
+    timed = {m for p in ctx.profiles if not p.analytic for m in p.metrics}
+    exacting = [p for p in ctx.profiles if p.analytic and limited & (set(p.metrics) - timed)]
+    analytic = sorted({m for p in exacting for m in p.metrics} & (limited - timed))
 
     def exact(params: Mapping[str, Any]) -> dict[str, float]:
         model = ctx.space.apply(ctx.model, params)
         out: dict[str, float] = {}
-        for p in ctx.profiles:
-            if p.analytic:
-                out.update({k: float(v) for k, v in p.measure(model, ctx.example_input).values.items()})
+        for p in exacting:
+            out.update({k: float(v) for k, v in p.measure(model, ctx.example_input).values.items()})
         return out
 
     mode = target.projection if target.projection != "auto" else "boundary"
