@@ -48,21 +48,15 @@ def largest(dims: Mapping[str, Dimension], params: Mapping[str, Any], lo: float,
     is assumed: the caller knows the cheapest end fits)."""
     if ok(at(dims, params, hi)):
         return hi
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        if ok(at(dims, params, mid)):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return _bisect(dims, params, lo, hi, ok, lambda good, bad, done: done >= steps)
 
 
 def largest_near(dims: Mapping[str, Dimension], params: Mapping[str, Any], guess: float, hi: float, ok: Callable[[Params], bool], tol: float = 2**-7, first: float = 1 / 32) -> float:
     """The largest ``s`` in [-1, ``hi``] with ``ok(at(s))`` (to within ``tol``), found near
     ``guess``: steps of ``first``, doubling, walk from it (down while it fails, up while it
-    holds) until the answer is bracketed, then bisection. Where each ``ok`` builds a model and the guess
-    comes from a good estimate, a few builds do instead of a bisection over the whole path.
-    ``ok(at(-1))`` is assumed: the caller knows the cheapest end fits."""
+    holds) until the answer is bracketed, then bisection. Where each ``ok`` builds a model and
+    the guess comes from a good estimate, a few builds do instead of a bisection over the
+    whole path. ``ok(at(-1))`` is assumed: the caller knows the cheapest end fits."""
     guess = min(guess, hi)
     good: float | None = guess if ok(at(dims, params, guess)) else None
     bad: float | None = None if good is not None else guess
@@ -81,10 +75,18 @@ def largest_near(dims: Mapping[str, Dimension], params: Mapping[str, Any], guess
             bad = t
     if bad is None:
         return good
-    while bad - good > tol:
+    return _bisect(dims, params, good, bad, ok, lambda lo, hi, done: hi - lo <= tol)
+
+
+def _bisect(dims: Mapping[str, Dimension], params: Mapping[str, Any], good: float, bad: float, ok: Callable[[Params], bool], stop: Callable[[float, float, int], bool]) -> float:
+    """Narrow ``[good, bad]`` (``ok`` at ``good``, not at ``bad``) by halving until ``stop(good,
+    bad, halvings)``; the last ``good``."""
+    done = 0
+    while not stop(good, bad, done):
         mid = (good + bad) / 2
         if ok(at(dims, params, mid)):
             good = mid
         else:
             bad = mid
+        done += 1
     return good
