@@ -123,10 +123,12 @@ def measured_profile(cfg: ExperimentConfig) -> DeviceProfile:
     """The experiment's first profile that times latency (not an analytic model, not a lookup
     table): what ``widths: measure`` reads the channel step off."""
     for p in cfg.profiles:
-        if PROFILES.get(p.name).analytic:
-            continue  # a model of the device (flops, lookup table, accelerator): nothing is timed
+        # a model of the device (flops, lookup table, accelerator) times nothing: its class
+        # says so without building it (a table that is missing is not this question's error)
+        if getattr(PROFILES.get(p.name), "analytic", False) is True:
+            continue
         profile = build_profile(p.name, p.config)
-        if "latency_ms" in profile.metrics and not profile.describe().get("analytic"):
+        if "latency_ms" in profile.metrics and not profile.analytic and not profile.describe().get("analytic"):
             return profile
     names = ", ".join(p.name for p in cfg.profiles)
     raise UserError(f"widths: measure reads the channel step off a timed latency profile, and this experiment has none (profiles: {names}): add one (e.g. onnxruntime-cpu) or name a widths file written by 'automc profile widths'", field="space.config.widths")
