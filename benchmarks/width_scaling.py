@@ -3,9 +3,9 @@
 The issue's latency target asks that found models run at ≥ 0.8 of their FLOPs reduction
 (speedup / FLOPs reduction). A pruned ResNet-20 is a thinner network plus index gathers in
 its shortcuts, so the same network built thinner in every layer at once is about the best a
-search's front can do at that reduction on this CPU. (At ``base_width`` 8 every width is a
-multiple of AVX2's and AVX-512's blocks of 8 and 16 floats only on AVX2; 12 and 4 are off
-both grids, as a pruned count can be.) This times ResNet-20 at ``base_width`` 16 (the model), 12,
+search's front can do at that reduction on this CPU. (``base_width`` 8 gives stages of
+8/16/32 channels, all on AVX2's block of 8 floats but not all on AVX-512's 16; 12 and 4 put
+stage 1 off both, as a pruned count can be.) This times ResNet-20 at ``base_width`` 16 (the model), 12,
 8 and 4 (1.8×, 4× and 15.5× fewer MACs) on onnxruntime, batch 1, as ``onnxruntime-cpu`` runs them (full graph
 optimisation), side by side: ``--rounds`` rounds, each timing every width in turn (the fastest
 of ``--runs`` runs after warm-up), per thread count; each round's ratio against that round's
