@@ -5,11 +5,12 @@ The issue's latency target asks that found models run at ≥ 0.8 of their FLOPs 
 its shortcuts, so the same network built thinner in every layer at once is about the best a
 search's front can do at that reduction on this CPU. (``base_width`` 8 gives stages of
 8/16/32 channels, all on AVX2's block of 8 floats but not all on AVX-512's 16; 12 and 4 put
-stage 1 off both, as a pruned count can be.) This times ResNet-20 at ``base_width`` 16 (the model), 12,
-8 and 4 (1.8×, 4× and 15.5× fewer MACs) on onnxruntime, batch 1, as ``onnxruntime-cpu`` runs them (full graph
-optimisation), side by side: ``--rounds`` rounds, each timing every width in turn (the fastest
-of ``--runs`` runs after warm-up), per thread count; each round's ratio against that round's
-full model, the median over rounds printed. Under a minute per thread count::
+stage 1 off both, as a pruned count can be.) This times ResNet-20 at ``base_width`` 16 (the
+model), 12, 8 and 4 (1.8×, 4× and 15.5× fewer MACs) on onnxruntime, batch 1, as
+``onnxruntime-cpu`` runs them (full graph optimisation), side by side: ``--rounds`` rounds,
+each timing every width in turn (the fastest of ``--runs`` runs after warm-up), per thread
+count; each round's ratio against that round's full model, the median over rounds printed.
+Under a minute per thread count::
 
     .venv/bin/python benchmarks/width_scaling.py --threads 1 2
 
@@ -26,29 +27,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime
 import torch
 from recovery_headline import REPO, _cpu, _cpu_kind
 
 from automc.atomic import atomic_write_text
 from automc.compress.analysis import analyze
+from automc.measure.profiles import time_call
 from automc.models.resnet_cifar import CifarResNet
 from automc.results.onnx import INPUT_NAME, export_onnx, onnx_session
 
 WIDTHS = (16, 12, 8, 4)  # 12: stages of 12/24/48 channels, 0.56 of the MACs — the issue's ≤ 50% regime
-
-
-def fastest_ms(session: Any, x: np.ndarray, runs: int, warmup: int) -> float:
-    """The fastest of ``runs`` timed runs after ``warmup`` untimed ones (ms)."""
-    for _ in range(warmup):
-        session.run(None, {INPUT_NAME: x})
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        session.run(None, {INPUT_NAME: x})
-        best = min(best, time.perf_counter() - t)
-    return 1e3 * best
 
 
 def measure(threads: int, rounds: int, runs: int, warmup: int, folder: Path) -> dict[str, Any]:
@@ -62,7 +51,9 @@ def measure(threads: int, rounds: int, runs: int, warmup: int, folder: Path) -> 
     ms: dict[int, list[float]] = {w: [] for w in WIDTHS}
     for _ in range(rounds):
         for w in WIDTHS:
-            ms[w].append(fastest_ms(sessions[w], x.numpy(), runs, warmup))
+            feed = {INPUT_NAME: x.numpy()}
+            timing = time_call(lambda: sessions[w].run(None, feed), warmup=warmup, min_repeats=runs, max_repeats=runs, max_seconds=600.0)
+            ms[w].append(timing.min_ms)  # the fastest of the runs, as onnxruntime-cpu's statistic: min
     out: dict[str, Any] = {"threads": threads, "widths": {}}
     for w in WIDTHS:
         speedups = [full / mine for full, mine in zip(ms[WIDTHS[0]], ms[w])]

@@ -213,8 +213,8 @@ def projector_for(ctx: Context, agent: Agent) -> Projector | None:
     # a metric is guaranteed when only analytic profiles report it (a timed profile reporting
     # it too would decide the candidate's figure)
     timed = {m for p in ctx.profiles if not p.analytic for m in p.metrics}
-    exacting = [p for p in ctx.profiles if p.analytic and limited & (set(p.metrics) - timed)]
-    analytic = sorted({m for p in exacting for m in p.metrics} & (limited - timed))
+    analytic = sorted({m for p in ctx.profiles if p.analytic for m in p.metrics} & (limited - timed))
+    exacting = [p for p in ctx.profiles if p.analytic and set(analytic) & set(p.metrics)]
 
     def exact(params: Mapping[str, Any]) -> dict[str, float]:
         model = ctx.space.apply(ctx.model, params)
