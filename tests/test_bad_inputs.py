@@ -167,6 +167,7 @@ CONFIG_CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]
     ("profile-setting-unknown", _set("profiles", [{"name": "flops", "config": {"speed": 1}}]), ("speed",)),
     ("profiles-none", _set("profiles", []), ("objectives[1].metric 'macs' is measured by no profile",)),
     ("profiles-not-list", _set("profiles", "flops"), ("profiles",)),
+    ("profiles-same-metric", _set("profiles", [{"name": "flops"}, {"name": "accelerator"}, {"name": "onnxruntime-cpu"}]), ("profiles[2] 'onnxruntime-cpu' reports 'latency_ms', which profiles[1] 'accelerator' reports too", "drop one")),
     ("reward-unknown", _set("reward.name", "amc2"), ("reward 'amc2'",)),
     ("reward-kwarg-unknown", _set("reward.kwargs", {"flops": "macs"}), ("flops",)),
     ("reward-mnas-target-negative", _set("reward", {"name": "mnas", "kwargs": {"target": -1, "metric": "macs"}}), ("reward 'mnas'", "target must be > 0")),

@@ -84,8 +84,8 @@ def test_widths_measure_measures_the_step_once_per_run(tmp_path: Path, monkeypat
     (tmp_path / "blocked_profiles.py").write_text(textwrap.dedent(BLOCKED_PROFILE))
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     space = {"name": "channel_pruning", "config": {"widths": "measure", "lbound": 0.2}}
-    # device models time nothing (a lookup table is not built, so its path is not the question)
-    flops_only = {**TINY, "space": space, "profiles": [{"name": "flops"}, {"name": "accelerator"}, {"name": "lut", "config": {"table": "none.json"}}]}
+    # device models time nothing
+    flops_only = {**TINY, "space": space, "profiles": [{"name": "flops"}, {"name": "accelerator"}]}
     refused = run_cli("search", str(write_config(tmp_path, flops_only, "flops.yaml")), "--run-dir", str(tmp_path / "refused"))
     assert refused.returncode == 2 and "timed latency profile" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert not (tmp_path / "refused" / "base_model.pt").exists()  # said before the base model was trained

@@ -116,10 +116,20 @@ def base_weights(cfg: ExperimentConfig, run: RunDir, data: Data, *, train: bool 
 
 def build_profiles(cfg: ExperimentConfig, run: RunDir | None) -> list[DeviceProfile]:
     """The experiment's profiles; cacheable ones (or those the experiment asks to cache) share
-    the run's measurement cache. ``run=None`` measures afresh (``automc export``)."""
+    the run's measurement cache. ``run=None`` measures afresh (``automc export``).
+
+    Two profiles reporting the same metric are refused: a candidate keeps one value per name,
+    so the other profile's figure would be lost without a word (and a target on it would be
+    steered by one and judged by the other)."""
     profiles: list[DeviceProfile] = []
-    for p in cfg.profiles:
+    reported: dict[str, tuple[int, str]] = {}
+    for i, p in enumerate(cfg.profiles):
         profile = build_profile(p.name, p.config)
+        for metric in profile.metrics:
+            if metric in reported:
+                j, other = reported[metric]
+                raise UserError(f"profiles[{i}] {p.name!r} reports {metric!r}, which profiles[{j}] {other!r} reports too, and a candidate keeps one value per metric: drop one of them (to compare a lookup table with measured latency, use `automc profile fidelity`)", field=f"profiles[{i}]")
+            reported[metric] = (i, p.name)
         cache = profile.cacheable if p.cache is None else p.cache
         profiles.append(CachedProfile(profile, run.measure_cache) if cache and run is not None else profile)
     return profiles
@@ -132,6 +142,7 @@ def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base
     ``freeze`` (the search's driver) freezes a ``widths:`` file or measurement into the run
     first (:mod:`automc.search.run_widths`), which every other context then reads."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    profiles = build_profiles(cfg, run if cache else None)  # first: a clash or a missing table is refused before any training
     torch.manual_seed(cfg.seed)
     data = experiment_data(cfg)
     weights = base_weights(cfg, run, data, train=train)
@@ -140,7 +151,6 @@ def build_context(cfg: ExperimentConfig, run_dir: Path | RunDir, *, measure_base
     x = data.example_input()
     evaluator = data.evaluator(bn_calibration_batches=cfg.data.calibration_batches if cfg.data.bn_calibration else 0, device=cfg.device)
     space = data.space(cfg.space.name, model, run_space_config(cfg, run, model, x, freeze=freeze), batches=cfg.data.calibration_batches)
-    profiles = build_profiles(cfg, run if cache else None)
     reward = resolve_reward(cfg.reward.name, cfg.reward.kwargs)
     base_metrics: dict[str, float] = {}
     reference: dict[str, float] = {}
