@@ -32,6 +32,7 @@ from torch import nn
 from automc.compress.analysis import COUNTED, analyze
 from automc.compress.spaces import SearchSpace
 from automc.device_profiles.lut_keys import bits_class, layer_key, layer_options, make_layer
+from automc.device_profiles.lut_policy import policy_latency
 from automc.errors import UserError
 from automc.measure.profiles import DeviceProfile, Measurement
 
@@ -197,12 +198,20 @@ class LookupTableProfile(DeviceProfile):
             total += lat
         return total
 
-    def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
+    def fitted(self, summed: float) -> float:
+        """The latency for a sum of table entries: plus the fitted constant, or affine."""
         if self.fit == "affine":
             a = self.table["affine"]
-            value = a["scale"] * self.predict(model, example_input) + a["constant_ms"]
-        else:
-            value = self.predict(model, example_input) + float(self.table.get("constant_ms", 0.0))
+            return float(a["scale"] * summed + a["constant_ms"])
+        return summed + float(self.table.get("constant_ms", 0.0))
+
+    def policy_estimate(self, model: nn.Module, space: SearchSpace, example_input: torch.Tensor) -> Callable[[Mapping[str, Any]], Mapping[str, float]] | None:
+        """The table's latency read off a policy's channel counts, nothing built
+        (:func:`automc.device_profiles.lut_policy.policy_latency`)."""
+        return policy_latency(self.layer_latency, self.fitted, model, space, example_input)
+
+    def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
+        value = self.fitted(self.predict(model, example_input))
         return Measurement({"latency_ms": value}, {"latency_ms": 0.0}, 1, {"profile": self.name, "table": str(self.path) if self.path else None, "analytic": True})
 
     # -- building and checking tables (``automc profile build-lut`` / ``widths`` / ``fidelity``) -------------

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from automc.measure.profiles import DeviceProfile, Measurement, structural_hash
+
+if TYPE_CHECKING:
+    from automc.compress.spaces import SearchSpace
 
 
 class CachedProfile(DeviceProfile):
@@ -46,6 +49,9 @@ class CachedProfile(DeviceProfile):
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
+
+    def policy_estimate(self, model: nn.Module, space: SearchSpace, example_input: torch.Tensor) -> Callable[[Mapping[str, Any]], Mapping[str, float]] | None:
+        return self.inner.policy_estimate(model, space, example_input)
 
     def set_reference(self, model: nn.Module, example_input: torch.Tensor, measured: Mapping[str, float]) -> None:
         self.inner.set_reference(model, example_input, measured)

@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from torch import nn
 
 from automc.compress.int8 import cpu_features
 from automc.registry import create, registry
+
+if TYPE_CHECKING:
+    from automc.compress.spaces import SearchSpace
 
 PROFILES = registry("automc.device_profiles")
 
@@ -75,6 +78,14 @@ class DeviceProfile(ABC):
     @abstractmethod
     def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
         """Cost of ``model`` for inputs shaped like ``example_input``; must not modify it."""
+
+    def policy_estimate(self, model: nn.Module, space: SearchSpace, example_input: torch.Tensor) -> Callable[[Mapping[str, Any]], Mapping[str, float]] | None:
+        """A function giving this profile's figures for a policy of ``space`` on ``model``
+        without building the compressed model, or None where the profile cannot (the default).
+        Target projection calls it many times per proposal instead of building each step
+        (:mod:`automc.search.projection`); it checks the function against built models first
+        and against every candidate, and builds the projections again where they disagree."""
+        return None
 
     def set_reference(self, model: nn.Module, example_input: torch.Tensor, measured: Mapping[str, float]) -> None:
         """The run's uncompressed model and what this profile measured of it, handed over

@@ -117,16 +117,25 @@ class CostModel:
         removed = sum(n * (1.0 - self._kept(dim, params)) for dim, n in layer["in"])
         return max(0.0, (total - removed) / total)
 
-    def _raw(self, params: Mapping[str, Any]) -> float:
-        total = 0.0
-        for layer in self.layers.values():
+    def channel_fractions(self, params: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+        """Per conv/linear layer the policy's dimensions touch: the kept fraction of its input
+        and of its output channels (a lookup table's latency needs the counts, not the MACs;
+        :mod:`automc.device_profiles.lut_policy`). Layers inside a dropped block are left out."""
+        out: dict[str, tuple[float, float]] = {}
+        for name, layer in self.layers.items():
             if layer["block"] and int(params[layer["block"][0]]) <= layer["block"][1]:
                 continue  # inside a dropped block
-            c = layer["weight"] * self._in_fraction(layer, params)
+            out[name] = (self._in_fraction(layer, params), self._kept(layer["out"], params) if layer["out"] else 1.0)
+        return out
+
+    def _raw(self, params: Mapping[str, Any]) -> float:
+        total = 0.0
+        for name, (kept_in, kept_out) in self.channel_fractions(params).items():
+            layer = self.layers[name]
+            c = layer["weight"] * kept_in
             if layer["kernel"]:
                 c *= (float(params[layer["kernel"][0]]) / layer["kernel"][1]) ** 2
-            if layer["out"]:
-                c *= self._kept(layer["out"], params)
+            c *= kept_out  # in this order: the same floats as before the split
             if layer["density"] and self.metric in ("effective_macs", "bitops", "size_bytes"):
                 c *= float(params[layer["density"]])
             if self.metric == "bitops":

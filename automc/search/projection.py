@@ -13,12 +13,14 @@ evaluated:
 * ``boundary`` projection takes that ``s`` (every candidate spends the budget; proposals far
   under it are raised), ``feasible`` only lowers proposals that are over it;
 * estimates: :class:`~automc.search.cost_model.CostModel` for MACs, BitOps, parameters and
-  size; for latency and energy the MACs estimate scaled by a line fitted to the candidates
-  measured so far. For metrics of an analytic profile (``flops``, ``lut``, ``accelerator``:
-  computed from the architecture, not timed) whose estimate is not exact — checked at the
-  start against 8 built policies, and again by every candidate's measurement — the projected
-  policy is built and measured, and the bisection continues on the measured value: analytic
-  targets hold. For timed metrics the estimate steers and the measurement decides
+  size; a profile's own reading of the policy where it offers one
+  (:meth:`~automc.measure.profiles.DeviceProfile.policy_estimate`: a lookup table's latency
+  from the channel counts); otherwise, for latency and energy, the MACs estimate scaled by a
+  line fitted to the candidates measured so far. For metrics of an analytic profile
+  (``flops``, ``lut``, ``accelerator``: computed from the architecture, not timed) whose
+  estimate is not exact — checked at the start against 8 built policies, and again by every
+  candidate's measurement — the projected policy is built and measured, and the bisection
+  continues on the measured value: analytic targets hold. For timed metrics the estimate steers and the measurement decides
   feasibility.
 """
 
@@ -32,6 +34,7 @@ import numpy as np
 from automc.compress.spaces import SearchSpace
 from automc.errors import UserError, notice
 from automc.search import policy_path
+from automc.measure.profiles import DeviceProfile
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
 from automc.search.context import Context
@@ -70,7 +73,8 @@ class Projector:
     """``projector(params)``: the proposal moved onto the target (see the module docstring).
 
     ``limits``: the resolved target (``[{metric, max, fraction}]``); ``base``: the uncompressed
-    model's metrics; ``analytic``: the metrics ``exact`` measures exactly. Raises UserError
+    model's metrics; ``analytic``: the metrics ``exact`` measures exactly; ``estimates``: a
+    profile's own estimate of a metric relative to ``base`` (instead of the MACs line). Raises UserError
     when even the cheapest policy misses an analytic limit (before any budget is spent)."""
 
     def __init__(
@@ -82,6 +86,7 @@ class Projector:
         mode: str = "boundary",
         analytic: Sequence[str] = (),
         exact: Exact | None = None,
+        estimates: Mapping[str, Callable[[Mapping[str, Any]], float]] | None = None,
     ) -> None:
         self.space = space
         self.dims = space.dimensions
@@ -95,7 +100,9 @@ class Projector:
         self._fits: dict[str, _LineFit] = {}
         for t in self.limits:
             m = t["metric"]
-            if m in COST_METRICS and m != "auto":
+            if m in (estimates or {}):  # a profile's own reading of the policy (a lookup table)
+                self.estimators[m] = estimates[m]  # type: ignore[index]
+            elif m in COST_METRICS and m != "auto":
                 self.estimators[m] = CostModel(space, m, reference=self.base.get(m))
             else:
                 self._fits[m] = self.estimators[m] = _LineFit(macs)
@@ -225,13 +232,27 @@ def projector_for(ctx: Context, agent: Agent) -> Projector | None:
 
     mode = target.projection if target.projection != "auto" else "boundary"
     base = {k: v for k, v in ctx.reference.items() if not k.startswith("base_")}
-    projector = Projector(ctx.space, ctx.limits, base, mode=mode, analytic=analytic, exact=exact)
+    estimates = _profile_estimates(ctx, exacting, set(analytic) - set(COST_METRICS), base)
+    projector = Projector(ctx.space, ctx.limits, base, mode=mode, analytic=analytic, exact=exact, estimates=estimates)
     if agent.use_target(*projector.env_cost()):
         # the agent clamps against the estimate; where that estimate is not exact, its
         # policies over an analytic limit are still lowered onto it (and the estimate refitted)
         projector.mode = "feasible" if projector.verify else "off"
         projector.jitters = False
     return projector
+
+
+def _profile_estimates(ctx: Context, profiles: Sequence[DeviceProfile], metrics: set[str], base: Mapping[str, float]) -> dict[str, Callable[[Mapping[str, Any]], float]]:
+    """For each of ``metrics`` (analytic, beyond what the cost model computes) that one of
+    ``profiles`` can read off a policy without building it: that reading relative to ``base``
+    (trusted only where it equals the built model's figure, :meth:`Projector._untrusted`)."""
+    out: dict[str, Callable[[Mapping[str, Any]], float]] = {}
+    for p in profiles:
+        wanted = [m for m in p.metrics if m in metrics and m not in out and float(base.get(m, 0.0)) > 0]
+        estimate = p.policy_estimate(ctx.model, ctx.space, ctx.example_input) if wanted else None
+        for m in wanted if estimate is not None else []:
+            out[m] = (lambda params, m=m, f=estimate: float(f(params)[m]) / float(base[m]))
+    return out
 
 
 def settle_mode(projector: Projector, recorded: str | None, *, resumed: bool, auto: bool, multi_objective: bool) -> str:
