@@ -20,8 +20,8 @@ evaluated:
   (``flops``, ``lut``, ``accelerator``: computed from the architecture, not timed) whose
   estimate is not exact — checked at the start against 8 built policies, and again by every
   candidate's measurement — the projected policy is built and measured, and the bisection
-  continues on the measured value: analytic targets hold. For timed metrics the estimate steers and the measurement decides
-  feasibility.
+  continues on the measured value: analytic targets hold. For timed metrics the estimate
+  steers and the measurement decides feasibility.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import numpy as np
 
 from automc.compress.spaces import SearchSpace
 from automc.errors import UserError, notice
-from automc.search import policy_path
 from automc.measure.profiles import DeviceProfile
+from automc.search import policy_path
 from automc.search.agent import Agent
 from automc.search.candidate import Candidate
 from automc.search.context import Context
@@ -74,8 +74,9 @@ class Projector:
 
     ``limits``: the resolved target (``[{metric, max, fraction}]``); ``base``: the uncompressed
     model's metrics; ``analytic``: the metrics ``exact`` measures exactly; ``estimates``: a
-    profile's own estimate of a metric relative to ``base`` (instead of the MACs line). Raises UserError
-    when even the cheapest policy misses an analytic limit (before any budget is spent)."""
+    profile's own estimate of a metric relative to ``base`` (instead of the MACs line). Raises
+    UserError when even the cheapest policy misses an analytic limit (before any budget is
+    spent)."""
 
     def __init__(
         self,
@@ -100,8 +101,8 @@ class Projector:
         self._fits: dict[str, _LineFit] = {}
         for t in self.limits:
             m = t["metric"]
-            if m in (estimates or {}):  # a profile's own reading of the policy (a lookup table)
-                self.estimators[m] = estimates[m]  # type: ignore[index]
+            if estimates and m in estimates:  # a profile's own reading of the policy (a lookup table)
+                self.estimators[m] = estimates[m]
             elif m in COST_METRICS and m != "auto":
                 self.estimators[m] = CostModel(space, m, reference=self.base.get(m))
             else:
