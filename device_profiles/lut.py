@@ -29,9 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from automc.compress.analysis import COUNTED, analyze
 from automc.compress.spaces import SearchSpace
-from automc.device_profiles.lut_keys import bits_class, layer_key, layer_options, make_layer
+from automc.device_profiles.lut_keys import keyed_layers, layer_options, make_layer
 from automc.device_profiles.lut_policy import policy_latency
 from automc.errors import UserError
 from automc.measure.profiles import DeviceProfile, Measurement
@@ -180,20 +179,15 @@ class LookupTableProfile(DeviceProfile):
 
     def predict(self, model: nn.Module, example_input: torch.Tensor) -> float:
         """Summed per-layer latency (without the fitted constant)."""
-        modules = dict(model.named_modules())
         total = 0.0
-        for s in analyze(model, example_input[:1]).layers:
-            m = modules[s.name]
-            if not isinstance(m, COUNTED):
-                continue
-            shape = (s.in_channels, *s.input_shape[1:]) if s.type != "Linear" else s.input_shape
-            key = layer_key(m, shape, bits_class(m))
+        for s, key in keyed_layers(model, example_input):
             lat = self.layer_latency(key, s.in_channels, s.out_channels)
             if lat is None:
                 where = f" ({self.path})" if self.path else ""
+                shape = (s.in_channels, *s.input_shape[1:]) if s.type != "Linear" else s.input_shape
                 raise UserError(
                     f"lookup table{where} has no entry for layer {s.name!r} ({json.loads(key)['op']}, input {list(shape)}, "
-                    f"{bits_class(m)} bits): rebuild it with 'automc profile build-lut' for this model and space"
+                    f"{json.loads(key)['bits']} bits): rebuild it with 'automc profile build-lut' for this model and space"
                 )
             total += lat
         return total

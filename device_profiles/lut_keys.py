@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.compress.analysis import analyze
+from automc.compress.analysis import COUNTED, analyze
 from automc.compress.quant import FLOAT_BITS, quantize_layer
 from automc.compress.spaces import Float, SearchSpace
 
@@ -47,6 +47,18 @@ def layer_key(module: nn.Module, input_shape: tuple[int, ...], bits: int) -> str
             "bits": bits,
         }
     return json.dumps(key, sort_keys=True)
+
+
+def keyed_layers(model: nn.Module, example_input: torch.Tensor) -> list[tuple[Any, str]]:
+    """Every conv/linear layer of ``model`` (its analysis stats) with its table key, in the
+    order a table's latencies are summed."""
+    modules = dict(model.named_modules())
+    out = []
+    for s in analyze(model, example_input[:1]).layers:
+        m = modules[s.name]
+        if isinstance(m, COUNTED):
+            out.append((s, layer_key(m, (s.in_channels, *s.input_shape[1:]) if s.type != "Linear" else s.input_shape, bits_class(m))))
+    return out
 
 
 def make_layer(key: str, cin: int, cout: int) -> tuple[nn.Module, torch.Tensor]:

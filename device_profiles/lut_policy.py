@@ -21,9 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.compress.analysis import COUNTED, analyze
 from automc.compress.spaces import SearchSpace, split_name
-from automc.device_profiles.lut_keys import bits_class, layer_key
+from automc.device_profiles.lut_keys import keyed_layers
 from automc.search.cost_model import CostModel
 
 LayerLatency = Callable[[str, int, int], "float | None"]  # (table key, in, out) -> ms, None if absent
@@ -41,16 +40,9 @@ def policy_latency(
     fractions = CostModel(space, "macs")
     if fractions.own:  # an architecture space builds its own networks
         return None
-    modules = dict(model.named_modules())
-    layers: list[tuple[str, str, int, int]] = []
-    for s in analyze(model, example_input[:1]).layers:
-        m = modules[s.name]
-        if not isinstance(m, COUNTED):
-            continue
-        key = layer_key(m, (s.in_channels, *s.input_shape[1:]) if s.type != "Linear" else s.input_shape, bits_class(m))
-        if layer_latency(key, s.in_channels, s.out_channels) is None:
-            return None
-        layers.append((s.name, key, s.in_channels, s.out_channels))
+    layers = [(s.name, key, s.in_channels, s.out_channels) for s, key in keyed_layers(model, example_input)]
+    if any(layer_latency(key, cin, cout) is None for _, key, cin, cout in layers):
+        return None
 
     def estimate(params: Mapping[str, Any]) -> dict[str, float]:
         kept = fractions.channel_fractions(params)

@@ -251,7 +251,9 @@ def _profile_estimates(ctx: Context, profiles: Sequence[DeviceProfile], metrics:
     for p in profiles:
         wanted = [m for m in p.metrics if m in metrics and m not in out and float(base.get(m, 0.0)) > 0]
         estimate = p.policy_estimate(ctx.model, ctx.space, ctx.example_input) if wanted else None
-        for m in wanted if estimate is not None else []:
+        if estimate is None:
+            continue
+        for m in wanted:
             out[m] = (lambda params, m=m, f=estimate: float(f(params)[m]) / float(base[m]))
     return out
 
