@@ -83,6 +83,7 @@ def test_policies_that_build_the_same_network_are_one_architecture() -> None:
     assert sp.canonical({**default, "stages.1:kernel": 5}) != sp.canonical(default)
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize(
     ("config", "needle"),
     [
@@ -115,6 +116,7 @@ def test_the_controller_emits_one_token_per_decision_each_value_equally_likely()
         env.step(0)
 
 
+@pytest.mark.one_pass
 def test_a_gaussian_token_prior_is_refused_for_choices() -> None:
     """The middle token of an operation or kernel choice is no better a start than any other."""
     with pytest.raises(UserError, match="token_prior 'gaussian' favours the middle token"):
@@ -186,6 +188,7 @@ def test_a_macs_target_holds_for_every_architecture(tmp_path: Path) -> None:
     assert len(cands) == 4 and all(c.metrics["macs"] <= 0.5 * c.metrics["base_macs"] for c in cands)
 
 
+@pytest.mark.one_pass
 def test_apply_refuses_a_space_of_untrained_networks(tmp_path: Path) -> None:
     proc = run_cli("apply", "--model", "small_cnn", "--space", "architecture", "--uniform", "0.5", "--out", str(tmp_path / "out"))
     assert_user_error(proc, "space 'architecture' builds new, untrained networks")

@@ -9,8 +9,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.one_pass  # asserts nothing torch's thread count can change: the 1-thread pass covers it
 
 # Folder → installed package (pyproject's package-dir).
 ROOTS = {"automc": "automc", "agents": "automc.agents", "search_spaces": "automc.search_spaces", "device_profiles": "automc.device_profiles"}

@@ -26,6 +26,8 @@ from automc.cli import main
 from tests.conftest import assert_user_error, run_cli
 from tests.search_support import TINY
 
+pytestmark = pytest.mark.one_pass  # asserts nothing torch's thread count can change: the 1-thread pass covers it
+
 USER_CODE = textwrap.dedent(
     """
     import torch

@@ -40,6 +40,7 @@ def test_apply_writes_a_rebuildable_smaller_model(tmp_path: Path, digits_cnn: Pa
     assert Evaluator(load_split("digits", "test"))(model)["accuracy"] == pytest.approx(r["after"]["accuracy"])
 
 
+@pytest.mark.one_pass
 def test_policy_file_errors_are_one_line(tmp_path: Path, digits_cnn: Path) -> None:
     policy = tmp_path / "p.json"
     base = ("apply", "--model", "small_cnn", "--weights", str(digits_cnn), "--space", "channel_pruning", "--out", str(tmp_path / "o"))

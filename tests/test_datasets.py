@@ -16,6 +16,8 @@ from automc.datasets.base import Split, draw_subsets, random_crop_flip
 from automc.datasets.idx import read_idx
 from automc.errors import UserError
 
+pytestmark = pytest.mark.one_pass  # asserts nothing torch's thread count can change: the 1-thread pass covers it
+
 
 def test_builtin_datasets_registered() -> None:
     assert {"cifar10", "mnist", "fashion-mnist", "digits"} <= set(dataset_names())

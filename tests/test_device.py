@@ -22,6 +22,7 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU visible to torch")
 
 
+@pytest.mark.one_pass
 def test_recovery_runs_where_the_experiment_runs_unless_its_section_says() -> None:
     inherit = parse_config({**TINY, "device": "auto", "finetune": {"epochs": 1}})
     assert inherit.device == "auto" and inherit.finetune is not None and inherit.finetune.device == "auto"
@@ -30,12 +31,14 @@ def test_recovery_runs_where_the_experiment_runs_unless_its_section_says() -> No
     assert parse_config(TINY).device == "cpu"
 
 
+@pytest.mark.one_pass
 def test_an_unknown_device_is_one_line_naming_the_choices(tmp_path: Path) -> None:
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump({**TINY, "device": "gpu"}))
     assert_user_error(run_cli("search", str(path), "--run-dir", str(tmp_path / "run")), "device", "cuda")
 
 
+@pytest.mark.one_pass
 @NO_GPU
 def test_cuda_without_a_gpu_is_one_line_before_the_search(tmp_path: Path) -> None:
     path = tmp_path / "exp.yaml"

@@ -142,6 +142,7 @@ def test_elastic_with_precision_passes_the_conformance_suite(model_name: str) ->
     check_search_space(build_space("elastic", model, x[:1], calibration=[x], config={"precision": True}), model, x)
 
 
+@pytest.mark.one_pass
 def test_bad_settings_are_one_line_naming_the_field() -> None:
     model = _resnet20()
     for config, field in (({"depth": "yes"}, "depth"), ({"min_depth": -1}, "min_depth"), ({"width": 3}, "width")):
@@ -154,6 +155,7 @@ def test_bad_settings_are_one_line_naming_the_field() -> None:
         build_space("joint", model, CIFAR[:1], config={"pruning": False, "precision": False})
 
 
+@pytest.mark.one_pass
 def test_an_elastic_search_runs_and_resumes(tmp_path) -> None:  # noqa: ANN001
     cfg = {
         **TINY,

@@ -62,6 +62,7 @@ def test_truncated_state_files_are_detected_and_rebuilt(finished_run: Path, tmp_
     assert len(policies) == len(set(policies)) == 8
 
 
+@pytest.mark.one_pass
 def test_readers_write_nothing_and_work_on_a_read_only_file_system(finished_run: Path, tmp_path: Path) -> None:
     """status and report --out read a run without touching it; on a read-only mount (when this
     machine lets the test mount one) they work, and report into the run itself is one line."""
@@ -90,6 +91,7 @@ def test_readers_write_nothing_and_work_on_a_read_only_file_system(finished_run:
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize("files", [("study.db", "study.db-wal", "study.db-shm"), ("study.db", "study.db-wal")])
 def test_a_killed_runs_log_is_read_on_a_read_only_file_system(tmp_path: Path, files: tuple[str, ...]) -> None:
     """A search killed mid-run leaves its last commits in study.db's write-ahead log; archived
@@ -123,6 +125,7 @@ def test_a_killed_runs_log_is_read_on_a_read_only_file_system(tmp_path: Path, fi
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+@pytest.mark.one_pass
 def test_disk_full_while_reporting_keeps_the_previous_report(finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
@@ -143,6 +146,7 @@ def test_disk_full_while_reporting_keeps_the_previous_report(finished_run: Path,
     assert not [p for p in run.iterdir() if p.name.startswith(".report.staging")]
 
 
+@pytest.mark.one_pass
 def test_disk_full_mid_search_is_one_line_and_the_rerun_continues(finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The store's write of a candidate's outcome fails (disk full): one line, exit 2; rerun
     once there is space: that candidate is evaluated again (it was never recorded), nothing

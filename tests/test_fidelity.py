@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 
 from tests.conftest import assert_user_error, run_cli
@@ -64,6 +65,7 @@ def test_successive_halving_ranks_by_fine_tuned_accuracy(tmp_path: Path) -> None
     assert again.returncode == 0 and json.loads(again.stdout)["evaluated_now"] == 0 and trials_of(run) == before
 
 
+@pytest.mark.one_pass
 def test_a_rung_larger_than_the_training_split_is_one_line_before_the_search(tmp_path: Path) -> None:
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump({**EXP, "fidelity": {"steps": [10, 5000]}}))

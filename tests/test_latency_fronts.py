@@ -10,6 +10,8 @@ from types import ModuleType
 
 import pytest
 
+pytestmark = pytest.mark.one_pass  # asserts nothing torch's thread count can change: the 1-thread pass covers it
+
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "latency_fronts.py"
 
 

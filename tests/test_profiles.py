@@ -196,6 +196,7 @@ def test_third_party_profile_is_usable_by_name(third_party: Path, r20) -> None:
     assert json.loads(proc.stdout)["values"]["latency_ms"] == pytest.approx(4.0551040)
 
 
+@pytest.mark.one_pass
 def test_profile_cli_errors() -> None:
     assert_user_error(run_cli("profile", "--model", "resnet20", "--device", "tpu-v9"), "unknown device profile 'tpu-v9'", "valid names:", "onnxruntime-cpu")
     assert_user_error(run_cli("profile", "--model", "resnet20", "--device", "onnxruntime-cpu", "--device-arg", "threads=0"), "threads must be >= 1")

@@ -13,6 +13,8 @@ from automc.errors import UserError
 from automc.registry import GROUPS, Registry, load_object, refresh, registry
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.one_pass  # asserts nothing torch's thread count can change: the 1-thread pass covers it
+
 
 def _fake_distribution(root: Path, group: str, name: str, target: str) -> None:
     """Write an installed-looking distribution (dist-info with entry points) under ``root``."""

@@ -164,6 +164,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return run_dir, json.loads((run_dir / "report" / "report.json").read_text())
 
 
+@pytest.mark.one_pass
 def test_search_writes_a_complete_report(searched: tuple[Path, dict]) -> None:
     run_dir, report = searched
     assert report["schema"] == "automc.report/1"
@@ -184,6 +185,7 @@ def test_search_writes_a_complete_report(searched: tuple[Path, dict]) -> None:
     assert len(html) > 1_000_000
 
 
+@pytest.mark.one_pass
 def test_report_command_with_other_objectives_and_reference(searched: tuple[Path, dict], tmp_path: Path) -> None:
     run_dir, _ = searched
     proc = run_cli("report", str(run_dir), "--out", str(tmp_path / "r"), "--objective", "accuracy:max", "--objective", "latency_ms:min", "--reference", "latency_ms=100", "--no-png", "--json")
@@ -198,6 +200,7 @@ def test_report_command_with_other_objectives_and_reference(searched: tuple[Path
     assert_user_error(run_cli("report", str(tmp_path)), "not a run directory")
 
 
+@pytest.mark.one_pass
 def test_compare_overlays_runs_with_a_common_reference(searched: tuple[Path, dict], tmp_path: Path) -> None:
     run_dir, report = searched
     other = tmp_path / "other"
@@ -243,6 +246,7 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
+@pytest.mark.one_pass
 def test_report_html_renders_offline_in_headless_chromium(searched: tuple[Path, dict]) -> None:
     found = _chromium()
     if found is None:

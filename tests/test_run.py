@@ -12,6 +12,8 @@ from automc.run import RunDir
 from tests.conftest import assert_user_error, run_cli
 from tests.search_support import TINY, write_config
 
+pytestmark = pytest.mark.one_pass  # asserts nothing torch's thread count can change: the 1-thread pass covers it
+
 
 def test_a_second_writer_is_refused_in_one_line_naming_the_holder(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")

@@ -20,6 +20,8 @@ from tests.conftest import run_cli
 from tests.search_support import TINY, write_config
 from tests.test_channel_steps import BLOCKED_PROFILE
 
+pytestmark = pytest.mark.one_pass  # asserts nothing torch's thread count can change: the 1-thread pass covers it
+
 
 def _groups(width: int) -> dict[str, int]:
     """Channel group → channels of ``small_cnn`` at ``width`` on digits."""

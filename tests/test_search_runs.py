@@ -23,6 +23,7 @@ from tests.conftest import REPO, assert_user_error, run_cli
 from tests.search_support import TINY, trials_of, write_config
 
 
+@pytest.mark.one_pass
 def test_config_errors_are_one_line(tmp_path: Path) -> None:
     run = ("--run-dir", str(tmp_path / "run"))
     assert_user_error(run_cli("search", str(write_config(tmp_path, {**TINY, "agnet": {}})), *run), "unknown key 'agnet'", "valid keys: name, seed, model")
@@ -36,6 +37,7 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
         parse_config({**TINY, "budget": {}})
 
 
+@pytest.mark.one_pass
 def test_search_runs_and_status_reports(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_cli("search", str(write_config(tmp_path, TINY)), "--run-dir", str(run_dir), "--json")
@@ -61,6 +63,7 @@ def test_search_runs_and_status_reports(tmp_path: Path) -> None:
     assert_user_error(run_cli("search", str(write_config(tmp_path, changed, "other.yaml")), "--run-dir", str(run_dir)), "different config", "seed")
 
 
+@pytest.mark.one_pass
 def test_custom_reward_by_name_and_failing_reward(tmp_path: Path) -> None:
     (tmp_path / "my_rewards.py").write_text(
         textwrap.dedent(
@@ -104,6 +107,7 @@ def test_custom_reward_by_name_and_failing_reward(tmp_path: Path) -> None:
     assert not (tmp_path / "c" / "study.db").exists() and not (tmp_path / "c" / "config.yaml").exists()
 
 
+@pytest.mark.one_pass
 def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
     cfg = {**TINY, "budget": {"candidates": 30}, "agent": {"name": "optuna-tpe", "config": {"n_startup_trials": 5}}}
     path = write_config(tmp_path, cfg)
@@ -149,6 +153,7 @@ def test_sigkill_mid_search_resumes_without_recomputing(tmp_path: Path) -> None:
     assert status["finished"] == 30 and status["running"] == 0
 
 
+@pytest.mark.one_pass
 def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> None:
     cfg = {**TINY, "agent": {"name": "ddpg", "config": {"budget": 0.5, "warmup_episodes": 2}}, "budget": {"candidates": 5}}
     run_dir = tmp_path / "run"
@@ -168,6 +173,7 @@ def test_ddpg_search_meets_its_budget_and_can_be_extended(tmp_path: Path) -> Non
         assert c.metrics["macs"] <= 0.5 * c.metrics["base_macs"] * 1.01, c.number
 
 
+@pytest.mark.one_pass
 def test_a_resumed_run_keeps_the_agent_settings_it_started_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     """The first start records every setting the agent ran with, defaults included
     (agent_settings.json); a resumed run builds the agent from that record, the user's config
@@ -218,6 +224,7 @@ def test_a_resumed_run_keeps_the_agent_settings_it_started_with(tmp_path: Path, 
     assert "sde_warmup no longer a setting of agent 'ddpg'" in capfd.readouterr().err
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_experiments_are_valid(path: Path) -> None:
     from automc.compress.spaces import SPACES
@@ -232,6 +239,7 @@ def test_shipped_experiments_are_valid(path: Path) -> None:
     assert all(p.name in PROFILES for p in cfg.profiles)
 
 
+@pytest.mark.one_pass
 def test_amc_experiment_runs_on_real_data(shared_data: Path, tmp_path: Path) -> None:
     import automc.config as C
 
@@ -266,6 +274,7 @@ class Killer(DeviceProfile):
 """
 
 
+@pytest.mark.one_pass
 def test_ray_workers_survive_a_candidate_that_kills_its_worker(tmp_path: Path) -> None:
     (tmp_path / "killer_profile.py").write_text(KILLER)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
@@ -306,6 +315,7 @@ class Slow(DeviceProfile):
 """
 
 
+@pytest.mark.one_pass
 def test_a_search_on_a_ray_cluster_survives_losing_a_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two 1-CPU nodes, one killed (its processes SIGKILLed) after the second candidate: the
     candidate it was evaluating is recorded as lost and evaluated again under its number on the
@@ -397,6 +407,7 @@ class _TwoSlots:
         self.inner.close()
 
 
+@pytest.mark.one_pass
 def test_an_rl_agent_with_a_batch_in_flight_is_not_asked_past_its_batch(tmp_path: Path) -> None:
     """DDPG with 2 episodes in flight and no exploration noise proposes equal policies, which
     the record answers at once: the runner waits for the batch's outstanding reward instead
@@ -427,6 +438,7 @@ class StopsAfterThree(Agent):
 '''
 
 
+@pytest.mark.one_pass
 def test_an_agent_that_ends_a_run_early_ends_it_for_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run its agent stopped before the budget is finished: the same command again proposes
     nothing (a fresh agent would have searched on), a raised budget continues it."""
@@ -497,6 +509,7 @@ def test_ddpg_that_repeats_itself_explores_more_instead_of_ending_the_run(tmp_pa
         assert summary["stopped"].startswith("agent converged") and summary["finished"] < 6
 
 
+@pytest.mark.one_pass
 def test_resnet20_search_sigkilled_and_resumed(shared_data: Path, tmp_path: Path) -> None:
     """The issue's must-show on the real model: kill -9 part-way, same command again."""
     cfg = {

@@ -14,6 +14,8 @@ from automc.search.candidate import COMPLETE, FAILED, Candidate
 from tests.conftest import run_cli
 from tests.search_support import TINY, write_config
 
+pytestmark = pytest.mark.one_pass  # asserts nothing torch's thread count can change: the 1-thread pass covers it
+
 
 def test_a_kill_between_enqueue_and_ask_leaves_no_waiting_trial_to_mismatch(tmp_path: Path) -> None:
     """Runs written by earlier automc (begin enqueued, then asked): a kill in between left a

@@ -25,6 +25,8 @@ from automc.errors import UserError
 from tests.conftest import REPO
 from tests.search_support import TINY, trials_of
 
+pytestmark = pytest.mark.one_pass  # asserts nothing torch's thread count can change: the 1-thread pass covers it
+
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

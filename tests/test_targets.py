@@ -150,6 +150,7 @@ def test_measured_metric_estimate_follows_the_measurements() -> None:
     assert mac(proj(space.uniform(1.0))) == pytest.approx(0.5, abs=0.03)  # 4 + 6 × 0.5 = 7 ms
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize("agent", ["random", "optuna-nsga2", "ddpg"])
 def test_search_with_a_target_keeps_every_candidate_within_it(tmp_path: Path, agent: str) -> None:
     """Projected onto the boundary (random, NSGA-II) or clamped (DDPG)."""
@@ -192,6 +193,7 @@ def test_a_run_keeps_the_projection_it_started_with() -> None:
     assert settle_mode(fresh("off", clamps=True), "feasible", resumed=True, auto=True, multi_objective=True) == "off"
 
 
+@pytest.mark.one_pass
 def test_target_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:
     run = ("--run-dir", str(tmp_path / "run"))
     unmeasured = {**TINY, "target": {"latency_ms": 3}}
@@ -205,6 +207,7 @@ def test_target_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "base_model.pt").exists()  # checked on the untrained model: nothing trained
 
 
+@pytest.mark.one_pass
 def test_progress_lines_mark_infeasible_candidates(tmp_path: Path) -> None:
     """Off a terminal: one line per candidate with its objectives, infeasible ones marked
     (here every one: no pruned small CNN keeps 99.9% accuracy)."""
@@ -236,6 +239,7 @@ def tiny_lut(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize(
     ("profile", "metric", "agent"),
     [("accelerator", "energy_mj", "random"), ("accelerator", "energy_mj", "ddpg"), ("lut", "latency_ms", "optuna-nsga2")],

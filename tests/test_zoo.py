@@ -128,6 +128,7 @@ def test_the_zoo_shufflenet_locks_its_shuffled_groups_and_prunes_its_branches() 
     assert y.shape == (3, 10)
 
 
+@pytest.mark.one_pass
 def test_a_failed_export_is_one_line_naming_the_op(tmp_path: Path) -> None:
     class Svd(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,6 +139,7 @@ def test_a_failed_export_is_one_line_naming_the_op(tmp_path: Path) -> None:
     assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
 
 
+@pytest.mark.one_pass
 def test_apply_prints_how_many_groups_were_locked_and_why(tmp_path: Path) -> None:
     proc = run_cli(
         "apply", "--model", "tests.user_models:shuffle_block_net", "--dataset", "digits", "--model-arg", "in_channels=1",
