@@ -22,6 +22,7 @@ default); every number above is an editable field there. Metrics: ``latency_ms``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from automc.compress.analysis import analyze, weight_storage_bytes
+from automc.compress.analysis import analyze, storage_bytes, weight_storage_bytes
+from automc.compress.quant import FLOAT_BITS
+from automc.compress.spaces import SearchSpace
+from automc.device_profiles.policy_layers import policy_layers
 from automc.errors import UserError
 from automc.measure.profiles import DeviceProfile, Measurement
-from automc.compress.quant import FLOAT_BITS
 
 DEFAULT_DEVICE = Path(__file__).parent / "devices" / "bitfusion.yaml"
 
@@ -97,45 +100,64 @@ class AcceleratorProfile(DeviceProfile):
 
     def layers(self, model: nn.Module, example_input: torch.Tensor) -> list[dict[str, Any]]:
         """Per-layer latency/energy breakdown."""
-        s = self.spec
         modules = dict(model.named_modules())
         out = []
         for layer in analyze(model, example_input[:1]).layers:
-            w_bits, a_bits = layer.w_bits, layer.a_bits
-            wb, ab = self._bricks(w_bits), self._bricks(a_bits)
-            act_bytes_per = (s.max_bits if a_bits >= FLOAT_BITS else a_bits) / 8
-            weight = modules[layer.name].weight.detach()
-            w_eff = s.max_bits if w_bits >= FLOAT_BITS else w_bits
-            wbytes = weight_storage_bytes(weight, w_eff, layer.weight_quantizer)
-            in_numel = math.prod(layer.input_shape)
-            out_numel = math.prod(layer.output_shape)
-            bytes_moved = wbytes + (in_numel + out_numel) * act_bytes_per
-            macs = layer.effective_macs if s.skip_zero_weights else layer.macs
-            brick_ops = macs * wb * ab
-            compute_s = brick_ops / (s.bitbricks * s.frequency_mhz * 1e6)
-            memory_s = bytes_moved / (s.dram_bandwidth_gbps * 1e9)
-            latency_s = max(compute_s, memory_s) + s.per_layer_overhead_us * 1e-6
-            e = s.energy_pj
-            energy_pj = brick_ops * e.bitbrick_op + bytes_moved * (e.dram_byte + e.sram_byte)
-            out.append(
-                {
-                    "layer": layer.name,
-                    "latency_ms": latency_s * 1e3,
-                    "energy_mj": energy_pj * 1e-9,
-                    "bound": "compute" if compute_s >= memory_s else "memory",
-                    "w_bits": w_bits,
-                    "a_bits": a_bits,
-                }
-            )
+            w_eff = self.spec.max_bits if layer.w_bits >= FLOAT_BITS else layer.w_bits
+            wbytes = weight_storage_bytes(modules[layer.name].weight.detach(), w_eff, layer.weight_quantizer)
+            macs = layer.effective_macs if self.spec.skip_zero_weights else layer.macs
+            out.append({"layer": layer.name, **self.layer_cost(macs, wbytes, math.prod(layer.input_shape), math.prod(layer.output_shape), layer.w_bits, layer.a_bits)})
         return out
+
+    def layer_cost(self, macs: int, weight_bytes: float, in_numel: int, out_numel: int, w_bits: int, a_bits: int) -> dict[str, Any]:
+        """One conv/linear layer's roofline latency and energy from its MACs, stored weight
+        bytes and activation counts (the formula in the module docstring). :meth:`layers` and
+        :meth:`policy_estimate` share it, so a policy read without building gets the built model's floats."""
+        s = self.spec
+        brick_ops = macs * self._bricks(w_bits) * self._bricks(a_bits)
+        bytes_moved = weight_bytes + (in_numel + out_numel) * ((s.max_bits if a_bits >= FLOAT_BITS else a_bits) / 8)
+        compute_s = brick_ops / (s.bitbricks * s.frequency_mhz * 1e6)
+        memory_s = bytes_moved / (s.dram_bandwidth_gbps * 1e9)
+        latency_s = max(compute_s, memory_s) + s.per_layer_overhead_us * 1e-6
+        energy_pj = brick_ops * s.energy_pj.bitbrick_op + bytes_moved * (s.energy_pj.dram_byte + s.energy_pj.sram_byte)
+        return {
+            "latency_ms": latency_s * 1e3,
+            "energy_mj": energy_pj * 1e-9,
+            "bound": "compute" if compute_s >= memory_s else "memory",
+            "w_bits": w_bits,
+            "a_bits": a_bits,
+        }
+
+    def totals(self, per_layer: list[dict[str, Any]]) -> dict[str, float]:
+        """The model's latency (the layers' sum) and energy (theirs plus static power over
+        that latency)."""
+        latency_ms = sum(r["latency_ms"] for r in per_layer)
+        energy_mj = sum(r["energy_mj"] for r in per_layer) + self.spec.static_power_mw * latency_ms * 1e-3  # mW x ms = uJ
+        return {"latency_ms": latency_ms, "energy_mj": energy_mj}
+
+    def policy_estimate(self, model: nn.Module, space: SearchSpace, example_input: torch.Tensor) -> Callable[[Mapping[str, Any]], Mapping[str, float]] | None:
+        """Latency and energy read off a policy's channel counts, nothing built
+        (:func:`automc.device_profiles.policy_layers.policy_layers`): :meth:`layer_cost` on
+        each layer's counts, summed in :meth:`layers`' order, so the floats are the built model's."""
+        reading = policy_layers(model, space, example_input)
+        if reading is None:
+            return None
+
+        def estimate(params: Mapping[str, Any]) -> dict[str, float]:
+            per_layer = []
+            for layer in reading(params):
+                w_eff = self.spec.max_bits if layer.w_bits >= FLOAT_BITS else layer.w_bits
+                wbytes = storage_bytes(layer.weights, layer.weights, w_eff, layer.weight_quantizer)  # no zero weights: all stored
+                per_layer.append(self.layer_cost(layer.macs, wbytes, layer.in_numel, layer.out_numel, layer.w_bits, layer.a_bits))
+            return self.totals(per_layer)
+
+        return estimate
 
     def measure(self, model: nn.Module, example_input: torch.Tensor) -> Measurement:
         per_layer = self.layers(model, example_input)
-        latency_ms = sum(r["latency_ms"] for r in per_layer)
-        energy_mj = sum(r["energy_mj"] for r in per_layer) + self.spec.static_power_mw * latency_ms * 1e-3  # mW x ms = uJ
         bound = {k: sum(1 for r in per_layer if r["bound"] == k) for k in ("compute", "memory")}
         return Measurement(
-            {"latency_ms": latency_ms, "energy_mj": energy_mj},
+            self.totals(per_layer),
             {"latency_ms": 0.0, "energy_mj": 0.0},
             1,
             {"profile": self.name, "device": self.spec.name, "analytic": True, "layers_bound": bound},

@@ -79,8 +79,12 @@ class ModelStats:
 
 def weight_storage_bytes(weight: torch.Tensor, bits: int, quantizer: str = "linear") -> float:
     """Bytes to store one weight tensor at ``bits`` (dense, sparse bitmask, or codebook)."""
-    numel = weight.numel()
-    nnz = int(torch.count_nonzero(weight))
+    return storage_bytes(weight.numel(), int(torch.count_nonzero(weight)), bits, quantizer)
+
+
+def storage_bytes(numel: int, nnz: int, bits: int, quantizer: str = "linear") -> float:
+    """Bytes to store ``numel`` weights of which ``nnz`` are non-zero, at ``bits``: the smaller
+    of dense and bitmask-plus-non-zeros, plus a k-means codebook."""
     if quantizer == "kmeans" and bits < 32:
         dense = numel * bits / 8
         sparse = numel / 8 + nnz * bits / 8
