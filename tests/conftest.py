@@ -30,6 +30,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("one_pass") is not None])
         items[:] = kept
 
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AUTOMC_SHARED_DATA", REPO.parent / "shared" / "data"))
 
