@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.compress.spaces import SearchSpace, split_name
+from automc.compress.spaces import SearchSpace
 from automc.device_profiles.lut_keys import keyed_layers
-from automc.search.cost_model import CostModel
+from automc.device_profiles.policy_layers import channel_cost_model
 
 LayerLatency = Callable[[str, int, int], "float | None"]  # (table key, in, out) -> ms, None if absent
 
@@ -35,10 +35,8 @@ def policy_latency(
     ``space.apply(model, params)`` (its entries ``layer_latency``, their sum through
     ``fitted``), or None where the space changes more than channel counts (or the table lacks
     a layer: measuring says which)."""
-    if any(split_name(name)[1] != "ratio" for name in space.dimensions) or getattr(space, "fixed", None):
-        return None
-    fractions = CostModel(space, "macs")
-    if fractions.own:  # an architecture space builds its own networks
+    fractions = channel_cost_model(space)
+    if fractions is None:
         return None
     layers = [(s.name, key, s.in_channels, s.out_channels) for s, key in keyed_layers(model, example_input)]
     if any(layer_latency(key, cin, cout) is None for _, key, cin, cout in layers):

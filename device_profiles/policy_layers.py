@@ -45,13 +45,22 @@ class PrunedLayer:
     weight_quantizer: str
 
 
-def policy_layers(model: nn.Module, space: SearchSpace, example_input: torch.Tensor) -> Callable[[Mapping[str, Any]], list[PrunedLayer]] | None:
-    """``layers(params)``: the conv/linear layers of ``space.apply(model, params)`` in the
-    order ``analyze`` lists them, or None where counts alone cannot give them (module docstring)."""
+def channel_cost_model(space: SearchSpace) -> CostModel | None:
+    """The cost model whose ``channel_fractions(params)`` give each layer's kept input and
+    output share, or None where a policy changes more than channel counts (bit-widths,
+    sparsity, elastic knobs, an architecture space's own networks). Both policy readings
+    (this module's and :mod:`automc.device_profiles.lut_policy`) start here."""
     if any(split_name(name)[1] != "ratio" for name in space.dimensions) or getattr(space, "fixed", None):
         return None
     fractions = CostModel(space, "macs")
-    if fractions.own:  # an architecture space builds its own networks
+    return None if fractions.own else fractions
+
+
+def policy_layers(model: nn.Module, space: SearchSpace, example_input: torch.Tensor) -> Callable[[Mapping[str, Any]], list[PrunedLayer]] | None:
+    """``layers(params)``: the conv/linear layers of ``space.apply(model, params)`` in the
+    order ``analyze`` lists them, or None where counts alone cannot give them (module docstring)."""
+    fractions = channel_cost_model(space)
+    if fractions is None:
         return None
     modules = dict(model.named_modules())
     full = []
